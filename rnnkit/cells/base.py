@@ -1,0 +1,187 @@
+"""The cell protocol: what a recurrent cell must provide to run in every rnnkit layer and task.
+
+A recurrent cell maps the input x_t and the previous state s_{t-1} to the new state s_t, and exposes
+an output y_t read off the state. rnnkit splits one step in two so that layers can hoist the input
+work out of the time loop (lecture notation: s_t = f(W [x_t, s_{t-1}] + b) = f(W_x x_t + b + W_s s_{t-1})):
+
+1. ``project_input(x)`` -- the part that depends on x_t only (typically W_x x_t + b). It accepts any
+   leading shape ``(*, input_size)`` so a layer calls it once on the whole ``(T, B, input_size)``
+   sequence, one large matmul.
+2. ``step(xp_t, state)`` -- the recurrence proper: combines the projected input of one step with the
+   previous state and returns the new state. Only this runs inside the time loop.
+
+A new cell subclasses :class:`RecurrentCell`, sets ``input_size``, ``hidden_size`` and ``state_size``
+and implements ``step``; everything else has defaults. It then runs under
+:class:`rnnkit.nn.Recurrent` (stacked, bidirectional, variable lengths) and, once registered with
+:func:`rnnkit.cells.register_cell`, by name in the configs and tasks. Example::
+
+    @register_cell("mgu")
+    class MinimalGatedUnit(RecurrentCell):
+        def __init__(self, input_size, hidden_size, bias=True):
+            super().__init__(input_size, hidden_size, state_size=hidden_size)
+            self.x2h = nn.Linear(input_size, 2 * hidden_size, bias=bias)
+            self.h2f = nn.Linear(hidden_size, hidden_size, bias=False)
+            self.h2n = nn.Linear(hidden_size, hidden_size, bias=False)
+
+        def project_input(self, x):          # (*, I) -> (*, 2H), hoisted out of the time loop
+            return self.x2h(x)
+
+        def step(self, xp, h):               # (B, 2H), (B, H) -> (B, H)
+            xf, xn = xp.chunk(2, dim=-1)
+            f = torch.sigmoid(xf + self.h2f(h))
+            n = torch.tanh(xn + self.h2n(f * h))
+            return (1 - f) * h + f * n
+
+State: a tensor ``(B, state_size)`` when ``state_size`` is an int, or a tuple of such tensors when
+it is a tuple of ints (the LSTM's ``(h, c)``). Layers stack states over layers and directions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+State = Tensor | tuple[Tensor, ...]
+
+_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "identity": lambda x: x,
+}
+
+
+def activation(name: str, argument: str = "nonlinearity") -> Callable[[Tensor], Tensor]:
+    """Return the elementwise function called ``name`` (tanh, relu, sigmoid or identity)."""
+    try:
+        return _ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown {argument} '{name}'. Expected one of {sorted(_ACTIVATIONS)}, got '{name}'"
+        ) from None
+
+
+def map_state(fn: Callable[..., Tensor], *states: State) -> State:
+    """Apply ``fn`` leafwise to one or more states of the same structure."""
+    if isinstance(states[0], Tensor):
+        return fn(*states)
+    return tuple(fn(*leaves) for leaves in zip(*states, strict=True))
+
+
+class RecurrentCell(nn.Module):
+    """Base class of every rnnkit cell (see the module docstring for the protocol).
+
+    Args:
+        input_size: features of x_t.
+        hidden_size: width of the cell's hidden layer.
+        state_size: width of the carried state; an int, or a tuple of ints for a multi-part state.
+            Defaults to ``hidden_size``.
+        output_size: width of the output y_t read off the state. Defaults to the first state part.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        state_size: int | Sequence[int] | None = None,
+        output_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        if state_size is None:
+            state_size = hidden_size
+        self.state_size: int | tuple[int, ...] = (
+            state_size if isinstance(state_size, int) else tuple(state_size)
+        )
+        first = self.state_size if isinstance(self.state_size, int) else self.state_size[0]
+        self.output_size = first if output_size is None else output_size
+
+    # ------------------------------------------------------------------ protocol
+    def project_input(self, x: Tensor) -> Tensor:
+        """Input part of the step for any leading shape: ``(*, input_size) -> (*, G)``. Default: identity."""
+        return x
+
+    def step(self, xp: Tensor, state: State) -> State:
+        """One recurrence step from the projected input ``xp`` (B, G) and the previous state."""
+        raise NotImplementedError(f"{type(self).__name__} must implement step(xp, state)")
+
+    def output(self, state: State) -> Tensor:
+        """The output y_t read off the state. Default: the state, or its first part."""
+        return state if isinstance(state, Tensor) else state[0]
+
+    def init_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> State:
+        """The initial state s_0 = 0 for a batch."""
+        if isinstance(self.state_size, int):
+            return torch.zeros(batch_size, self.state_size, device=device, dtype=dtype)
+        return tuple(torch.zeros(batch_size, n, device=device, dtype=dtype) for n in self.state_size)
+
+    # ------------------------------------------------------------------ helpers
+    def state_sizes(self) -> tuple[int, ...]:
+        return (self.state_size,) if isinstance(self.state_size, int) else self.state_size
+
+    def reset_uniform(self) -> None:
+        """torch.nn's RNN init: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def check_forward_args(self, input: Tensor, hx: State | None) -> None:
+        """torch.nn.*Cell's checks: input of 1 or 2 dims, feature and batch sizes match the state."""
+        name = type(self).__name__
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if input.size(-1) != self.input_size:
+            raise RuntimeError(
+                f"{name}: input has inconsistent input_size: got {input.size(-1)} expected {self.input_size}"
+            )
+        if hx is None:
+            return
+        parts = (hx,) if isinstance(hx, Tensor) else tuple(hx)
+        sizes = self.state_sizes()
+        if len(parts) != len(sizes):
+            raise ValueError(f"{name}: Expected a state of {len(sizes)} tensor(s), got {len(parts)}")
+        for k, (part, size) in enumerate(zip(parts, sizes, strict=True)):
+            if part.dim() != input.dim():
+                raise RuntimeError(
+                    f"{name}: Expected hidden[{k}] to be {input.dim()}D like the input, got {part.dim()}D"
+                )
+            if input.dim() == 2 and part.size(0) != input.size(0):
+                raise RuntimeError(
+                    f"{name}: Input batch size {input.size(0)} doesn't match hidden{k} batch size "
+                    f"{part.size(0)}"
+                )
+            if part.size(-1) != size:
+                raise RuntimeError(
+                    f"{name}: hidden{k} has inconsistent hidden_size: got {part.size(-1)}, expected {size}"
+                )
+
+    def forward(self, input: Tensor, hx: State | None = None) -> State:
+        """One step, as ``torch.nn.*Cell.forward``.
+
+        Args:
+            input: ``(B, input_size)`` or unbatched ``(input_size,)``.
+            hx: previous state, batched like ``input``; zeros when omitted.
+
+        Returns:
+            The new state (``h'``, or ``(h', c')`` for the LSTM), batched like ``input``.
+        """
+        self.check_forward_args(input, hx)
+        unbatched = input.dim() == 1
+        if unbatched:
+            input = input.unsqueeze(0)
+            hx = None if hx is None else map_state(lambda s: s.unsqueeze(0), hx)
+        if hx is None:
+            hx = self.init_state(input.size(0), device=input.device, dtype=input.dtype)
+        elif not isinstance(hx, Tensor):
+            hx = tuple(hx)
+        state = self.step(self.project_input(input), hx)
+        return map_state(lambda s: s.squeeze(0), state) if unbatched else state

@@ -1,0 +1,38 @@
+"""GRU layer, a drop-in for torch.nn.GRU."""
+
+from __future__ import annotations
+
+import torch
+
+from rnnkit.cells.gru import GRUCell
+from rnnkit.nn.torch_layout import TorchLayoutRecurrent
+
+
+class GRU(TorchLayoutRecurrent):
+    r"""Multi-layer GRU (:class:`~rnnkit.cells.GRUCell`), as :class:`torch.nn.GRU`.
+
+    Args: as ``torch.nn.GRU`` (input_size, hidden_size, num_layers, bias, batch_first, dropout,
+    bidirectional, device, dtype).
+
+    Shapes: input ``(T, B, I)`` / ``(B, T, I)`` / ``(T, I)`` / PackedSequence; h_0 ``(L*D, B, H)``;
+    returns output ``(T, B, D*H)`` and h_n ``(L*D, B, H)``. Parameters ``weight_ih_l{k}``,
+    ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` (+ ``_reverse``).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.bias = bias
+        super().__init__(
+            GRUCell, input_size, hidden_size, num_layers, bidirectional, batch_first, dropout,
+            bias=bias, device=device, dtype=dtype,
+        )

@@ -1,0 +1,45 @@
+"""LSTM layer, a drop-in for torch.nn.LSTM."""
+
+from __future__ import annotations
+
+import torch
+
+from rnnkit.cells.lstm import LSTMCell
+from rnnkit.nn.torch_layout import TorchLayoutRecurrent
+
+
+class LSTM(TorchLayoutRecurrent):
+    r"""Multi-layer LSTM (the gate-by-gate :class:`~rnnkit.cells.LSTMCell`), as :class:`torch.nn.LSTM`.
+
+    Args: as ``torch.nn.LSTM`` (input_size, hidden_size, num_layers, bias, batch_first, dropout,
+    bidirectional, proj_size, device, dtype).
+
+    Shapes: input ``(T, B, I)`` / ``(B, T, I)`` / ``(T, I)`` / PackedSequence; (h_0, c_0) with h_0
+    ``(L*D, B, P or H)`` and c_0 ``(L*D, B, H)``; returns output ``(T, B, D*(P or H))`` and
+    ``(h_n, c_n)`` shaped like (h_0, c_0). Parameters ``weight_ih_l{k}``, ``weight_hh_l{k}``,
+    ``bias_ih_l{k}``, ``bias_hh_l{k}``, ``weight_hr_l{k}`` (+ ``_reverse``).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.bias = bias
+        self.proj_size = proj_size
+        super().__init__(
+            LSTMCell, input_size, hidden_size, num_layers, bidirectional, batch_first, dropout,
+            bias=bias, proj_size=proj_size, device=device, dtype=dtype,
+        )
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + (f", proj_size={self.proj_size}" if self.proj_size else "")

@@ -1,0 +1,306 @@
+"""The generic recurrent layer: runs any :class:`~rnnkit.cells.RecurrentCell` over time.
+
+This module holds the code base's one time loop (:func:`run_cell`). ``rnnkit.nn.RNN``, ``LSTM`` and
+``GRU`` are :class:`Recurrent` with a built-in cell and torch's parameter names.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from rnnkit.cells.base import RecurrentCell, State, map_state
+from rnnkit.cells.registry import get_cell
+from rnnkit.nn.sequence import pack_like, reverse_padded, unpack_to_padded
+
+CellFactory = Callable[..., RecurrentCell]
+
+
+def run_cell(cell: RecurrentCell, xp: Tensor, state: State, mask: Tensor | None = None) -> tuple[Tensor, State]:
+    """Run ``cell.step`` over the time axis of a projected input.
+
+    Args:
+        cell: the cell; its ``project_input`` has already been applied.
+        xp: projected input ``(T, B, G)``.
+        state: initial state, leaves ``(B, S)``.
+        mask: optional ``(T, B, 1)`` bool, True where step t of sequence b is real. Past a sequence's
+            end its state is frozen and its output is zero, as for a ``PackedSequence`` in torch.
+
+    Returns:
+        ``(outputs (T, B, O), final state)``.
+    """
+    outputs = []
+    # unbind (not xp[t]): indexing would make backward build a full-size zero tensor per step.
+    steps = xp.unbind(0)
+    if mask is None:
+        for xp_t in steps:  # (B, G)
+            state = cell.step(xp_t, state)
+            outputs.append(cell.output(state))
+        return torch.stack(outputs), state
+    for xp_t, m_t in zip(steps, mask.unbind(0), strict=True):  # (B, G), (B, 1)
+        new = cell.step(xp_t, state)
+        state = map_state(lambda n, o, m=m_t: torch.where(m, n, o), new, state)
+        outputs.append(cell.output(state))
+    return torch.stack(outputs).masked_fill(~mask, 0.0), state
+
+
+def stack_states(states: Sequence[State]) -> State:
+    """Per-(layer, direction) states -> the layer's ``h_n``: leaves ``(L*D, B, S)``."""
+    if isinstance(states[0], Tensor):
+        return torch.stack(list(states))
+    return tuple(torch.stack(list(leaves)) for leaves in zip(*states, strict=True))
+
+
+def resolve_cell(cell: str | CellFactory) -> CellFactory:
+    if isinstance(cell, str):
+        return get_cell(cell)
+    if callable(cell):
+        return cell
+    raise TypeError(f"cell must be a registered name or a RecurrentCell class/factory, got {cell!r}")
+
+
+class Recurrent(nn.Module):
+    r"""Runs any recurrent cell over a sequence, stacked and optionally bidirectional.
+
+    For each layer l and direction d a cell is built as ``cell(input_size_l, hidden_size,
+    **cell_kwargs)``; the input projection of all T steps is one call of ``cell.project_input``
+    (one matmul for the built-in cells) before the time loop, and only ``cell.step`` runs inside it.
+    The reverse direction reads each sequence backwards from its own last valid step.
+
+    Args:
+        cell: a registered name (``"rnn"``, ``"jordan"``, ``"lstm"``, ``"gru"``, or a user's), or a
+            :class:`~rnnkit.cells.RecurrentCell` subclass / factory.
+        input_size: features I of the input.
+        hidden_size: the cell's hidden size H.
+        num_layers: stacked layers L; layer l > 0 reads the D * O outputs of layer l-1.
+        bidirectional: run a second cell per layer over reversed time (D = 2).
+        batch_first: input and output are ``(B, T, *)`` instead of ``(T, B, *)``.
+        dropout: dropout on the outputs of every layer but the last, in training mode.
+        device, dtype: where and how the parameters are created.
+        **cell_kwargs: forwarded to every cell (``bias``, ``nonlinearity``, ``output_size`` ...).
+
+    Shapes (O = the cell's ``output_size``):
+        input: ``(T, B, I)``, ``(B, T, I)`` with batch_first, unbatched ``(T, I)``, or a PackedSequence.
+        hx: the initial state, each leaf ``(L*D, B, S)`` (``(L*D, S)`` unbatched); zeros if omitted.
+        lengths: optional ``(B,)`` valid lengths of a padded batch (alternative to packing).
+        output: ``(T, B, D*O)`` (batched like the input), or a PackedSequence for packed input.
+        h_n: the final state of every layer and direction, each leaf ``(L*D, B, S)``.
+    """
+
+    def __init__(
+        self,
+        cell: str | CellFactory,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **cell_kwargs: object,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(num_layers, int) or num_layers <= 0:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        if (
+            not isinstance(dropout, numbers.Number)
+            or isinstance(dropout, bool)
+            or not 0 <= dropout <= 1
+        ):
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the probability of an "
+                f"element being zeroed, got {dropout!r}"
+            )
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+                stacklevel=2,
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.num_directions = 2 if bidirectional else 1
+
+        factory = resolve_cell(cell)
+        cells: list[RecurrentCell] = []
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else self.num_directions * cells[0].output_size
+            for _ in range(self.num_directions):
+                built = factory(layer_input, hidden_size, **cell_kwargs)
+                if not isinstance(built, RecurrentCell):
+                    raise TypeError(f"cell factory must return a RecurrentCell, got {type(built).__name__}")
+                if device is not None or dtype is not None:
+                    built = built.to(device=device, dtype=dtype)
+                cells.append(built)
+        self.output_size = cells[0].output_size
+        self.state_size = cells[0].state_size
+        self._register_cells(cells)
+
+    # ----------------------------------------------------------------- cell storage
+    def _register_cells(self, cells: list[RecurrentCell]) -> None:
+        """Own the cells; index ``layer * D + direction``. Subclasses may store them differently."""
+        self.cells = nn.ModuleList(cells)
+
+    def layer_cells(self) -> Sequence[RecurrentCell]:
+        """The cells, ready to run, in ``layer * D + direction`` order."""
+        return self.cells
+
+    # ----------------------------------------------------------------- checks
+    def _name(self) -> str:
+        return type(self).__name__
+
+    def _check_input(self, input: Tensor) -> None:
+        if input.dim() not in (2, 3):
+            raise ValueError(f"{self._name()}: Expected input to be 2D or 3D, got {input.dim()}D instead")
+        if input.size(-1) != self.input_size:
+            raise RuntimeError(
+                f"{self._name()}: input.size(-1) must be equal to input_size. "
+                f"Expected {self.input_size}, got {input.size(-1)}"
+            )
+        weight = next(self.parameters(), None)
+        if weight is not None and input.dtype != weight.dtype:
+            raise RuntimeError(
+                f"{self._name()}: input must have the type {weight.dtype}, got type {input.dtype}"
+            )
+
+    def _split_hidden(self, hx: State, batch: int, batched: bool) -> list[State]:
+        """Validate a user's ``hx`` and split it into one state per (layer, direction)."""
+        sizes = self.layer_cells()[0].state_sizes()
+        parts = (hx,) if isinstance(hx, Tensor) else tuple(hx)
+        if len(parts) != len(sizes):
+            raise ValueError(
+                f"{self._name()}: Expected hx to be {'a tensor' if len(sizes) == 1 else f'a tuple of {len(sizes)}'}"
+                f" tensors, got {len(parts)}"
+            )
+        want_dim = 3 if batched else 2
+        for part in parts:
+            if part.dim() != want_dim:
+                kind = "batched 3-D" if batched else "unbatched 2-D"
+                raise RuntimeError(
+                    f"{self._name()}: For {kind} input, hx should also be {want_dim}-D but got "
+                    f"{part.dim()}-D tensor"
+                )
+        parts = tuple(p if batched else p.unsqueeze(1) for p in parts)
+        for k, (part, size) in enumerate(zip(parts, sizes, strict=True)):
+            expected = (self.num_layers * self.num_directions, batch, size)
+            if tuple(part.shape) != expected:
+                label = "hidden" if len(sizes) == 1 else f"hidden[{k}]"
+                got = list(part.shape) if batched else [part.size(0), part.size(2)]
+                want = expected if batched else (expected[0], expected[2])
+                raise RuntimeError(f"{self._name()}: Expected {label} size {want}, got {got}")
+        per_cell = [p.unbind(0) for p in parts]
+        if len(sizes) == 1:
+            return list(per_cell[0])
+        return [tuple(leaves) for leaves in zip(*per_cell, strict=True)]
+
+    @staticmethod
+    def _length_mask(lengths: Tensor | Sequence[int], steps: int, batch: int, device: torch.device) -> Tensor:
+        lengths = torch.as_tensor(lengths, device=device)
+        if lengths.shape != (batch,):
+            raise ValueError(f"lengths must have shape ({batch},), got {tuple(lengths.shape)}")
+        if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > steps):
+            raise ValueError(
+                f"lengths must lie in [1, {steps}] (the padded length), got min {int(lengths.min())} "
+                f"and max {int(lengths.max())}"
+            )
+        return lengths
+
+    # ----------------------------------------------------------------- forward
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: State | None = None,
+        lengths: Tensor | Sequence[int] | None = None,
+    ) -> tuple[Tensor | PackedSequence, State]:
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if lengths is not None:
+                raise ValueError("lengths must not be given with a PackedSequence: it carries its own")
+            self._check_input(input.data)
+            x, lengths = unpack_to_padded(input)  # (T, B, I), original batch order
+            batched = True
+        else:
+            self._check_input(input)
+            batched = input.dim() == 3
+            x = input if batched else input.unsqueeze(1)
+            if batched and self.batch_first:
+                x = x.transpose(0, 1)
+        steps, batch = x.shape[0], x.shape[1]
+        if lengths is not None and not batched:
+            raise ValueError("lengths needs batched input: got unbatched (2-D) input")
+        states = None if hx is None else self._split_hidden(hx, batch, batched)
+        mask = None
+        if lengths is not None:
+            lengths = self._length_mask(lengths, steps, batch, x.device)
+            if bool((lengths == steps).all()):
+                lengths = None
+            else:
+                mask = (torch.arange(steps, device=x.device)[:, None] < lengths[None, :]).unsqueeze(-1)
+
+        output, finals = self._run(x, states, lengths, mask)  # (T, B, D*O)
+
+        h_n = stack_states(finals)
+        if packed:
+            return pack_like(output, input), h_n
+        if not batched:
+            return output.squeeze(1), map_state(lambda s: s.squeeze(1), h_n)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        return output, h_n
+
+    def _run(
+        self, x: Tensor, states: list[State] | None, lengths: Tensor | None, mask: Tensor | None
+    ) -> tuple[Tensor, list[State]]:
+        """All layers and directions over a padded ``(T, B, I)`` input."""
+        cells = self.layer_cells()
+        batch = x.shape[1]
+        finals: list[State] = []
+        layer_input = x
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                cell = cells[index]
+                state = (
+                    states[index]
+                    if states is not None
+                    else cell.init_state(batch, device=x.device, dtype=x.dtype)
+                )
+                xp = cell.project_input(layer_input)  # (T, B, G): all steps in one call
+                if direction == 1:
+                    xp = reverse_padded(xp, lengths)
+                out, final = run_cell(cell, xp, state, mask)  # (T, B, O)
+                if direction == 1:
+                    out = reverse_padded(out, lengths)
+                outputs.append(out)
+                finals.append(final)
+            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                layer_input = nn.functional.dropout(layer_input, self.dropout, training=True)
+        return layer_input, finals
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s

@@ -1,0 +1,40 @@
+"""Elman RNN layer, a drop-in for torch.nn.RNN."""
+
+from __future__ import annotations
+
+import torch
+
+from rnnkit.cells.rnn import RNNCell
+from rnnkit.nn.torch_layout import TorchLayoutRecurrent
+
+
+class RNN(TorchLayoutRecurrent):
+    r"""Multi-layer Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), as :class:`torch.nn.RNN`.
+
+    Args: as ``torch.nn.RNN`` (input_size, hidden_size, num_layers, nonlinearity, bias, batch_first,
+    dropout, bidirectional, device, dtype); ``nonlinearity`` also takes ``"sigmoid"``.
+
+    Shapes: input ``(T, B, I)`` / ``(B, T, I)`` / ``(T, I)`` / PackedSequence; h_0 ``(L*D, B, H)``;
+    returns output ``(T, B, D*H)`` and h_n ``(L*D, B, H)``. Parameters ``weight_ih_l{k}``,
+    ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` (+ ``_reverse``).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.nonlinearity = nonlinearity
+        self.bias = bias
+        super().__init__(
+            RNNCell, input_size, hidden_size, num_layers, bidirectional, batch_first, dropout,
+            bias=bias, nonlinearity=nonlinearity, device=device, dtype=dtype,
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 
@@ -87,5 +86,3 @@ class JordanCell(RecurrentCell):
             f"{self.input_size}, {self.hidden_size}, {self.output_size}, bias={self.bias}, "
             f"nonlinearity={self.nonlinearity!r}, output_nonlinearity={self.output_nonlinearity!r}"
         )
-
-

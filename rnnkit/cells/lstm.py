@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 
@@ -118,5 +117,3 @@ class LSTMCell(RecurrentCell):
         if self.proj_size:
             s += f", proj_size={self.proj_size}"
         return s
-
-

@@ -33,6 +33,14 @@ class GRU(TorchLayoutRecurrent):
     ) -> None:
         self.bias = bias
         super().__init__(
-            GRUCell, input_size, hidden_size, num_layers, bidirectional, batch_first, dropout,
-            bias=bias, device=device, dtype=dtype,
+            GRUCell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            batch_first,
+            dropout,
+            bias=bias,
+            device=device,
+            dtype=dtype,
         )

@@ -36,8 +36,17 @@ class LSTM(TorchLayoutRecurrent):
         self.bias = bias
         self.proj_size = proj_size
         super().__init__(
-            LSTMCell, input_size, hidden_size, num_layers, bidirectional, batch_first, dropout,
-            bias=bias, proj_size=proj_size, device=device, dtype=dtype,
+            LSTMCell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            batch_first,
+            dropout,
+            bias=bias,
+            proj_size=proj_size,
+            device=device,
+            dtype=dtype,
         )
 
     def extra_repr(self) -> str:

@@ -21,7 +21,9 @@ from rnnkit.nn.sequence import pack_like, reverse_padded, unpack_to_padded
 CellFactory = Callable[..., RecurrentCell]
 
 
-def run_cell(cell: RecurrentCell, xp: Tensor, state: State, mask: Tensor | None = None) -> tuple[Tensor, State]:
+def run_cell(
+    cell: RecurrentCell, xp: Tensor, state: State, mask: Tensor | None = None
+) -> tuple[Tensor, State]:
     """Run ``cell.step`` over the time axis of a projected input.
 
     Args:
@@ -112,11 +114,7 @@ class Recurrent(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(num_layers, int) or num_layers <= 0:
             raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
-        if (
-            not isinstance(dropout, numbers.Number)
-            or isinstance(dropout, bool)
-            or not 0 <= dropout <= 1
-        ):
+        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
             raise ValueError(
                 "dropout should be a number in range [0, 1] representing the probability of an "
                 f"element being zeroed, got {dropout!r}"
@@ -183,8 +181,8 @@ class Recurrent(nn.Module):
         parts = (hx,) if isinstance(hx, Tensor) else tuple(hx)
         if len(parts) != len(sizes):
             raise ValueError(
-                f"{self._name()}: Expected hx to be {'a tensor' if len(sizes) == 1 else f'a tuple of {len(sizes)}'}"
-                f" tensors, got {len(parts)}"
+                f"{self._name()}: Expected hx to hold {len(sizes)} tensor(s) "
+                f"(state sizes {sizes}), got {len(parts)}"
             )
         want_dim = 3 if batched else 2
         for part in parts:

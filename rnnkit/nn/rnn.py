@@ -35,6 +35,15 @@ class RNN(TorchLayoutRecurrent):
         self.nonlinearity = nonlinearity
         self.bias = bias
         super().__init__(
-            RNNCell, input_size, hidden_size, num_layers, bidirectional, batch_first, dropout,
-            bias=bias, nonlinearity=nonlinearity, device=device, dtype=dtype,
+            RNNCell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            batch_first,
+            dropout,
+            bias=bias,
+            nonlinearity=nonlinearity,
+            device=device,
+            dtype=dtype,
         )

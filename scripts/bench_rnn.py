@@ -1,0 +1,136 @@
+"""Time rnnkit's recurrent layers against torch.nn's (oneDNN on CPU, cuDNN on CUDA) in one run.
+
+Each case builds a torch.nn layer and the rnnkit twin with the same weights, then alternates them
+(A, B, A, B, ...) so that machine-wide speed swings hit both alike, and reports the median of the
+repeats after warm-up, and the ratio rnnkit / torch.nn (below 1.0: rnnkit is faster).
+
+    python scripts/bench_rnn.py                     # every kind and case on the CPU
+    python scripts/bench_rnn.py --device cuda       # the same on a GPU
+    python scripts/bench_rnn.py --kinds lstm --cases standard --repeats 51
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+import rnnkit.nn as rnn
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    steps: int
+    batch: int
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+
+
+CASES = {
+    "standard": Case("T100 B64 I512 H512", 100, 64, 512, 512),
+    "small": Case("T200 B8 I32 H64", 200, 8, 32, 64),
+    "deep_bi": Case("T50 B32 I128 H256 L2 bi", 50, 32, 128, 256, 2, True),
+}
+KINDS = {"lstm": (rnn.LSTM, torch.nn.LSTM), "gru": (rnn.GRU, torch.nn.GRU), "rnn": (rnn.RNN, torch.nn.RNN)}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_step(layer: torch.nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
+    if mode == "fwd":
+
+        def forward() -> None:
+            with torch.no_grad():
+                layer(x)
+
+        return forward
+
+    def forward_backward() -> None:
+        out, _ = layer(x)
+        out.sum().backward()
+
+    return forward_backward
+
+
+def time_pair(fns: list[Callable[[], None]], device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Median seconds of each function, interleaved."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    synchronize(device)
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            samples[k].append(time.perf_counter() - start)
+    return [statistics.median(s) for s in samples]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16", "float16"])
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(
+        f"# torch {torch.__version__}, device {device}, dtype {args.dtype}, "
+        f"threads {torch.get_num_threads()}, median of {args.repeats} after {args.warmup} warm-up"
+    )
+    header = (
+        f"| {'kind':5} | {'case':24} | {'mode':7} | {'backend':9} "
+        f"| {'torch.nn ms':>11} | {'rnnkit ms':>9} | {'ratio':>5} |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for kind in args.kinds:
+        ours_cls, torch_cls = KINDS[kind]
+        for case_key in args.cases:
+            case = CASES[case_key]
+            kw = {"num_layers": case.num_layers, "bidirectional": case.bidirectional}
+            reference = torch_cls(case.input_size, case.hidden_size, **kw).to(device, dtype)
+            ours = ours_cls(case.input_size, case.hidden_size, **kw).to(device, dtype)
+            ours.load_state_dict(reference.state_dict())
+            x = torch.randn(case.steps, case.batch, case.input_size, device=device, dtype=dtype)
+            for mode in args.modes:
+                for layer in (reference, ours):
+                    layer.train(mode != "fwd")
+                t_ref, t_ours = time_pair(
+                    [make_step(reference, x, mode), make_step(ours, x, mode)],
+                    device,
+                    args.warmup,
+                    args.repeats,
+                )
+                print(
+                    f"| {kind:5} | {case.name:24} | {mode:7} | {'reference':9} | {t_ref * 1e3:11.2f} | "
+                    f"{t_ours * 1e3:9.2f} | {t_ours / t_ref:5.2f} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

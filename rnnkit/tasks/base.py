@@ -1,0 +1,208 @@
+"""What the four task shapes share: building the encoder from any cell, optimizers, truncated BPTT,
+metrics for the model and for the data's naive baseline, and the test predictions for plots."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from rnnkit.cells.base import State, map_state
+from rnnkit.data.base import DataSpec
+
+Factory = Callable[..., nn.Module]
+
+
+def call_factory(factory: Factory, **kwargs: object) -> nn.Module:
+    """Call a config-built factory (usually a ``functools.partial``) with the keyword arguments it
+    accepts: a TDNN has no ``bidirectional``, a recurrent layer does."""
+    target = getattr(factory, "func", factory)
+    params = inspect.signature(target).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return factory(**kwargs)
+
+
+def encoder_width(encoder: nn.Module) -> int:
+    """Features per step of an encoder's output."""
+    return encoder.output_size * getattr(encoder, "num_directions", 1)
+
+
+def detach_state(state: State | None) -> State | None:
+    return None if state is None else map_state(lambda s: s.detach(), state)
+
+
+def merge_directions(state: State, num_directions: int) -> State:
+    """A bidirectional encoder's ``(L*2, B, S)`` state -> ``(L, B, S)`` for a one-way decoder (sum)."""
+    if num_directions == 1:
+        return state
+    return map_state(lambda s: s.view(-1, num_directions, *s.shape[1:]).sum(1), state)
+
+
+class SequenceTask(L.LightningModule):
+    """Base LightningModule of rnnkit's tasks.
+
+    Args:
+        spec: the DataModule's :class:`~rnnkit.data.DataSpec` (sizes, classification or not).
+        encoder: factory of the recurrent layer, called with ``input_size`` and ``batch_first=True``:
+            ``rnnkit.nn.Recurrent`` with any registered cell, or ``rnnkit.nn.TDNN`` (``_partial_`` in
+            configs).
+        optimizer: factory ``optimizer(params)``; scheduler: optional factory ``scheduler(optimizer)``
+            (stepped per epoch on ``val/loss``).
+        tbptt_steps: truncated BPTT: when > 0, each batch is split along time into chunks of this
+            many steps, the state is carried and detached between chunks, and the optimizer steps after
+            each chunk that has a loss (manual optimization).
+        gradient_clip_val: clip the gradient norm to this value (0: off).
+    """
+
+    def __init__(
+        self,
+        spec: DataSpec,
+        encoder: Factory,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., object] | None = None,
+        tbptt_steps: int = 0,
+        gradient_clip_val: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if tbptt_steps < 0:
+            raise ValueError(f"tbptt_steps must be >= 0, got {tbptt_steps}")
+        if gradient_clip_val < 0:
+            raise ValueError(f"gradient_clip_val must be >= 0, got {gradient_clip_val}")
+        self.spec = spec
+        self.encoder_factory = encoder
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.tbptt_steps = tbptt_steps
+        self.gradient_clip_val = gradient_clip_val
+        self.automatic_optimization = tbptt_steps == 0
+        self.baseline_metrics = nn.ModuleDict()
+        self.test_predictions: list[Tensor] = []
+
+    def build_encoder(self, input_size: int, **overrides: object) -> nn.Module:
+        return call_factory(self.encoder_factory, input_size=input_size, batch_first=True, **overrides)
+
+    # ------------------------------------------------------------------ to implement
+    def metrics(self) -> MetricCollection:
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """Training loss of a whole batch (automatic optimization)."""
+        raise NotImplementedError
+
+    def time_chunks(self, batch: dict[str, Tensor], steps: int) -> Iterator[dict[str, Tensor]]:
+        raise NotImplementedError(f"{type(self).__name__} does not support tbptt_steps")
+
+    def chunk_loss(self, chunk: dict[str, Tensor], state: State | None) -> tuple[Tensor | None, State]:
+        raise NotImplementedError(f"{type(self).__name__} does not support tbptt_steps")
+
+    def evaluate(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """``(loss, prediction, target)`` on a validation/test batch; prediction and target in the
+        form the metrics take (original units for series)."""
+        raise NotImplementedError
+
+    def baseline_prediction(self, batch: dict[str, Tensor], raw: Tensor) -> Tensor:
+        """Map a DataModule baseline output to the metrics' prediction form (default: unchanged)."""
+        return raw
+
+    # ------------------------------------------------------------------ Lightning
+    def setup(self, stage: str) -> None:
+        if not hasattr(self, "val_metrics"):
+            self.val_metrics = self.metrics().clone(prefix="val/")
+            self.test_metrics = self.metrics().clone(prefix="test/")
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
+        if self.automatic_optimization:
+            loss = self.loss(batch)
+            self.log("train/loss", loss, prog_bar=True, batch_size=self._batch_size(batch))
+            return loss
+        optimizer = self.optimizers()
+        state, losses = None, []
+        for chunk in self.time_chunks(batch, self.tbptt_steps):
+            loss, state = self.chunk_loss(chunk, state)
+            state = detach_state(state)  # truncate: no gradient flows into earlier chunks
+            if loss is None:
+                continue
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            if self.gradient_clip_val:
+                self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val)
+            optimizer.step()
+            losses.append(loss.detach())
+        if losses:
+            self.log(
+                "train/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=self._batch_size(batch)
+            )
+        return None
+
+    def on_train_epoch_end(self) -> None:
+        if self.automatic_optimization or self.scheduler_factory is None:
+            return
+        scheduler = self.lr_schedulers()
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            metric = self.trainer.callback_metrics.get("val/loss")
+            if metric is not None:
+                scheduler.step(metric)
+        else:
+            scheduler.step()
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        if self.gradient_clip_val:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
+            )
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        loss, prediction, target = self.evaluate(batch)
+        self.val_metrics.update(prediction, target)
+        self.log("val/loss", loss, prog_bar=True, batch_size=self._batch_size(batch))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=False)
+        self.val_metrics.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = []
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        loss, prediction, target = self.evaluate(batch)
+        self.test_metrics.update(prediction, target)
+        self.log("test/loss", loss, batch_size=self._batch_size(batch))
+        self.test_predictions.append(prediction.detach().cpu())
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            return
+        for name, raw in datamodule.baseline(batch).items():
+            if name not in self.baseline_metrics:
+                main = len(self.baseline_metrics) == 0
+                prefix = "baseline/" if main else f"baseline_{name}/"
+                self.baseline_metrics[name] = self.metrics().clone(prefix=prefix).to(self.device)
+            self.baseline_metrics[name].update(self.baseline_prediction(batch, raw), target)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+        for collection in self.baseline_metrics.values():
+            self.log_dict(collection.compute())
+            collection.reset()
+        self.baseline_metrics.clear()
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"},
+        }
+
+    @staticmethod
+    def _batch_size(batch: dict[str, Tensor]) -> int:
+        return len(next(iter(batch.values())))

@@ -1,0 +1,1 @@
+"""Running tasks from Hydra configs: train/eval entry points, checkpoint I/O, callbacks, config checks."""

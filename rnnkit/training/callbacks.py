@@ -1,0 +1,43 @@
+"""Callbacks: a plot of the test predictions, and per-epoch reseeding for exact resumption."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class PlotTestPredictions(L.Callback):
+    """After testing, ask the DataModule to draw the model's test predictions into ``dirpath/filename``
+    (forecast against truth for series, sample outputs for the other tasks)."""
+
+    def __init__(self, dirpath: str, filename: str = "test_predictions.png") -> None:
+        self.path = Path(dirpath) / filename
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        predictions = getattr(pl_module, "test_predictions", None)
+        if not trainer.is_global_zero or datamodule is None or not predictions:
+            return
+        if not hasattr(datamodule, "plot_test"):
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        datamodule.plot_test(torch.cat(predictions), self.path)
+
+
+class ReseedEveryEpoch(L.Callback):
+    """Reseed every RNG from (seed, epoch) at each epoch start.
+
+    The shuffle order already depends only on (seed, epoch); this does the same for dropout and
+    other random draws, so a run resumed from an end-of-epoch checkpoint continues exactly as the
+    uninterrupted run would have.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        L.seed_everything(
+            self.seed * 1000 + trainer.current_epoch + trainer.global_rank * 7919, verbose=False
+        )

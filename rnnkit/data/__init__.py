@@ -1,6 +1,23 @@
 """LightningDataModules for the four task shapes; every default dataset is bundled or generated."""
 
 from rnnkit.data.base import DataSpec, SequenceDataModule
+from rnnkit.data.classify import AddingDataModule, DigitsDataModule
+from rnnkit.data.generate import DigitNamesDataModule, WaveformDataModule
+from rnnkit.data.language import ReberDataModule
+from rnnkit.data.text import AdditionDataModule, EchoDataModule, ReversalDataModule, TextPairsDataModule
 from rnnkit.data.timeseries import TimeSeriesDataModule
 
-__all__ = ["DataSpec", "SequenceDataModule", "TimeSeriesDataModule"]
+__all__ = [
+    "AddingDataModule",
+    "AdditionDataModule",
+    "DataSpec",
+    "DigitNamesDataModule",
+    "DigitsDataModule",
+    "EchoDataModule",
+    "ReberDataModule",
+    "ReversalDataModule",
+    "SequenceDataModule",
+    "TextPairsDataModule",
+    "TimeSeriesDataModule",
+    "WaveformDataModule",
+]

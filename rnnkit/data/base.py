@@ -26,6 +26,7 @@ class DataSpec:
         horizon: how many steps ahead the evaluated forecasts are made.
         mase_scale: mean |v_t - v_{t-m}| over the training split, in original units.
         names: a readable name per output (series) or class.
+        seq2seq: batches are source/target token sequences of different lengths (encoder-decoder).
     """
 
     input_size: int
@@ -37,6 +38,7 @@ class DataSpec:
     horizon: int = 1
     mase_scale: float = 1.0
     names: list[str] | None = None
+    seq2seq: bool = False
 
 
 class TensorDictDataset(Dataset):

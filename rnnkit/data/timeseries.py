@@ -177,7 +177,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        where = self.targets_index["test"]
+        where = self.targets_index["test"][: len(predictions)]  # a limited test run covers a prefix
         shown = sorted(set(where[:, 0].tolist()))[:3]
         fig, axes = plt.subplots(len(shown), 1, figsize=(10, 3.2 * len(shown)), squeeze=False)
         for ax, k in zip(axes[:, 0], shown, strict=True):

@@ -23,6 +23,7 @@ class TDNN(nn.Module):
         nonlinearity: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"``.
         batch_first: input and output are ``(B, T, *)``.
         dropout: dropout between MLP layers in training mode.
+        bidirectional: must be False; accepted so one config can describe every encoder.
 
     Shapes: input ``(T, B, I)`` (or batch_first, or unbatched ``(T, I)``); hx ``(k, B, I)``;
     output ``(T, B, H)``; h_n ``(k, B, I)``.
@@ -37,6 +38,7 @@ class TDNN(nn.Module):
         nonlinearity: str = "tanh",
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -48,11 +50,16 @@ class TDNN(nn.Module):
         ):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if bidirectional:
+            raise ValueError(
+                "TDNN is causal: bidirectional must be false (the argument exists for config parity)"
+            )
         if not isinstance(delay, int) or delay < 0:
             raise ValueError(f"delay must be a non-negative integer, got {delay!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.output_size = hidden_size
+        self.num_directions = 1
         self.delay = delay
         self.num_layers = num_layers
         self.batch_first = batch_first
@@ -63,7 +70,11 @@ class TDNN(nn.Module):
             nn.Linear(a, b, device=device, dtype=dtype) for a, b in zip(widths[:-1], widths[1:], strict=True)
         )
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, input: Tensor, hx: Tensor | None = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """As the recurrent layers: ``lengths (B,)`` marks padding; padded outputs are zero and h_n
+        holds each sequence's last k valid frames."""
         if input.dim() not in (2, 3):
             raise ValueError(f"TDNN: Expected input to be 2D or 3D, got {input.dim()}D instead")
         if input.size(-1) != self.input_size:
@@ -92,7 +103,19 @@ class TDNN(nn.Module):
             out = self.act(layer(out))  # (T, B, H)
             if self.dropout and self.training and i < self.num_layers - 1:
                 out = nn.functional.dropout(out, self.dropout, training=True)
-        h_n = padded[padded.shape[0] - self.delay :]  # last k frames (k, B, I)
+        if lengths is None:
+            h_n = padded[padded.shape[0] - self.delay :]  # last k frames (k, B, I)
+        else:
+            if not batched:
+                raise ValueError("lengths needs batched input: got unbatched (2-D) input")
+            lengths = torch.as_tensor(lengths, device=x.device)
+            if lengths.shape != (batch,) or int(lengths.min()) < 1 or int(lengths.max()) > steps:
+                raise ValueError(f"lengths must have shape ({batch},) with values in [1, {steps}]")
+            valid = torch.arange(steps, device=x.device)[:, None] < lengths[None, :]  # (T, B)
+            out = out * valid.unsqueeze(-1)
+            # frames len .. len+k-1 of padded are x_{len-k} .. x_{len-1}
+            index = lengths[None, :] + torch.arange(self.delay, device=x.device)[:, None]  # (k, B)
+            h_n = padded.gather(0, index.unsqueeze(-1).expand(-1, -1, self.input_size))
         if not batched:
             return out.squeeze(1), h_n.squeeze(1)
         if self.batch_first:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class PlotTestPredictions(L.Callback):
@@ -23,7 +26,10 @@ class PlotTestPredictions(L.Callback):
         if not hasattr(datamodule, "plot_test"):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        datamodule.plot_test(torch.cat(predictions), self.path)
+        try:
+            datamodule.plot_test(torch.cat(predictions), self.path)
+        except Exception:  # noqa: BLE001 - a failed picture must not cost the run its metrics
+            log.exception("could not plot the test predictions to %s", self.path)
 
 
 class ReseedEveryEpoch(L.Callback):

@@ -40,7 +40,7 @@ class DigitsDataModule(SequenceDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__(batch_size, seed, num_workers)
-        if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
+        if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1):
             raise ValueError(
                 f"val_fraction + test_fraction must lie in (0, 1), got {val_fraction}, {test_fraction}"
             )

@@ -125,7 +125,7 @@ class DigitNamesDataModule(SequenceDataModule):
     def plot_test(self, predictions: Tensor, path: Path) -> None:
         data = self.splits["test"].tensors
         rows = []
-        for v, y, p in zip(data["v"][:24], data["y"][:24], predictions, strict=False):
+        for y, p in zip(data["y"][:24], predictions, strict=False):
             rows.append(
                 (
                     f"image of {DIGIT_NAMES.index(self.vocab.decode(y))}",

@@ -108,10 +108,8 @@ class OneToMany(SequenceTask):
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         v, y = batch["v"], batch["y"]
-        if self.teacher_forcing >= 1:
-            pred = self(v, y)
-        else:
-            pred = self.generate(v, y.shape[1], teacher=y)
+        # one parallel pass under full teacher forcing, else step by step
+        pred = self(v, y) if self.teacher_forcing >= 1 else self.generate(v, y.shape[1], teacher=y)
         return self._loss(pred, y)
 
     def evaluate(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:

@@ -107,10 +107,41 @@ def radar_tracks(length: int = 200, num_series: int = 32, noise: float = 0.05, s
     return out
 
 
+def csv_file(path: str, columns: list[str] | None = None, seed: int = 0) -> list[Series]:
+    """Your own series from a CSV file with a header row: ``columns`` (default: every column but the
+    first) become the values ``(N, O)``. Missing files, columns and non-numbers are reported by name."""
+    from pathlib import Path
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"data.source_kwargs.path: no CSV file at {file}")
+    with file.open(newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        if not header:
+            raise ValueError(f"{file}: empty file or no header row")
+        wanted = list(columns) if columns else header[1:]
+        missing = [c for c in wanted if c not in header]
+        if missing or not wanted:
+            raise ValueError(f"{file}: columns {missing or wanted} not found; the header has {header}")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                rows.append([float(row[c]) for c in wanted])
+            except (TypeError, ValueError):
+                bad = {c: row[c] for c in wanted}
+                raise ValueError(f"{file}, line {line}: expected numbers in {wanted}, got {bad}") from None
+    if len(rows) < 3:
+        raise ValueError(f"{file}: expected at least 3 data rows, got {len(rows)}")
+    values = np.array(rows)
+    return [Series(values, np.zeros((len(values), 0)), np.zeros(0))]
+
+
 SOURCES = {
     "airline": airline,
     "sine": sine_mixture,
     "mackey_glass": mackey_glass,
     "radar": radar_tracks,
+    "csv": csv_file,
 }
 SEASONS = {"airline": 12}

@@ -33,13 +33,15 @@ class TimeSeriesDataModule(SequenceDataModule):
     a season m, and last value v_{tau-h}.
 
     Args:
-        source: ``"airline"``, ``"sine"``, ``"mackey_glass"`` or ``"radar"``.
+        source: ``"airline"``, ``"sine"``, ``"mackey_glass"``, ``"radar"``, or ``"csv"`` (your own file:
+            ``source_kwargs={"path": ..., "columns": [...]}``).
         window: input steps per window.
         horizon: forecast horizon h of the evaluated predictions.
         val_size, test_size: time steps at the end of each series for validation and test targets.
         log: model log-values (for multiplicative series such as airline).
         covariates, static: include the known covariates / static features in the inputs.
         source_kwargs: passed to the generator (``length``, ``num_series``, ``noise`` ...).
+        season: the seasonal period m (default: 12 for airline, else 1).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         covariates: bool = True,
         static: bool = True,
         source_kwargs: dict | None = None,
+        season: int | None = None,
         batch_size: int = 32,
         seed: int = 0,
         num_workers: int = 0,
@@ -74,7 +77,9 @@ class TimeSeriesDataModule(SequenceDataModule):
         self.use_covariates = covariates
         self.use_static = static
         self.source_kwargs = dict(source_kwargs or {})
-        self.season = SEASONS.get(source, 1)
+        self.season = season if season is not None else SEASONS.get(source, 1)
+        if self.season < 1:
+            raise ValueError(f"season must be a positive integer, got {self.season}")
         seasonal_lag = self.season * math.ceil(horizon / self.season)
         if self.season > 1 and seasonal_lag > window:
             raise ValueError(

@@ -28,8 +28,11 @@ _SIMPLE = {int, float, bool, str}
 def check_config(cfg: DictConfig, skip: tuple[str, ...] = ("hydra",)) -> None:
     """Raise :class:`ConfigError` naming the first bad key found (all problems are listed)."""
     problems: list[str] = []
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    _walk(container, "", problems, skip)
+    for key in cfg:
+        if key in skip:
+            continue
+        node = cfg[key] if not OmegaConf.is_config(cfg[key]) else OmegaConf.to_container(cfg[key], resolve=True)
+        _walk(node, str(key), problems, skip)
     if problems:
         raise ConfigError("Invalid config:\n  " + "\n  ".join(problems))
 
@@ -39,9 +42,7 @@ def _walk(node: Any, path: str, problems: list[str], skip: tuple[str, ...]) -> N
         if "_target_" in node:
             _check_target(node, path, problems)
         for key, value in node.items():
-            if not path and key in skip:
-                continue
-            _walk(value, f"{path}.{key}" if path else str(key), problems, skip)
+            _walk(value, f"{path}.{key}", problems, skip)
     elif isinstance(node, list | ListConfig):
         for i, value in enumerate(node):
             _walk(value, f"{path}[{i}]", problems, skip)
@@ -57,7 +58,7 @@ def _check_target(node: dict, path: str, problems: list[str]) -> None:
     params, accepts_any, hints = _signature(target)
     keys = {k: v for k, v in node.items() if not k.startswith("_")}
     if accepts_any:
-        extra_target = _kwargs_target(target, node)
+        extra_target = _kwargs_target(target, node, path, problems)
         if extra_target is not None:
             cell_params, cell_any, cell_hints = _signature(extra_target)
             if not cell_any:
@@ -103,7 +104,7 @@ def _signature(target: Any) -> tuple[dict[str, inspect.Parameter], bool, dict[st
     return params, accepts_any, hints
 
 
-def _kwargs_target(target: Any, node: dict) -> Any | None:
+def _kwargs_target(target: Any, node: dict, path: str, problems: list[str]) -> Any | None:
     """Where a node's extra keys go: a Recurrent's go to its cell's constructor."""
     from rnnkit.cells.registry import get_cell
     from rnnkit.nn.recurrent import Recurrent
@@ -111,8 +112,8 @@ def _kwargs_target(target: Any, node: dict) -> Any | None:
     if inspect.isclass(target) and issubclass(target, Recurrent) and isinstance(node.get("cell"), str):
         try:
             return get_cell(node["cell"])
-        except KeyError:
-            return None
+        except KeyError as err:
+            problems.append(f"{path}.cell: {err.args[0]} (a cell of your own: list its module in `imports`)")
     return None
 
 

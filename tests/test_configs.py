@@ -67,11 +67,17 @@ def test_misspelt_override_is_refused_by_hydra(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("+model.encoder.hiden_size=3", r"model\.encoder\.hiden_size: 'hiden_size' is not an argument of LSTMCell \(did you mean 'hidden_size'\?\)"),
+        (
+            "+model.encoder.hiden_size=3",
+            r"model\.encoder\.hiden_size: 'hiden_size' is not an argument of LSTMCell \(did you mean 'hidden_size'\?\)",
+        ),
         ("model.encoder.hidden_size=big", r"model\.encoder\.hidden_size: expected int, got str 'big'"),
         ("trainer.max_epochs=ten", r"trainer\.max_epochs: expected int, got str 'ten'"),
         ("+model.learning_rate=0.1", r"model\.learning_rate: 'learning_rate' is not an argument of NextStep"),
-        ("+data.windw=3", r"data\.windw: 'windw' is not an argument of TimeSeriesDataModule \(did you mean 'window'\?\)"),
+        (
+            "+data.windw=3",
+            r"data\.windw: 'windw' is not an argument of TimeSeriesDataModule \(did you mean 'window'\?\)",
+        ),
         ("data.log=maybe", r"data\.log: expected bool, got str 'maybe'"),
         ("model.encoder.cell=elman", r"model\.encoder\.cell: Unknown cell 'elman'"),
     ],
@@ -88,10 +94,16 @@ def test_bad_data_files_give_clear_errors(tmp_path):
         run_train(["data=csv", f"data.source_kwargs.path={missing}"], tmp_path)
     bad = tmp_path / "bad.csv"
     bad.write_text("month,sales\n2020-01,10\n2020-02,eleven\n2020-03,12\n")
-    with pytest.raises(ValueError, match=r"line 3: expected numbers in \['sales'\], got \{'sales': 'eleven'\}"):
+    with pytest.raises(
+        ValueError, match=r"line 3: expected numbers in \['sales'\], got \{'sales': 'eleven'\}"
+    ):
         run_train(["data=csv", f"data.source_kwargs.path={bad}"], tmp_path)
-    with pytest.raises(ValueError, match=r"columns \['revenue'\] not found; the header has \['month', 'sales'\]"):
-        run_train(["data=csv", f"data.source_kwargs.path={bad}", "data.source_kwargs.columns=[revenue]"], tmp_path)
+    with pytest.raises(
+        ValueError, match=r"columns \['revenue'\] not found; the header has \['month', 'sales'\]"
+    ):
+        run_train(
+            ["data=csv", f"data.source_kwargs.path={bad}", "data.source_kwargs.columns=[revenue]"], tmp_path
+        )
 
 
 def test_user_csv_trains_end_to_end(tmp_path):

@@ -140,7 +140,9 @@ class SequenceTask(L.LightningModule):
         return None
 
     def on_train_epoch_end(self) -> None:
-        if self.automatic_optimization or self.scheduler_factory is None:
+        """Step the LR scheduler here, not in Lightning's loop: this runs before the end-of-epoch
+        checkpoint is written, so a resumed run continues the schedule exactly."""
+        if self.scheduler_factory is None:
             return
         scheduler = self.lr_schedulers()
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -149,6 +151,9 @@ class SequenceTask(L.LightningModule):
                 scheduler.step(metric)
         else:
             scheduler.step()
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Lightning's own stepping is off: see :meth:`on_train_epoch_end`."""
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None

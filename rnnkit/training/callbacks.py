@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
@@ -32,18 +34,21 @@ class PlotTestPredictions(L.Callback):
             log.exception("could not plot the test predictions to %s", self.path)
 
 
-class ReseedEveryEpoch(L.Callback):
-    """Reseed every RNG from (seed, epoch) at each epoch start.
+class ReseedEveryBatch(L.Callback):
+    """Reseed torch, numpy and random from (seed, epoch, batch, rank) before every training batch.
 
-    The shuffle order already depends only on (seed, epoch); this does the same for dropout and
-    other random draws, so a run resumed from an end-of-epoch checkpoint continues exactly as the
-    uninterrupted run would have.
+    The shuffle order already depends only on (seed, epoch); this does the same for dropout and any
+    other random draw, whatever consumed random numbers before: a run resumed from an end-of-epoch
+    checkpoint continues exactly as the uninterrupted run would have.
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        L.seed_everything(
-            self.seed * 1000 + trainer.current_epoch + trainer.global_rank * 7919, verbose=False
-        )
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
+    ) -> None:
+        seed = hash((self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)) % (2**31)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)

@@ -31,7 +31,9 @@ def check_config(cfg: DictConfig, skip: tuple[str, ...] = ("hydra",)) -> None:
     for key in cfg:
         if key in skip:
             continue
-        node = cfg[key] if not OmegaConf.is_config(cfg[key]) else OmegaConf.to_container(cfg[key], resolve=True)
+        node = (
+            cfg[key] if not OmegaConf.is_config(cfg[key]) else OmegaConf.to_container(cfg[key], resolve=True)
+        )
         _walk(node, str(key), problems, skip)
     if problems:
         raise ConfigError("Invalid config:\n  " + "\n  ".join(problems))

@@ -69,7 +69,8 @@ def test_misspelt_override_is_refused_by_hydra(tmp_path):
     [
         (
             "+model.encoder.hiden_size=3",
-            r"model\.encoder\.hiden_size: 'hiden_size' is not an argument of LSTMCell \(did you mean 'hidden_size'\?\)",
+            r"model\.encoder\.hiden_size: 'hiden_size' is not an argument of LSTMCell "
+            r"\(did you mean 'hidden_size'\?\)",
         ),
         ("model.encoder.hidden_size=big", r"model\.encoder\.hidden_size: expected int, got str 'big'"),
         ("trainer.max_epochs=ten", r"trainer\.max_epochs: expected int, got str 'ten'"),

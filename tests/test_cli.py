@@ -1,0 +1,76 @@
+"""The command lines of the README: train, -m multirun, Optuna sweep, DDP on CPU, eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["trainer.max_epochs=2", "trainer.enable_progress_bar=false", "callbacks.rich_progress_bar=null"]
+
+
+def run(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{script} {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+@pytest.mark.slow
+def test_train_then_eval_a_checkpoint(tmp_path):
+    run("train.py", *FAST, f"hydra.run.dir={tmp_path / 'run'}")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"test/mae", "test/rmse", "test/smape", "test/mase", "baseline/mae"} <= metrics.keys()
+    assert (tmp_path / "run" / "test_predictions.png").exists()
+    assert (tmp_path / "run" / "csv").is_dir()
+    ckpt = Path(metrics["best_checkpoint"])
+    run("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}")
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["test/mae"] == pytest.approx(metrics["test/mae"], rel=1e-6)
+
+
+def test_eval_without_a_run_config_says_what_to_pass(tmp_path):
+    stray = tmp_path / "model.ckpt"
+    stray.write_bytes(b"")
+    proc = subprocess.run([sys.executable, str(ROOT / "eval.py"), f"ckpt_path={stray}", f"hydra.run.dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "run_config: the training config was expected at" in proc.stderr
+
+
+@pytest.mark.slow
+def test_multirun_sweeps_cells(tmp_path):
+    run("train.py", "-m", "cell=rnn,gru", "debug=fdr", f"hydra.sweep.dir={tmp_path}")
+    runs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
+    assert runs == ["0", "1"]
+    cells = {yaml.safe_load((tmp_path / r / ".hydra" / "config.yaml").read_text())["model"]["encoder"]["cell"]
+             for r in runs}
+    assert cells == {"rnn", "gru"}
+
+
+@pytest.mark.slow
+def test_optuna_sweep_of_two_trials(tmp_path):
+    run(
+        "train.py", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2", *FAST, f"hydra.sweep.dir={tmp_path}",
+    )
+    results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert results["name"] == "optuna"
+    assert "model.optimizer.lr" in results["best_params"]
+    assert isinstance(results["best_value"], float)
+    assert len(list(tmp_path.glob("*/metrics.json"))) == 2
+
+
+@pytest.mark.slow
+def test_ddp_sim_trains_with_two_cpu_processes(tmp_path):
+    proc = run("train.py", "trainer=ddp_sim", *FAST, f"hydra.run.dir={tmp_path}")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "test/mae" in metrics
+    assert "world_size: 2" in proc.stderr + proc.stdout or (tmp_path / "train_ddp_process_1.log").exists()

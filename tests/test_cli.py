@@ -17,9 +17,17 @@ FAST = ["trainer.max_epochs=2", "trainer.enable_progress_bar=false", "callbacks.
 
 def run(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{script} {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, (
+        f"{script} {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    )
     return proc
 
 
@@ -39,8 +47,13 @@ def test_train_then_eval_a_checkpoint(tmp_path):
 def test_eval_without_a_run_config_says_what_to_pass(tmp_path):
     stray = tmp_path / "model.ckpt"
     stray.write_bytes(b"")
-    proc = subprocess.run([sys.executable, str(ROOT / "eval.py"), f"ckpt_path={stray}", f"hydra.run.dir={tmp_path}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "eval.py"), f"ckpt_path={stray}", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "run_config: the training config was expected at" in proc.stderr
 
@@ -50,16 +63,23 @@ def test_multirun_sweeps_cells(tmp_path):
     run("train.py", "-m", "cell=rnn,gru", "debug=fdr", f"hydra.sweep.dir={tmp_path}")
     runs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
     assert runs == ["0", "1"]
-    cells = {yaml.safe_load((tmp_path / r / ".hydra" / "config.yaml").read_text())["model"]["encoder"]["cell"]
-             for r in runs}
+    cells = {
+        yaml.safe_load((tmp_path / r / ".hydra" / "config.yaml").read_text())["model"]["encoder"]["cell"]
+        for r in runs
+    }
     assert cells == {"rnn", "gru"}
 
 
 @pytest.mark.slow
 def test_optuna_sweep_of_two_trials(tmp_path):
     run(
-        "train.py", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.sampler.n_startup_trials=2", *FAST, f"hydra.sweep.dir={tmp_path}",
+        "train.py",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        *FAST,
+        f"hydra.sweep.dir={tmp_path}",
     )
     results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert results["name"] == "optuna"

@@ -24,11 +24,18 @@ KINDS = {
 }
 
 
-def make_pair(kind, input_size, hidden_size, **kw):
+def make_pair(kind, input_size, hidden_size, backend="auto", **kw):
     ours, theirs = KINDS[kind]
     if kind == "rnn_relu":
         kw["nonlinearity"] = "relu"
-    return ours(input_size, hidden_size, **kw).to(D), theirs(input_size, hidden_size, **kw).to(D)
+    if backend == "cpu" and kind.startswith("rnn"):
+        backend = "reference"  # the Elman RNN has no fused kernel
+    mine = ours(input_size, hidden_size, backend=backend, **kw).to(D)
+    return mine, theirs(input_size, hidden_size, **kw).to(D)
+
+
+# every layer test runs on the reference loop and on the fused CPU path (tests/test_kernels.py adds Triton)
+BACKENDS = ["reference", "cpu"]
 
 
 def initial_state(layer, batch):
@@ -43,11 +50,12 @@ def initial_state(layer, batch):
 CONFIGS = list(itertools.product([1, 2, 3], [True, False], [True, False], [True, False]))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize(("num_layers", "bias", "bidirectional", "batch_first"), CONFIGS)
-def test_dense_parity(kind, num_layers, bias, bidirectional, batch_first):
+def test_dense_parity(kind, num_layers, bias, bidirectional, batch_first, backend):
     ours, theirs = make_pair(
-        kind, 5, 6, num_layers=num_layers, bias=bias, bidirectional=bidirectional, batch_first=batch_first
+        kind, 5, 6, backend, num_layers=num_layers, bias=bias, bidirectional=bidirectional, batch_first=batch_first
     )
     steps, batch = 7, 3
 
@@ -90,16 +98,17 @@ MODES = [
 ]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_input_modes_parity(kind, mode, bidirectional):
+def test_input_modes_parity(kind, mode, bidirectional, backend):
     kw = {"num_layers": 2, "bidirectional": bidirectional}
     if mode == "dropout_eval":
         kw["dropout"] = 0.5
     if kind == "lstm" and mode == "packed_h0":
         kw["proj_size"] = 2
-    ours, theirs = make_pair(kind, 4, 5, **kw)
+    ours, theirs = make_pair(kind, 4, 5, backend, **kw)
     if mode == "dropout_eval":
         ours.eval(), theirs.eval()
     lengths = torch.tensor([6, 6, 4, 1]) if mode == "packed_sorted" else torch.tensor([3, 6, 1, 4])
@@ -181,10 +190,11 @@ def test_dropout_in_training_mode_drops_between_layers(kind):
     torch.testing.assert_close(single(x)[0], single(x)[0])  # no dropout after the last layer
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_gradcheck_layers(kind, bidirectional):
-    ours, _ = make_pair(kind, 2, 3, num_layers=2, bidirectional=bidirectional)
+def test_gradcheck_layers(kind, bidirectional, backend):
+    ours, _ = make_pair(kind, 2, 3, backend, num_layers=2, bidirectional=bidirectional)
     x = torch.randn(4, 2, 2, dtype=D, requires_grad=True)
     names = [n for n, _ in ours.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in ours.parameters()]
@@ -200,8 +210,9 @@ def test_gradcheck_layers(kind, bidirectional):
     assert torch.autograd.gradcheck(fn, (x, *h0, *params))
 
 
-def test_gradcheck_packed_lstm():
-    ours, _ = make_pair("lstm", 2, 3, bidirectional=True)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_packed_lstm(backend):
+    ours, _ = make_pair("lstm", 2, 3, backend, bidirectional=True)
     x = torch.randn(4, 3, 2, dtype=D, requires_grad=True)
     lengths = torch.tensor([2, 4, 1])
 
@@ -212,8 +223,9 @@ def test_gradcheck_packed_lstm():
     assert torch.autograd.gradcheck(fn, (x,))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
+    backend=st.sampled_from(BACKENDS),
     kind=st.sampled_from(["lstm", "gru", "rnn_tanh"]),
     steps=st.integers(1, 9),
     batch=st.integers(1, 5),
@@ -225,11 +237,11 @@ def test_gradcheck_packed_lstm():
     seed=st.integers(0, 2**31 - 1),
 )
 def test_random_shapes_parity(
-    kind, steps, batch, input_size, hidden_size, num_layers, bidirectional, packed, seed
+    backend, kind, steps, batch, input_size, hidden_size, num_layers, bidirectional, packed, seed
 ):
     torch.manual_seed(seed)
     ours, theirs = make_pair(
-        kind, input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional
+        kind, input_size, hidden_size, backend, num_layers=num_layers, bidirectional=bidirectional
     )
     lengths = torch.randint(1, steps + 1, (batch,))
 

@@ -13,6 +13,8 @@ class GRU(TorchLayoutRecurrent):
 
     Args: as ``torch.nn.GRU`` (input_size, hidden_size, num_layers, bias, batch_first, dropout,
     bidirectional, device, dtype).
+    ``backend`` picks the implementation (``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"``; see
+    :mod:`rnnkit.kernels`).
 
     Shapes: input ``(T, B, I)`` / ``(B, T, I)`` / ``(T, I)`` / PackedSequence; h_0 ``(L*D, B, H)``;
     returns output ``(T, B, D*H)`` and h_n ``(L*D, B, H)``. Parameters ``weight_ih_l{k}``,
@@ -30,6 +32,7 @@ class GRU(TorchLayoutRecurrent):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        backend: str = "auto",
     ) -> None:
         self.bias = bias
         super().__init__(
@@ -43,4 +46,5 @@ class GRU(TorchLayoutRecurrent):
             bias=bias,
             device=device,
             dtype=dtype,
+            backend=backend,
         )

@@ -13,6 +13,8 @@ class LSTM(TorchLayoutRecurrent):
 
     Args: as ``torch.nn.LSTM`` (input_size, hidden_size, num_layers, bias, batch_first, dropout,
     bidirectional, proj_size, device, dtype).
+    ``backend`` picks the implementation (``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"``; see
+    :mod:`rnnkit.kernels`).
 
     Shapes: input ``(T, B, I)`` / ``(B, T, I)`` / ``(T, I)`` / PackedSequence; (h_0, c_0) with h_0
     ``(L*D, B, P or H)`` and c_0 ``(L*D, B, H)``; returns output ``(T, B, D*(P or H))`` and
@@ -32,6 +34,7 @@ class LSTM(TorchLayoutRecurrent):
         proj_size: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        backend: str = "auto",
     ) -> None:
         self.bias = bias
         self.proj_size = proj_size
@@ -47,6 +50,7 @@ class LSTM(TorchLayoutRecurrent):
             proj_size=proj_size,
             device=device,
             dtype=dtype,
+            backend=backend,
         )
 
     def extra_repr(self) -> str:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit.cells.base import RecurrentCell, State, map_state
+from rnnkit import kernels
 from rnnkit.cells.registry import get_cell
 from rnnkit.nn.sequence import pack_like, reverse_padded, unpack_to_padded
 
@@ -83,6 +84,9 @@ class Recurrent(nn.Module):
         bidirectional: run a second cell per layer over reversed time (D = 2).
         batch_first: input and output are ``(B, T, *)`` instead of ``(T, B, *)``.
         dropout: dropout on the outputs of every layer but the last, in training mode.
+        backend: ``"auto"`` (default), ``"reference"``, ``"cpu"`` or ``"triton"``: which implementation
+            runs the recurrence (see :mod:`rnnkit.kernels`); cells without a fused kernel run the
+            reference loop under ``"auto"``.
         device, dtype: where and how the parameters are created.
         **cell_kwargs: forwarded to every cell (``bias``, ``nonlinearity``, ``output_size`` ...).
 
@@ -104,6 +108,7 @@ class Recurrent(nn.Module):
         batch_first: bool = False,
         dropout: float = 0.0,
         *,
+        backend: str = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         **cell_kwargs: object,
@@ -112,6 +117,8 @@ class Recurrent(nn.Module):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        kernels.check_backend_name(backend)
+        self.backend = backend
         if not isinstance(num_layers, int) or num_layers <= 0:
             raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
         if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
@@ -281,7 +288,11 @@ class Recurrent(nn.Module):
                 xp = cell.project_input(layer_input)  # (T, B, G): all steps in one call
                 if direction == 1:
                     xp = reverse_padded(xp, lengths)
-                out, final = run_cell(cell, xp, state, mask)  # (T, B, O)
+                fused = kernels.select(self.backend, cell, x.device)
+                if fused is None:
+                    out, final = run_cell(cell, xp, state, mask)  # (T, B, O)
+                else:
+                    out, final = fused(cell, xp, state, lengths)
                 if direction == 1:
                     out = reverse_padded(out, lengths)
                 outputs.append(out)
@@ -301,4 +312,6 @@ class Recurrent(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
         return s

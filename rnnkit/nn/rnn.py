@@ -13,6 +13,8 @@ class RNN(TorchLayoutRecurrent):
 
     Args: as ``torch.nn.RNN`` (input_size, hidden_size, num_layers, nonlinearity, bias, batch_first,
     dropout, bidirectional, device, dtype); ``nonlinearity`` also takes ``"sigmoid"``.
+    ``backend`` picks the implementation (``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"``; see
+    :mod:`rnnkit.kernels`).
 
     Shapes: input ``(T, B, I)`` / ``(B, T, I)`` / ``(T, I)`` / PackedSequence; h_0 ``(L*D, B, H)``;
     returns output ``(T, B, D*H)`` and h_n ``(L*D, B, H)``. Parameters ``weight_ih_l{k}``,
@@ -31,6 +33,7 @@ class RNN(TorchLayoutRecurrent):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        backend: str = "auto",
     ) -> None:
         self.nonlinearity = nonlinearity
         self.bias = bias
@@ -46,4 +49,5 @@ class RNN(TorchLayoutRecurrent):
             nonlinearity=nonlinearity,
             device=device,
             dtype=dtype,
+            backend=backend,
         )

@@ -1,0 +1,120 @@
+"""Fused recurrences for the built-in cells, selected by a layer's ``backend`` argument.
+
+Backends:
+
+- ``"reference"``: the hand-written cell stepped by :func:`rnnkit.nn.recurrent.run_cell` (autograd
+  through every step). Runs every cell; the others are tested against it.
+- ``"cpu"``: one custom op per sequence with a hand-written backward (:mod:`.cpu_lstm`,
+  :mod:`.cpu_gru`). Plain torch ops, so it also runs on CUDA; a single node under ``torch.compile``.
+- ``"triton"``: fused Triton kernels (:mod:`.triton_lstm`, :mod:`.triton_gru`); CUDA tensors, or
+  CPU tensors under ``TRITON_INTERPRET=1``. Needs ``pip install 'rnnkit[triton]'``.
+- ``"auto"``: ``"triton"`` on CUDA when it can run, else ``"cpu"``; ``"reference"`` for cells
+  without a fused kernel.
+
+Fused kernels exist for :class:`~rnnkit.cells.LSTMCell` and :class:`~rnnkit.cells.GRUCell`. An LSTM
+with ``proj_size > 0`` has none: every backend then runs the reference loop (documented fallback,
+with a warning when a fused backend was asked for explicitly).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from rnnkit.cells.base import RecurrentCell, State
+from rnnkit.cells.gru import GRUCell
+from rnnkit.cells.lstm import LSTMCell
+from rnnkit.kernels import cpu_gru, cpu_lstm
+from rnnkit.kernels.triton_common import triton, why_triton_cannot_run
+
+BACKENDS = ("auto", "reference", "cpu", "triton")
+
+Runner = Callable[[RecurrentCell, Tensor, State, Tensor | None], tuple[Tensor, State]]
+
+
+def _lstm_cpu(cell: LSTMCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+    return cpu_lstm.lstm_forward(xp, state, cell.weight_hh, lengths)
+
+
+def _gru_cpu(cell: GRUCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+    return cpu_gru.gru_forward(xp, state, cell.weight_hh, cell.bias_hh, lengths)
+
+
+def _lstm_triton(cell: LSTMCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+    from rnnkit.kernels import triton_lstm
+
+    return triton_lstm.lstm_forward(xp, state, cell.weight_hh, lengths)
+
+
+def _gru_triton(cell: GRUCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+    from rnnkit.kernels import triton_gru
+
+    return triton_gru.gru_forward(xp, state, cell.weight_hh, cell.bias_hh, lengths)
+
+
+KERNELS: dict[str, dict[type, Runner]] = {
+    "cpu": {LSTMCell: _lstm_cpu, GRUCell: _gru_cpu},
+    "triton": {LSTMCell: _lstm_triton, GRUCell: _gru_triton},
+}
+
+
+def check_backend_name(backend: str) -> None:
+    """Raise at construction for a misspelt backend or a missing triton package."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if backend == "triton" and triton is None:
+        raise RuntimeError("backend='triton' needs the triton package: pip install 'rnnkit[triton]'")
+
+
+def _unsupported(cell: RecurrentCell) -> str | None:
+    if isinstance(cell, LSTMCell) and cell.proj_size:
+        return "LSTM with proj_size > 0 has no fused kernel"
+    return None
+
+
+def runnable_backends(cell: RecurrentCell, device: torch.device) -> list[str]:
+    """The backends that can run ``cell`` on ``device`` here."""
+    names = ["reference"]
+    if type(cell) in KERNELS["cpu"] and _unsupported(cell) is None:
+        names.append("cpu")
+        if why_triton_cannot_run(device) is None:
+            names.append("triton")
+    return names
+
+
+def select(backend: str, cell: RecurrentCell, device: torch.device) -> Runner | None:
+    """The fused runner for ``cell`` on ``device``, or None for the reference loop.
+
+    Raises when an explicitly requested backend cannot run, naming the ones that can.
+    """
+    if backend == "reference":
+        return None
+    kind = type(cell)
+    if kind not in KERNELS["cpu"]:
+        if backend == "auto":
+            return None
+        raise ValueError(
+            f"backend={backend!r} has no kernel for {kind.__name__}; backends that can run it: "
+            f"{runnable_backends(cell, device)} (or 'auto')"
+        )
+    reason = _unsupported(cell)
+    if reason is not None:
+        if backend != "auto":
+            warnings.warn(f"{reason}: backend={backend!r} falls back to 'reference'", stacklevel=3)
+        return None
+    if backend == "auto":
+        use_triton = device.type == "cuda" and why_triton_cannot_run(device) is None
+        return KERNELS["triton" if use_triton else "cpu"][kind]
+    if backend == "triton":
+        why = why_triton_cannot_run(device)
+        if why is not None:
+            raise RuntimeError(
+                f"backend='triton' cannot run here: {why}. Backends that can: {runnable_backends(cell, device)}"
+            )
+    return KERNELS[backend][kind]
+
+
+__all__ = ["BACKENDS", "KERNELS", "check_backend_name", "runnable_backends", "select"]

@@ -1,0 +1,126 @@
+"""The GRU recurrence as one custom op with a hand-written backward (the fast CPU path).
+
+Semantics of :func:`rnnkit.nn.recurrent.run_cell` with :class:`rnnkit.cells.GRUCell`: the input
+projection ``xp = x W_ih^T + b_ih`` is computed outside; ``b_hh`` stays inside (it is gated by r_t).
+See :mod:`rnnkit.kernels.cpu_lstm` for the design.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit.kernels.cpu_lstm import step_mask
+
+
+@torch.library.custom_op("rnnkit::gru_recurrence", mutates_args=(), device_types=("cpu", "cuda"))
+def gru_recurrence(
+    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(output (T, B, H), h_n)`` and, saved for backward, ``hs (T, B, H)`` (states, frozen past the
+    end) and ``acts (T, B, 4H)``: r_t, z_t, n_t and the recurrent candidate part W_hn h + b_hn."""
+    steps, batch, three_h = xp.shape
+    hidden = three_h // 3
+    mask = step_mask(lengths, steps)
+    hs = xp.new_empty(steps, batch, hidden)
+    acts = xp.new_empty(steps, batch, 4 * hidden)
+    gh = xp.new_empty(batch, three_h)
+    w_t = weight_hh.t()
+    h = h0
+    for t in range(steps):
+        torch.addmm(bias_hh, h, w_t, out=gh)  # (B, 3H): W_h{r,z,n} h_{t-1} + b_h{r,z,n}
+        a = acts[t]
+        rz = torch.add(xp[t, :, : 2 * hidden], gh[:, : 2 * hidden], out=a[:, : 2 * hidden]).sigmoid_()  # r, z
+        r, z = rz.split(hidden, dim=1)
+        hn = a[:, 3 * hidden :].copy_(gh[:, 2 * hidden :])  # W_hn h_{t-1} + b_hn
+        n = torch.addcmul(xp[t, :, 2 * hidden :], r, hn, out=a[:, 2 * hidden : 3 * hidden]).tanh_()  # n_t
+        h_t = torch.sub(h, n, out=hs[t]).mul_(z).add_(n)  # h_t = n + z * (h_{t-1} - n) = (1 - z) n + z h
+        if mask is not None:
+            h_t.copy_(torch.where(mask[t], h_t, h))
+        h = h_t
+    output = hs.clone() if mask is None else hs.masked_fill(~mask, 0.0)
+    return output, h.clone(), hs, acts
+
+
+@gru_recurrence.register_fake
+def _(xp, h0, weight_hh, bias_hh, lengths):
+    steps, batch, three_h = xp.shape
+    hidden = three_h // 3
+    seq = xp.new_empty(steps, batch, hidden)
+    return seq, h0.new_empty(h0.shape), seq.clone(), xp.new_empty(steps, batch, 4 * hidden)
+
+
+@torch.library.custom_op("rnnkit::gru_recurrence_backward", mutates_args=(), device_types=("cpu", "cuda"))
+def gru_recurrence_backward(
+    d_output: Tensor, d_hn: Tensor, h0: Tensor, weight_hh: Tensor, lengths: Tensor, hs: Tensor, acts: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients ``(d_xp, d_h0, d_weight_hh, d_bias_hh)``."""
+    steps, batch, four_h = acts.shape
+    hidden = four_h // 4
+    mask = step_mask(lengths, steps)
+    d_xp = acts.new_empty(steps, batch, 3 * hidden)  # d(x-side pre-activations) r, z, n
+    d_gh = acts.new_empty(steps, batch, 3 * hidden)  # d(h-side pre-activations) r, z, hn
+    dh = d_hn.clone()
+    for t in range(steps - 1, -1, -1):
+        dh.add_(d_output[t] if mask is None else d_output[t] * mask[t])
+        r, z, n, hn = acts[t].split(hidden, dim=1)
+        h_prev = hs[t - 1] if t > 0 else h0
+        dxr, dxz, dxn = d_xp[t].split(hidden, dim=1)
+        dhr, dhz, dhn = d_gh[t].split(hidden, dim=1)
+        torch.mul(dh, 1 - z, out=dxn).mul_(1 - n * n)  # d n_pre
+        torch.mul(dxn, r, out=dhn)  # d(W_hn h + b_hn)
+        torch.mul(dxn, hn, out=dxr).mul_(r * (1 - r))  # d r_pre
+        torch.mul(dh, h_prev - n, out=dxz).mul_(z * (1 - z))  # d z_pre
+        dhr.copy_(dxr)
+        dhz.copy_(dxz)
+        if mask is None:
+            dh = torch.addmm(dh * z, d_gh[t], weight_hh)  # direct path z * dh + through W_hh
+        else:
+            m = mask[t]
+            d_xp[t].mul_(m)
+            d_gh[t].mul_(m)
+            dh = torch.where(m, torch.addmm(dh * z, d_gh[t], weight_hh), dh)
+    h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
+    d_gh_flat = d_gh.reshape(-1, 3 * hidden)
+    d_weight_hh = torch.mm(d_gh_flat.t(), h_prev.reshape(-1, hidden))  # one GEMM over all steps
+    return d_xp, dh, d_weight_hh, d_gh_flat.sum(0)
+
+
+@gru_recurrence_backward.register_fake
+def _(d_output, d_hn, h0, weight_hh, lengths, hs, acts):
+    steps, batch, four_h = acts.shape
+    three_h = 3 * (four_h // 4)
+    return acts.new_empty(steps, batch, three_h), h0.new_empty(h0.shape), weight_hh.new_empty(
+        weight_hh.shape
+    ), acts.new_empty(three_h)
+
+
+def _setup_context(ctx, inputs, output):
+    xp, h0, weight_hh, bias_hh, lengths = inputs
+    _, _, hs, acts = output
+    ctx.save_for_backward(h0, weight_hh, lengths, hs, acts)
+    ctx.mark_non_differentiable(hs, acts)
+
+
+def _backward(ctx, d_output, d_hn, d_hs, d_acts):
+    h0, weight_hh, lengths, hs, acts = ctx.saved_tensors
+    d_output = torch.zeros_like(hs) if d_output is None else d_output
+    d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
+    d_xp, d_h0, d_w, d_b = gru_recurrence_backward(d_output, d_hn, h0, weight_hh, lengths, hs, acts)
+    return d_xp, d_h0, d_w, d_b, None
+
+
+gru_recurrence.register_autograd(_backward, setup_context=_setup_context)
+
+
+def gru_forward(
+    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, lengths: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The fused GRU recurrence: ``xp (T, B, 3H)``, ``h0 (B, H)`` -> ``(output (T, B, H), h_n)``."""
+    steps, batch = xp.shape[:2]
+    if lengths is None:
+        lengths = torch.full((batch,), steps, dtype=torch.long, device=xp.device)
+    if bias_hh is None:
+        bias_hh = xp.new_zeros(weight_hh.shape[0])
+    output, h_n, *_ = gru_recurrence(xp, h0, weight_hh, bias_hh, lengths)
+    return output, h_n

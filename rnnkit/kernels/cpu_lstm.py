@@ -1,0 +1,141 @@
+"""The LSTM recurrence as one custom op with a hand-written backward (the fast CPU path).
+
+Forward and backward loop over time inside the op: no autograd graph per step, preallocated
+buffers, in-place pointwise work, and the recurrent weight gradient as one GEMM over all steps.
+Being a ``torch.library.custom_op`` with a fake implementation, it is a single node under
+``torch.compile``: the graph does not break at every step.
+
+Semantics are those of :func:`rnnkit.nn.recurrent.run_cell` with :class:`rnnkit.cells.LSTMCell`
+(no projection): the input projection ``xp = x W_ih^T + b_ih + b_hh`` is computed outside, past a
+sequence's length its state is frozen and its output is zero.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def step_mask(lengths: Tensor, steps: int) -> Tensor | None:
+    """``(T, B, 1)`` bool, True where step t of sequence b is real; None when every sequence is full."""
+    if bool((lengths >= steps).all()):
+        return None
+    return (torch.arange(steps, device=lengths.device)[:, None] < lengths[None, :]).unsqueeze(-1)
+
+
+@torch.library.custom_op("rnnkit::lstm_recurrence", mutates_args=(), device_types=("cpu", "cuda"))
+def lstm_recurrence(
+    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(output (T, B, H), h_n, c_n)`` and, saved for backward, ``hs (T, B, H)`` (states, not
+    zeroed past the end), ``gates (T, B, 4H)`` (activated) and ``cells (T, B, H)``.
+    :func:`lstm_forward` is the public wrapper."""
+    steps, batch, four_h = xp.shape
+    hidden = four_h // 4
+    mask = step_mask(lengths, steps)
+    hs = xp.new_empty(steps, batch, hidden)  # h_t (frozen past the end)
+    cells = xp.new_empty(steps, batch, hidden)  # C_t
+    gates = xp.new_empty(steps, batch, four_h)  # activated i, f, C~, o
+    w_t = weight_hh.t()
+    h, c = h0, c0
+    for t in range(steps):
+        g = torch.addmm(xp[t], h, w_t, out=gates[t])  # (B, 4H): W [h_{t-1}, x_t] + b
+        g[:, : 2 * hidden].sigmoid_()  # i_t, f_t
+        g[:, 2 * hidden : 3 * hidden].tanh_()  # C~_t
+        g[:, 3 * hidden :].sigmoid_()  # o_t
+        i, f, c_tilde, o = g.split(hidden, dim=1)
+        c_t = torch.mul(f, c, out=cells[t]).addcmul_(i, c_tilde)  # C_t = f * C_{t-1} + i * C~
+        h_t = torch.tanh(c_t, out=hs[t]).mul_(o)  # h_t = o * tanh(C_t)
+        if mask is not None:
+            c_t.copy_(torch.where(mask[t], c_t, c))
+            h_t.copy_(torch.where(mask[t], h_t, h))
+        h, c = h_t, c_t
+    output = hs.clone() if mask is None else hs.masked_fill(~mask, 0.0)  # outputs may not alias saved state
+    return output, h.clone(), c.clone(), hs, gates, cells
+
+
+@lstm_recurrence.register_fake
+def _(xp, h0, c0, weight_hh, lengths):
+    steps, batch, four_h = xp.shape
+    hidden = four_h // 4
+    seq = xp.new_empty(steps, batch, hidden)
+    return seq, h0.new_empty(h0.shape), c0.new_empty(c0.shape), seq.clone(), xp.new_empty(xp.shape), seq.clone()
+
+
+@torch.library.custom_op("rnnkit::lstm_recurrence_backward", mutates_args=(), device_types=("cpu", "cuda"))
+def lstm_recurrence_backward(
+    d_output: Tensor, d_hn: Tensor, d_cn: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor,
+    hs: Tensor, gates: Tensor, cells: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients ``(d_xp, d_h0, d_c0, d_weight_hh)`` by BPTT over the saved activations."""
+    steps, batch, four_h = gates.shape
+    hidden = four_h // 4
+    mask = step_mask(lengths, steps)
+    d_gates = gates.new_empty(steps, batch, four_h)  # d(pre-activations) = d xp_t
+    dh = d_hn.clone()  # dL/dh_t arriving from the future
+    dc = d_cn.clone()  # dL/dC_t arriving from the future
+    tanh_c = torch.empty_like(dc)
+    for t in range(steps - 1, -1, -1):
+        dh.add_(d_output[t] if mask is None else d_output[t] * mask[t])
+        i, f, c_tilde, o = gates[t].split(hidden, dim=1)
+        c_prev = cells[t - 1] if t > 0 else c0
+        torch.tanh(cells[t], out=tanh_c)
+        di, df, dg, do = d_gates[t].split(hidden, dim=1)
+        # dC_t += dh_t * o_t * (1 - tanh^2 C_t)
+        dc_t = dc + dh * o * (1 - tanh_c * tanh_c)
+        torch.mul(dh, tanh_c, out=do).mul_(o * (1 - o))  # d o_pre
+        torch.mul(dc_t, c_tilde, out=di).mul_(i * (1 - i))  # d i_pre
+        torch.mul(dc_t, c_prev, out=df).mul_(f * (1 - f))  # d f_pre
+        torch.mul(dc_t, i, out=dg).mul_(1 - c_tilde * c_tilde)  # d C~_pre
+        if mask is None:
+            dh = torch.mm(d_gates[t], weight_hh)  # (B, H): through W_hh h_{t-1}
+            dc = dc_t.mul_(f)
+        else:
+            m = mask[t]
+            d_gates[t].mul_(m)
+            dh = torch.where(m, torch.mm(d_gates[t], weight_hh), dh)  # frozen steps pass it through
+            dc = torch.where(m, dc_t * f, dc)
+    h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, B, H): h_{t-1}
+    d_weight_hh = torch.mm(d_gates.reshape(-1, four_h).t(), h_prev.reshape(-1, hidden))  # one GEMM, all steps
+    return d_gates, dh, dc, d_weight_hh
+
+
+@lstm_recurrence_backward.register_fake
+def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells):
+    return gates.new_empty(gates.shape), h0.new_empty(h0.shape), c0.new_empty(c0.shape), weight_hh.new_empty(
+        weight_hh.shape
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    xp, h0, c0, weight_hh, lengths = inputs
+    _, _, _, hs, gates, cells = output
+    ctx.save_for_backward(h0, c0, weight_hh, lengths, hs, gates, cells)
+    ctx.mark_non_differentiable(hs, gates, cells)
+
+
+def _backward(ctx, d_output, d_hn, d_cn, d_hs, d_gates, d_cells):
+    h0, c0, weight_hh, lengths, hs, gates, cells = ctx.saved_tensors
+    zeros = torch.zeros_like
+    d_output = zeros(hs) if d_output is None else d_output
+    d_hn = zeros(h0) if d_hn is None else d_hn
+    d_cn = zeros(c0) if d_cn is None else d_cn
+    d_xp, d_h0, d_c0, d_w = lstm_recurrence_backward(
+        d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells
+    )
+    return d_xp, d_h0, d_c0, d_w, None
+
+
+lstm_recurrence.register_autograd(_backward, setup_context=_setup_context)
+
+
+def lstm_forward(
+    xp: Tensor, state: tuple[Tensor, Tensor], weight_hh: Tensor, lengths: Tensor | None
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """The fused LSTM recurrence: ``xp (T, B, 4H)``, ``(h0, c0)`` -> ``(output (T, B, H), (h_n, c_n))``."""
+    steps, batch = xp.shape[:2]
+    if lengths is None:
+        lengths = torch.full((batch,), steps, dtype=torch.long, device=xp.device)
+    h0, c0 = state
+    output, h_n, c_n, *_ = lstm_recurrence(xp, h0, c0, weight_hh, lengths)
+    return output, (h_n, c_n)

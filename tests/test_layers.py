@@ -55,7 +55,14 @@ CONFIGS = list(itertools.product([1, 2, 3], [True, False], [True, False], [True,
 @pytest.mark.parametrize(("num_layers", "bias", "bidirectional", "batch_first"), CONFIGS)
 def test_dense_parity(kind, num_layers, bias, bidirectional, batch_first, backend):
     ours, theirs = make_pair(
-        kind, 5, 6, backend, num_layers=num_layers, bias=bias, bidirectional=bidirectional, batch_first=batch_first
+        kind,
+        5,
+        6,
+        backend,
+        num_layers=num_layers,
+        bias=bias,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
     )
     steps, batch = 7, 3
 

@@ -90,9 +90,12 @@ def gru_recurrence_backward(
 def _(d_output, d_hn, h0, weight_hh, lengths, hs, acts):
     steps, batch, four_h = acts.shape
     three_h = 3 * (four_h // 4)
-    return acts.new_empty(steps, batch, three_h), h0.new_empty(h0.shape), weight_hh.new_empty(
-        weight_hh.shape
-    ), acts.new_empty(three_h)
+    return (
+        acts.new_empty(steps, batch, three_h),
+        h0.new_empty(h0.shape),
+        weight_hh.new_empty(weight_hh.shape),
+        acts.new_empty(three_h),
+    )
 
 
 def _setup_context(ctx, inputs, output):

@@ -59,13 +59,28 @@ def _(xp, h0, c0, weight_hh, lengths):
     steps, batch, four_h = xp.shape
     hidden = four_h // 4
     seq = xp.new_empty(steps, batch, hidden)
-    return seq, h0.new_empty(h0.shape), c0.new_empty(c0.shape), seq.clone(), xp.new_empty(xp.shape), seq.clone()
+    return (
+        seq,
+        h0.new_empty(h0.shape),
+        c0.new_empty(c0.shape),
+        seq.clone(),
+        xp.new_empty(xp.shape),
+        seq.clone(),
+    )
 
 
 @torch.library.custom_op("rnnkit::lstm_recurrence_backward", mutates_args=(), device_types=("cpu", "cuda"))
 def lstm_recurrence_backward(
-    d_output: Tensor, d_hn: Tensor, d_cn: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor,
-    hs: Tensor, gates: Tensor, cells: Tensor,
+    d_output: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    lengths: Tensor,
+    hs: Tensor,
+    gates: Tensor,
+    cells: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_c0, d_weight_hh)`` by BPTT over the saved activations."""
     steps, batch, four_h = gates.shape
@@ -102,8 +117,11 @@ def lstm_recurrence_backward(
 
 @lstm_recurrence_backward.register_fake
 def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells):
-    return gates.new_empty(gates.shape), h0.new_empty(h0.shape), c0.new_empty(c0.shape), weight_hh.new_empty(
-        weight_hh.shape
+    return (
+        gates.new_empty(gates.shape),
+        h0.new_empty(h0.shape),
+        c0.new_empty(c0.shape),
+        weight_hh.new_empty(weight_hh.shape),
     )
 
 

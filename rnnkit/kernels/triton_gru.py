@@ -14,18 +14,38 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.triton_common import accumulator, block_sizes, dot_precision, state_dtype, tl, triton
+from rnnkit.kernels.triton_common import (
+    accumulator,
+    block_sizes,
+    dot_precision,
+    interpreting,
+    state_dtype,
+    tl,
+    triton,
+)
 
 if triton is not None:
-    from rnnkit.kernels.triton_lstm import _tanh
+    from rnnkit.kernels.triton_lstm import _mm, _tanh
 
     @triton.jit
     def _gru_fwd_step(
-        xp_ptr, h_prev_ptr, w_ptr, b_ptr, len_ptr, t,
-        hs_ptr, acts_ptr, out_ptr,
-        B, H,
-        BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-        ACC: tl.constexpr, PRECISION: tl.constexpr,
+        xp_ptr,
+        h_prev_ptr,
+        w_ptr,
+        b_ptr,
+        len_ptr,
+        t,
+        hs_ptr,
+        acts_ptr,
+        out_ptr,
+        B,
+        H,
+        BLOCK_B: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ACC: tl.constexpr,
+        PRECISION: tl.constexpr,
+        UPCAST: tl.constexpr,
     ):
         rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
         rh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -41,9 +61,9 @@ if triton is not None:
             h = tl.load(h_prev_ptr + rb[:, None] * H + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
             wmask = mk[:, None] & mh[None, :]
             w_t = w_ptr + rh[None, :] * H + rk[:, None]
-            acc_r += tl.dot(h, tl.load(w_t, mask=wmask, other=0.0), input_precision=PRECISION, out_dtype=ACC)
-            acc_z += tl.dot(h, tl.load(w_t + H * H, mask=wmask, other=0.0), input_precision=PRECISION, out_dtype=ACC)
-            acc_n += tl.dot(h, tl.load(w_t + 2 * H * H, mask=wmask, other=0.0), input_precision=PRECISION, out_dtype=ACC)
+            acc_r += _mm(h, tl.load(w_t, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+            acc_z += _mm(h, tl.load(w_t + H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+            acc_n += _mm(h, tl.load(w_t + 2 * H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
         x_row = xp_ptr + rb[:, None] * (3 * H) + rh[None, :]
         b_r = tl.load(b_ptr + rh, mask=mh, other=0.0).to(ACC)[None, :]
         b_z = tl.load(b_ptr + H + rh, mask=mh, other=0.0).to(ACC)[None, :]
@@ -68,11 +88,26 @@ if triton is not None:
 
     @triton.jit
     def _gru_bwd_step(
-        dgh_next_ptr, w_ptr, d_out_ptr, d_hn_ptr, carry_in_ptr, acts_ptr, h_prev_ptr, len_ptr, t,
-        dxp_ptr, dgh_ptr, carry_out_ptr,
-        B, H,
-        BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-        ACC: tl.constexpr, PRECISION: tl.constexpr,
+        dgh_next_ptr,
+        w_ptr,
+        d_out_ptr,
+        d_hn_ptr,
+        carry_in_ptr,
+        acts_ptr,
+        h_prev_ptr,
+        len_ptr,
+        t,
+        dxp_ptr,
+        dgh_ptr,
+        carry_out_ptr,
+        B,
+        H,
+        BLOCK_B: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ACC: tl.constexpr,
+        PRECISION: tl.constexpr,
+        UPCAST: tl.constexpr,
     ):
         rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
         rh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -83,9 +118,11 @@ if triton is not None:
         for k0 in range(0, 3 * H, BLOCK_K):  # dGh_{t+1} W_hh
             rk = k0 + tl.arange(0, BLOCK_K)
             mk = rk < 3 * H
-            dg = tl.load(dgh_next_ptr + rb[:, None] * (3 * H) + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
+            dg = tl.load(
+                dgh_next_ptr + rb[:, None] * (3 * H) + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0
+            )
             w = tl.load(w_ptr + rk[:, None] * H + rh[None, :], mask=mk[:, None] & mh[None, :], other=0.0)
-            dh += tl.dot(dg, w, input_precision=PRECISION, out_dtype=ACC)
+            dh += _mm(dg, w, ACC, PRECISION, UPCAST)
         lengths = tl.load(len_ptr + rb, mask=mb, other=0)
         valid = (t < lengths)[:, None]
         last = (t == lengths - 1)[:, None]
@@ -111,7 +148,9 @@ if triton is not None:
         tl.store(h_row, tl.where(valid, d_r, 0.0).to(xty), mask=tile)
         tl.store(h_row + H, tl.where(valid, d_z, 0.0).to(xty), mask=tile)
         tl.store(h_row + 2 * H, tl.where(valid, d_n * r, 0.0).to(xty), mask=tile)
-        tl.store(carry_out_ptr + state, tl.where(valid, dh * z, 0.0).to(carry_out_ptr.dtype.element_ty), mask=tile)
+        tl.store(
+            carry_out_ptr + state, tl.where(valid, dh * z, 0.0).to(carry_out_ptr.dtype.element_ty), mask=tile
+        )
 
 
 class GRUTriton(torch.autograd.Function):
@@ -121,18 +160,38 @@ class GRUTriton(torch.autograd.Function):
     def forward(ctx, xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor):
         steps, batch, three_h = xp.shape
         hidden = three_h // 3
-        xp, h0, weight_hh, bias_hh = xp.contiguous(), h0.contiguous(), weight_hh.contiguous(), bias_hh.contiguous()
+        xp, h0, weight_hh, bias_hh = (
+            xp.contiguous(),
+            h0.contiguous(),
+            weight_hh.contiguous(),
+            bias_hh.contiguous(),
+        )
         keep = state_dtype(xp.dtype)
         hs = xp.new_empty(steps, batch, hidden)
         out = xp.new_empty(steps, batch, hidden)
         acts = xp.new_empty(steps, batch, 4 * hidden, dtype=keep)
         bb, bh, bk = block_sizes(batch, hidden)
         grid = (triton.cdiv(batch, bb), triton.cdiv(hidden, bh))
-        acc, precision = accumulator(xp.dtype), dot_precision()
+        acc, precision, upcast = accumulator(xp.dtype), dot_precision(), interpreting()
         for t in range(steps):
             _gru_fwd_step[grid](
-                xp[t], hs[t - 1] if t else h0, weight_hh, bias_hh, lengths, t, hs[t], acts[t], out[t],
-                batch, hidden, BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, ACC=acc, PRECISION=precision,
+                xp[t],
+                hs[t - 1] if t else h0,
+                weight_hh,
+                bias_hh,
+                lengths,
+                t,
+                hs[t],
+                acts[t],
+                out[t],
+                batch,
+                hidden,
+                BLOCK_B=bb,
+                BLOCK_H=bh,
+                BLOCK_K=bk,
+                ACC=acc,
+                PRECISION=precision,
+                UPCAST=upcast,
             )
         ctx.save_for_backward(h0, weight_hh, lengths, hs, acts)
         return out, hs[-1].clone()
@@ -151,13 +210,30 @@ class GRUTriton(torch.autograd.Function):
         carry = [acts.new_zeros(batch, hidden), acts.new_empty(batch, hidden)]
         bb, bh, bk = block_sizes(batch, hidden)
         grid = (triton.cdiv(batch, bb), triton.cdiv(hidden, bh))
-        acc, precision = accumulator(keep), dot_precision()
+        acc, precision, upcast = accumulator(keep), dot_precision(), interpreting()
         w = weight_hh.to(keep)
         for step, t in enumerate(range(steps - 1, -1, -1)):
             _gru_bwd_step[grid](
-                d_gh[t + 1], w, d_out[t], d_hn, carry[step % 2], acts[t], hs[t - 1] if t else h0, lengths, t,
-                d_xp[t], d_gh[t], carry[(step + 1) % 2],
-                batch, hidden, BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, ACC=acc, PRECISION=precision,
+                d_gh[t + 1],
+                w,
+                d_out[t],
+                d_hn,
+                carry[step % 2],
+                acts[t],
+                hs[t - 1] if t else h0,
+                lengths,
+                t,
+                d_xp[t],
+                d_gh[t],
+                carry[(step + 1) % 2],
+                batch,
+                hidden,
+                BLOCK_B=bb,
+                BLOCK_H=bh,
+                BLOCK_K=bk,
+                ACC=acc,
+                PRECISION=precision,
+                UPCAST=upcast,
             )
         d_gh = d_gh[:steps]
         d_h0 = carry[steps % 2] + torch.mm(d_gh[0], w)

@@ -20,7 +20,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.triton_common import accumulator, block_sizes, dot_precision, state_dtype, tl, triton
+from rnnkit.kernels.triton_common import (
+    accumulator,
+    block_sizes,
+    dot_precision,
+    interpreting,
+    state_dtype,
+    tl,
+    triton,
+)
 
 if triton is not None:
 
@@ -29,12 +37,33 @@ if triton is not None:
         return 2.0 * tl.sigmoid(2.0 * x) - 1.0
 
     @triton.jit
+    def _mm(a, b, ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+        """a @ b accumulated in ACC. UPCAST (the CPU interpreter, whose half-precision dot is wrong)
+        widens the operands first: products of bf16/fp16 values are exact in fp32 either way."""
+        if UPCAST:
+            return tl.dot(a.to(ACC), b.to(ACC), input_precision=PRECISION, out_dtype=ACC)
+        return tl.dot(a, b, input_precision=PRECISION, out_dtype=ACC)
+
+    @triton.jit
     def _lstm_fwd_step(
-        xp_ptr, h_prev_ptr, c_prev_ptr, w_ptr, len_ptr, t,
-        hs_ptr, cells_ptr, gates_ptr, out_ptr,
-        B, H,
-        BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-        ACC: tl.constexpr, PRECISION: tl.constexpr,
+        xp_ptr,
+        h_prev_ptr,
+        c_prev_ptr,
+        w_ptr,
+        len_ptr,
+        t,
+        hs_ptr,
+        cells_ptr,
+        gates_ptr,
+        out_ptr,
+        B,
+        H,
+        BLOCK_B: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ACC: tl.constexpr,
+        PRECISION: tl.constexpr,
+        UPCAST: tl.constexpr,
     ):
         rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)  # batch rows
         rh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)  # hidden units
@@ -51,10 +80,10 @@ if triton is not None:
             h = tl.load(h_prev_ptr + rb[:, None] * H + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
             wmask = mk[:, None] & mh[None, :]
             w_t = w_ptr + rh[None, :] * H + rk[:, None]  # (BK, BH) tile of W_hh^T, gate 0
-            acc_i += tl.dot(h, tl.load(w_t, mask=wmask, other=0.0), input_precision=PRECISION, out_dtype=ACC)
-            acc_f += tl.dot(h, tl.load(w_t + H * H, mask=wmask, other=0.0), input_precision=PRECISION, out_dtype=ACC)
-            acc_g += tl.dot(h, tl.load(w_t + 2 * H * H, mask=wmask, other=0.0), input_precision=PRECISION, out_dtype=ACC)
-            acc_o += tl.dot(h, tl.load(w_t + 3 * H * H, mask=wmask, other=0.0), input_precision=PRECISION, out_dtype=ACC)
+            acc_i += _mm(h, tl.load(w_t, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+            acc_f += _mm(h, tl.load(w_t + H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+            acc_g += _mm(h, tl.load(w_t + 2 * H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+            acc_o += _mm(h, tl.load(w_t + 3 * H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
         x_row = xp_ptr + rb[:, None] * (4 * H) + rh[None, :]  # (B, 4H) slice of step t
         i = tl.sigmoid(acc_i + tl.load(x_row, mask=tile, other=0.0).to(ACC))  # input gate
         f = tl.sigmoid(acc_f + tl.load(x_row + H, mask=tile, other=0.0).to(ACC))  # forget gate
@@ -80,11 +109,27 @@ if triton is not None:
 
     @triton.jit
     def _lstm_bwd_step(
-        dg_next_ptr, w_ptr, d_out_ptr, d_hn_ptr, d_cn_ptr, dc_in_ptr, gates_ptr, cells_ptr, c_prev_ptr,
-        len_ptr, t, dg_ptr, dc_out_ptr,
-        B, H,
-        BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-        ACC: tl.constexpr, PRECISION: tl.constexpr,
+        dg_next_ptr,
+        w_ptr,
+        d_out_ptr,
+        d_hn_ptr,
+        d_cn_ptr,
+        dc_in_ptr,
+        gates_ptr,
+        cells_ptr,
+        c_prev_ptr,
+        len_ptr,
+        t,
+        dg_ptr,
+        dc_out_ptr,
+        B,
+        H,
+        BLOCK_B: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ACC: tl.constexpr,
+        PRECISION: tl.constexpr,
+        UPCAST: tl.constexpr,
     ):
         rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
         rh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -95,9 +140,11 @@ if triton is not None:
         for k0 in range(0, 4 * H, BLOCK_K):  # dG_{t+1} W_hh: the recurrent path into h_t
             rk = k0 + tl.arange(0, BLOCK_K)
             mk = rk < 4 * H
-            dg = tl.load(dg_next_ptr + rb[:, None] * (4 * H) + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
+            dg = tl.load(
+                dg_next_ptr + rb[:, None] * (4 * H) + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0
+            )
             w = tl.load(w_ptr + rk[:, None] * H + rh[None, :], mask=mk[:, None] & mh[None, :], other=0.0)
-            dh += tl.dot(dg, w, input_precision=PRECISION, out_dtype=ACC)
+            dh += _mm(dg, w, ACC, PRECISION, UPCAST)
         lengths = tl.load(len_ptr + rb, mask=mb, other=0)
         valid = (t < lengths)[:, None]
         last = (t == lengths - 1)[:, None]  # the final state's gradient enters here
@@ -143,13 +190,29 @@ class LSTMTriton(torch.autograd.Function):
         gates = xp.new_empty(steps, batch, four_h, dtype=keep)
         bb, bh, bk = block_sizes(batch, hidden)
         grid = (triton.cdiv(batch, bb), triton.cdiv(hidden, bh))
-        acc, precision = accumulator(xp.dtype), dot_precision()
+        acc, precision, upcast = accumulator(xp.dtype), dot_precision(), interpreting()
         for t in range(steps):
             h_prev = hs[t - 1] if t else h0
             c_prev = cells[t - 1] if t else c0
             _lstm_fwd_step[grid](
-                xp[t], h_prev, c_prev, weight_hh, lengths, t, hs[t], cells[t], gates[t], out[t],
-                batch, hidden, BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, ACC=acc, PRECISION=precision,
+                xp[t],
+                h_prev,
+                c_prev,
+                weight_hh,
+                lengths,
+                t,
+                hs[t],
+                cells[t],
+                gates[t],
+                out[t],
+                batch,
+                hidden,
+                BLOCK_B=bb,
+                BLOCK_H=bh,
+                BLOCK_K=bk,
+                ACC=acc,
+                PRECISION=precision,
+                UPCAST=upcast,
             )
         ctx.save_for_backward(h0, c0, weight_hh, lengths, hs, cells, gates)
         return out, hs[-1].clone(), cells[-1].to(xp.dtype)
@@ -168,14 +231,32 @@ class LSTMTriton(torch.autograd.Function):
         dc = [gates.new_zeros(batch, hidden), gates.new_empty(batch, hidden)]  # ping-pong carry
         bb, bh, bk = block_sizes(batch, hidden)
         grid = (triton.cdiv(batch, bb), triton.cdiv(hidden, bh))
-        acc, precision = accumulator(keep), dot_precision()
+        acc, precision, upcast = accumulator(keep), dot_precision(), interpreting()
         w = weight_hh.to(keep)
         for step, t in enumerate(range(steps - 1, -1, -1)):
             c_prev = cells[t - 1] if t else c0
             _lstm_bwd_step[grid](
-                d_gates[t + 1], w, d_out[t], d_hn, d_cn, dc[step % 2], gates[t], cells[t], c_prev,
-                lengths, t, d_gates[t], dc[(step + 1) % 2],
-                batch, hidden, BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, ACC=acc, PRECISION=precision,
+                d_gates[t + 1],
+                w,
+                d_out[t],
+                d_hn,
+                d_cn,
+                dc[step % 2],
+                gates[t],
+                cells[t],
+                c_prev,
+                lengths,
+                t,
+                d_gates[t],
+                dc[(step + 1) % 2],
+                batch,
+                hidden,
+                BLOCK_B=bb,
+                BLOCK_H=bh,
+                BLOCK_K=bk,
+                ACC=acc,
+                PRECISION=precision,
+                UPCAST=upcast,
             )
         d_gates = d_gates[:steps]
         d_h0 = torch.mm(d_gates[0], w)  # into h_0 through the first step's product

@@ -1,12 +1,13 @@
 """Time rnnkit's recurrent layers against torch.nn's (oneDNN on CPU, cuDNN on CUDA) in one run.
 
-Each case builds a torch.nn layer and the rnnkit twin with the same weights, then alternates them
-(A, B, A, B, ...) so that machine-wide speed swings hit both alike, and reports the median of the
-repeats after warm-up, and the ratio rnnkit / torch.nn (below 1.0: rnnkit is faster).
+Each case builds a torch.nn layer and one rnnkit twin per backend with the same weights, then
+alternates them (A, B, C, A, B, C, ...) so that machine-wide speed swings hit all alike, and reports
+the median of the repeats after warm-up and the ratio rnnkit / torch.nn (below 1.0: rnnkit is faster).
 
-    python scripts/bench_rnn.py                     # every kind and case on the CPU
-    python scripts/bench_rnn.py --device cuda       # the same on a GPU
-    python scripts/bench_rnn.py --kinds lstm --cases standard --repeats 51
+    python scripts/bench_rnn.py                             # CPU cases, reference and cpu backends
+    python scripts/bench_rnn.py --device cuda               # standard + long-sequence cases, adds triton
+    python scripts/bench_rnn.py --device cuda --dtype bfloat16 --kinds lstm
+    python scripts/bench_rnn.py --kinds lstm --cases standard --backends cpu --repeats 51
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ CASES = {
     "standard": Case("T100 B64 I512 H512", 100, 64, 512, 512),
     "small": Case("T200 B8 I32 H64", 200, 8, 32, 64),
     "deep_bi": Case("T50 B32 I128 H256 L2 bi", 50, 32, 128, 256, 2, True),
+    "deep": Case("T50 B32 I128 H256 L2", 50, 32, 128, 256, 2),
+}
+# small batches, long sequences: where a fused recurrence can beat cuDNN on a GPU
+for _b in (1, 4, 16):
+    for _h in (128, 256):
+        CASES[f"long_b{_b}_h{_h}"] = Case(f"T1024 B{_b} I{_h} H{_h}", 1024, _b, _h, _h)
+DEFAULT_CASES = {
+    "cpu": ["standard", "small", "deep_bi", "deep"],
+    "cuda": ["standard"] + [k for k in CASES if k.startswith("long")],
 }
 KINDS = {"lstm": (rnn.LSTM, torch.nn.LSTM), "gru": (rnn.GRU, torch.nn.GRU), "rnn": (rnn.RNN, torch.nn.RNN)}
 
@@ -86,7 +96,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16", "float16"])
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="+", default=None, choices=list(CASES), help="default: per device")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=None,
+        choices=["reference", "cpu", "triton"],
+        help="default: reference and cpu, plus triton on CUDA",
+    )
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=21)
@@ -95,6 +112,8 @@ def main() -> None:
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
+    cases = args.cases or DEFAULT_CASES["cuda" if device.type == "cuda" else "cpu"]
+    backends = args.backends or (["reference", "cpu"] + (["triton"] if device.type == "cuda" else []))
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
@@ -109,27 +128,30 @@ def main() -> None:
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for kind in args.kinds:
         ours_cls, torch_cls = KINDS[kind]
-        for case_key in args.cases:
+        kind_backends = [b for b in backends if kind != "rnn" or b == "reference"]  # no fused Elman RNN
+        for case_key in cases:
             case = CASES[case_key]
             kw = {"num_layers": case.num_layers, "bidirectional": case.bidirectional}
             reference = torch_cls(case.input_size, case.hidden_size, **kw).to(device, dtype)
-            ours = ours_cls(case.input_size, case.hidden_size, **kw).to(device, dtype)
-            ours.load_state_dict(reference.state_dict())
+            ours = []
+            for backend in kind_backends:
+                layer = ours_cls(case.input_size, case.hidden_size, backend=backend, **kw).to(device, dtype)
+                layer.load_state_dict(reference.state_dict())
+                ours.append(layer)
             x = torch.randn(case.steps, case.batch, case.input_size, device=device, dtype=dtype)
             for mode in args.modes:
-                for layer in (reference, ours):
+                layers = [reference, *ours]
+                for layer in layers:
                     layer.train(mode != "fwd")
-                t_ref, t_ours = time_pair(
-                    [make_step(reference, x, mode), make_step(ours, x, mode)],
-                    device,
-                    args.warmup,
-                    args.repeats,
+                times = time_pair(
+                    [make_step(layer, x, mode) for layer in layers], device, args.warmup, args.repeats
                 )
-                print(
-                    f"| {kind:5} | {case.name:24} | {mode:7} | {'reference':9} | {t_ref * 1e3:11.2f} | "
-                    f"{t_ours * 1e3:9.2f} | {t_ours / t_ref:5.2f} |",
-                    flush=True,
-                )
+                for backend, t_ours in zip(kind_backends, times[1:], strict=True):
+                    print(
+                        f"| {kind:5} | {case.name:24} | {mode:7} | {backend:9} | {times[0] * 1e3:11.2f} | "
+                        f"{t_ours * 1e3:9.2f} | {t_ours / times[0]:5.2f} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -112,7 +112,8 @@ def select(backend: str, cell: RecurrentCell, device: torch.device) -> Runner | 
         why = why_triton_cannot_run(device)
         if why is not None:
             raise RuntimeError(
-                f"backend='triton' cannot run here: {why}. Backends that can: {runnable_backends(cell, device)}"
+                f"backend='triton' cannot run here: {why}. "
+                f"Backends that can: {runnable_backends(cell, device)}"
             )
     return KERNELS[backend][kind]
 

@@ -30,7 +30,10 @@ def why_triton_cannot_run(device: torch.device) -> str | None:
         return None
     if device.type == "cpu" and interpreting():
         return None
-    return f"Triton kernels run on CUDA tensors (or on the CPU under TRITON_INTERPRET=1), got a {device.type} tensor"
+    return (
+        "Triton kernels run on CUDA tensors (or on the CPU under TRITON_INTERPRET=1), "
+        f"got a {device.type} tensor"
+    )
 
 
 def block_sizes(batch: int, hidden: int) -> tuple[int, int, int]:

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from rnnkit.cells.base import RecurrentCell, State, map_state
 from rnnkit import kernels
+from rnnkit.cells.base import RecurrentCell, State, map_state
 from rnnkit.cells.registry import get_cell
 from rnnkit.nn.sequence import pack_like, reverse_padded, unpack_to_padded
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 import rnnkit.nn as rnn
 from rnnkit import kernels
 from rnnkit.kernels.triton_common import triton, why_triton_cannot_run
+from rnnkit.kernels.verify import LAYERS, compare_with_torch
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TRITON_REASON = why_triton_cannot_run(DEVICE)
 needs_triton = pytest.mark.skipif(TRITON_REASON is not None, reason=f"Triton cannot run: {TRITON_REASON}")
-LAYERS = {"lstm": (rnn.LSTM, nn.LSTM), "gru": (rnn.GRU, nn.GRU)}
 BACKENDS = ["cpu", pytest.param("triton", marks=needs_triton)]
 
 # (steps, batch, input, hidden): odd sizes, T = 1, batch 1, hidden sizes that are not powers of two.
@@ -23,43 +22,10 @@ SHAPES = [(1, 1, 1, 1), (1, 3, 4, 5), (7, 1, 3, 6), (6, 5, 2, 7), (4, 3, 9, 17),
 LONG = (60, 3, 4, 9)
 
 
-def build(kind, backend, dtype, *, input_size, hidden_size, **kw):
-    ours_cls, torch_cls = LAYERS[kind]
-    reference = torch_cls(input_size, hidden_size, **kw).to(DEVICE, dtype)
-    ours = ours_cls(input_size, hidden_size, backend=backend, **kw).to(DEVICE, dtype)
-    ours.load_state_dict(reference.state_dict())
-    return ours, reference
-
-
-def run_both(ours, reference, steps, batch, dtype, lengths=None, h0=True):
-    """Outputs and gradients of ours (in ``dtype``) and of torch.nn in float64 on the same inputs."""
-    lead = ours.num_layers * ours.num_directions
-    x = torch.randn(steps, batch, ours.input_size, device=DEVICE, dtype=torch.float64)
-    sizes = ours.layer_cells()[0].state_sizes()
-    state = [torch.randn(lead, batch, s, device=DEVICE, dtype=torch.float64) for s in sizes] if h0 else []
-    results = []
-    for module, dt in ((ours, dtype), (reference.double(), torch.float64)):
-        xi = x.to(dt).requires_grad_()
-        si = [s.to(dt).requires_grad_() for s in state]
-        hx = None if not si else (si[0] if len(si) == 1 else tuple(si))
-        inp = xi
-        if lengths is not None:
-            inp = nn.utils.rnn.pack_padded_sequence(xi, lengths, enforce_sorted=False)
-        out, hn = module(inp, hx)
-        out = out.data if lengths is not None else out
-        leaves = [out, *(hn if isinstance(hn, tuple) else (hn,))]
-        torch.manual_seed(0)
-        loss = sum(
-            (t.double() * torch.randn(t.shape, device=DEVICE, dtype=torch.float64)).sum() for t in leaves
-        )
-        grads = torch.autograd.grad(loss, [xi, *si, *module.parameters()])
-        results.append(([t.double() for t in leaves], [g.double() for g in grads]))
-    reference.to(dtype)
-    return results
-
-
-def relative(a, b):
-    return ((a - b).norm() / b.norm().clamp(min=1e-30)).item()
+def check(kind, backend, shape, dtype, bound, relative=False, **kw):
+    result = compare_with_torch(kind, backend, *shape, dtype=dtype, device=DEVICE, **kw)
+    name, err = result.worst(relative=relative)
+    assert err <= bound, f"{name}: {'relative' if relative else 'max abs'} error {err:.2e} > {bound:.0e}"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -69,33 +35,31 @@ def test_float64_parity_with_torch(kind, backend, shape):
     steps, batch, input_size, hidden = shape
     if backend == "triton" and DEVICE.type == "cpu" and steps * hidden > 300:
         pytest.skip("too slow for the Triton CPU interpreter; runs on CUDA")
-    ours, reference = build(kind, backend, torch.float64, input_size=input_size, hidden_size=hidden)
-    (out_a, grad_a), (out_b, grad_b) = run_both(ours, reference, steps, batch, torch.float64)
-    for k, (a, b) in enumerate(zip(out_a + grad_a, out_b + grad_b, strict=True)):
-        assert (a - b).abs().max().item() <= 1e-10, f"tensor {k}"
+    check(kind, backend, shape, torch.float64, 1e-10)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", list(LAYERS))
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_float64_packed_variable_lengths_multilayer(kind, backend, bidirectional):
-    ours, reference = build(
-        kind, backend, torch.float64, input_size=3, hidden_size=5, num_layers=2, bidirectional=bidirectional
-    )
     lengths = torch.tensor([6, 1, 4, 6])
-    (out_a, grad_a), (out_b, grad_b) = run_both(ours, reference, 6, 4, torch.float64, lengths=lengths)
-    for k, (a, b) in enumerate(zip(out_a + grad_a, out_b + grad_b, strict=True)):
-        assert (a - b).abs().max().item() <= 1e-10, f"tensor {k}"
+    check(
+        kind,
+        backend,
+        (6, 4, 3, 5),
+        torch.float64,
+        1e-10,
+        lengths=lengths,
+        num_layers=2,
+        bidirectional=bidirectional,
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", list(LAYERS))
 def test_float32_relative_error_against_float64(kind, backend):
     steps, batch, hidden = (30, 8, 24) if backend == "cpu" or DEVICE.type == "cuda" else (6, 3, 10)
-    ours, reference = build(kind, backend, torch.float32, input_size=7, hidden_size=hidden)
-    (out_a, grad_a), (out_b, grad_b) = run_both(ours, reference, steps, batch, torch.float32)
-    for k, (a, b) in enumerate(zip(out_a + grad_a, out_b + grad_b, strict=True)):
-        assert relative(a, b) <= 1e-5, f"tensor {k}: relative error {relative(a, b):.2e}"
+    check(kind, backend, (steps, batch, 7, hidden), torch.float32, 1e-5, relative=True)
 
 
 HALF = [torch.bfloat16] + ([torch.float16] if DEVICE.type == "cuda" else [])
@@ -105,19 +69,14 @@ HALF = [torch.bfloat16] + ([torch.float16] if DEVICE.type == "cuda" else [])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", list(LAYERS))
 def test_half_precision_within_stated_bounds(kind, backend, dtype):
-    # bf16 keeps 8 bits of mantissa (~4e-3 relative per rounding): outputs within 3e-2, gradients 6e-2
-    ours, reference = build(kind, backend, dtype, input_size=6, hidden_size=16)
-    (out_a, grad_a), (out_b, grad_b) = run_both(ours, reference, 5, 4, dtype)
-    for k, (a, b) in enumerate(zip(out_a, out_b, strict=True)):
-        assert relative(a, b) <= 3e-2, f"output {k}: {relative(a, b):.2e}"
-    for k, (a, b) in enumerate(zip(grad_a, grad_b, strict=True)):
-        assert relative(a, b) <= 6e-2, f"gradient {k}: {relative(a, b):.2e}"
+    # bf16 keeps 8 bits of mantissa (~4e-3 relative per rounding), fp16 11: stated bounds 6e-2 and 1e-2
+    check(kind, backend, (5, 4, 6, 16), dtype, 6e-2 if dtype == torch.bfloat16 else 1e-2, relative=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", list(LAYERS))
 def test_gradcheck_fused(kind, backend):
-    ours, _ = build(kind, backend, torch.float64, input_size=2, hidden_size=3)
+    ours = LAYERS[kind][0](2, 3, backend=backend).to(DEVICE, torch.float64)
     x = torch.randn(3, 2, 2, device=DEVICE, dtype=torch.float64, requires_grad=True)
     names = [n for n, _ in ours.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in ours.parameters()]
@@ -166,13 +125,10 @@ def test_bad_backend_names_and_cells_without_kernels():
 
 
 def test_proj_size_takes_the_documented_reference_fallback():
-    ours, reference = build("lstm", "cpu", torch.float64, input_size=3, hidden_size=6, proj_size=2)
     with pytest.warns(
         UserWarning, match="proj_size > 0 has no fused kernel: backend='cpu' falls back to 'reference'"
     ):
-        (out_a, grad_a), (out_b, grad_b) = run_both(ours, reference, 4, 2, torch.float64)
-    for a, b in zip(out_a + grad_a, out_b + grad_b, strict=True):
-        assert (a - b).abs().max().item() <= 1e-10
+        check("lstm", "cpu", (4, 2, 3, 6), torch.float64, 1e-10, proj_size=2)
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))

@@ -1,0 +1,80 @@
+"""Correctness sweep of the fused backends against torch.nn, for any device (point it at a GPU).
+
+    python scripts/check_kernels.py                                  # cpu backend on the CPU
+    python scripts/check_kernels.py --device cuda --backends triton cpu \
+        --dtypes float64 float32 bfloat16 float16
+    TRITON_INTERPRET=1 python scripts/check_kernels.py --backends triton --quick
+
+Prints, per (kind, backend, dtype, shape), the worst error over outputs, final states and all
+gradients (max |diff| for float64, relative norm otherwise) and exits non-zero if one is over its bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from rnnkit.kernels.verify import compare_with_torch
+
+BOUNDS = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 6e-2, torch.float16: 1e-2}
+SHAPES = [  # steps, batch, input, hidden
+    (1, 1, 1, 1),
+    (1, 3, 4, 5),
+    (7, 1, 3, 6),
+    (6, 5, 2, 7),
+    (4, 3, 9, 17),
+    (12, 2, 3, 33),
+    (64, 16, 32, 100),
+    (100, 64, 512, 512),
+    (1024, 4, 128, 128),
+]
+QUICK = SHAPES[:5]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backends", nargs="+", default=["cpu"], choices=["reference", "cpu", "triton"])
+    parser.add_argument("--kinds", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru"])
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float64", "float32"],
+        choices=["float64", "float32", "bfloat16", "float16"],
+    )
+    parser.add_argument("--quick", action="store_true", help="small shapes only")
+    args = parser.parse_args()
+    failures = 0
+    print("| kind | backend | dtype | T B I H | lengths | worst tensor | error | bound | ok |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for kind in args.kinds:
+        for backend in args.backends:
+            for dtype_name in args.dtypes:
+                dtype = getattr(torch, dtype_name)
+                for shape in QUICK if args.quick else SHAPES:
+                    for packed in (False, True):
+                        steps, batch = shape[:2]
+                        lengths = torch.randint(1, steps + 1, (batch,)) if packed else None
+                        result = compare_with_torch(
+                            kind, backend, *shape, dtype=dtype, device=args.device, lengths=lengths
+                        )
+                        name, err = result.worst(relative=dtype != torch.float64)
+                        bound = BOUNDS[dtype]
+                        ok = err <= bound
+                        failures += not ok
+                        print(
+                            f"| {kind} | {backend} | {dtype_name} | {' '.join(map(str, shape))} | "
+                            f"{'var' if packed else 'full'} | {name} | {err:.2e} | {bound:.0e} | "
+                            f"{'yes' if ok else 'NO'} |",
+                            flush=True,
+                        )
+    print(f"{failures} configuration(s) over their bound")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.cpu_lstm import step_mask
+from rnnkit.kernels.cpu_lstm import needs_grad, step_mask
 
 
 @torch.library.custom_op("rnnkit::gru_recurrence", mutates_args=(), device_types=("cpu", "cuda"))
@@ -116,6 +116,43 @@ def _backward(ctx, d_output, d_hn, d_hs, d_acts):
 gru_recurrence.register_autograd(_backward, setup_context=_setup_context)
 
 
+@torch.library.custom_op("rnnkit::gru_inference", mutates_args=(), device_types=("cpu", "cuda"))
+def gru_inference(
+    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor
+) -> tuple[Tensor, Tensor]:
+    """:func:`gru_recurrence` without gradients: nothing saved, step buffers reused."""
+    steps, batch, three_h = xp.shape
+    hidden = three_h // 3
+    mask = step_mask(lengths, steps)
+    output = xp.new_empty(steps, batch, hidden)
+    gh = xp.new_empty(batch, three_h)
+    rz = xp.new_empty(batch, 2 * hidden)
+    n = xp.new_empty(batch, hidden)
+    states = [h0, xp.new_empty(batch, hidden), xp.new_empty(batch, hidden)]
+    w_t = weight_hh.t()
+    h = h0
+    for t in range(steps):
+        torch.addmm(bias_hh, h, w_t, out=gh)
+        torch.add(xp[t, :, : 2 * hidden], gh[:, : 2 * hidden], out=rz).sigmoid_()
+        r, z = rz.split(hidden, dim=1)
+        torch.addcmul(xp[t, :, 2 * hidden :], r, gh[:, 2 * hidden :], out=n).tanh_()
+        h_t = states[1 + t % 2]
+        torch.sub(h, n, out=h_t).mul_(z).add_(n)
+        if mask is not None:
+            h_t.copy_(torch.where(mask[t], h_t, h))
+            torch.mul(h_t, mask[t], out=output[t])  # zero past the end
+        else:
+            output[t].copy_(h_t)
+        h = h_t
+    return output, h.clone()
+
+
+@gru_inference.register_fake
+def _(xp, h0, weight_hh, bias_hh, lengths):
+    steps, batch, three_h = xp.shape
+    return xp.new_empty(steps, batch, three_h // 3), h0.new_empty(h0.shape)
+
+
 def gru_forward(
     xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, lengths: Tensor | None
 ) -> tuple[Tensor, Tensor]:
@@ -125,5 +162,7 @@ def gru_forward(
         lengths = torch.full((batch,), steps, dtype=torch.long, device=xp.device)
     if bias_hh is None:
         bias_hh = xp.new_zeros(weight_hh.shape[0])
+    if not needs_grad(xp, h0, weight_hh, bias_hh):
+        return gru_inference(xp, h0, weight_hh, bias_hh, lengths)
     output, h_n, *_ = gru_recurrence(xp, h0, weight_hh, bias_hh, lengths)
     return output, h_n

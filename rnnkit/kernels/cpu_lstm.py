@@ -147,6 +147,50 @@ def _backward(ctx, d_output, d_hn, d_cn, d_hs, d_gates, d_cells):
 lstm_recurrence.register_autograd(_backward, setup_context=_setup_context)
 
 
+@torch.library.custom_op("rnnkit::lstm_inference", mutates_args=(), device_types=("cpu", "cuda"))
+def lstm_inference(
+    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`lstm_recurrence` without gradients: nothing is saved, so the step buffers are reused
+    (no T-sized activation buffers to allocate and fault in)."""
+    steps, batch, four_h = xp.shape
+    hidden = four_h // 4
+    mask = step_mask(lengths, steps)
+    output = xp.new_empty(steps, batch, hidden)
+    g = xp.new_empty(batch, four_h)
+    cells = [c0.clone(), xp.new_empty(batch, hidden)]  # ping-pong C_{t-1}, C_t
+    h_state = [h0, xp.new_empty(batch, hidden)] if mask is not None else None
+    w_t = weight_hh.t()
+    h = h0
+    for t in range(steps):
+        torch.addmm(xp[t], h, w_t, out=g)  # (B, 4H)
+        g[:, : 2 * hidden].sigmoid_()
+        g[:, 2 * hidden : 3 * hidden].tanh_()
+        g[:, 3 * hidden :].sigmoid_()
+        i, f, c_tilde, o = g.split(hidden, dim=1)
+        c_prev, c_t = cells[t % 2], cells[(t + 1) % 2]
+        torch.mul(f, c_prev, out=c_t).addcmul_(i, c_tilde)
+        h_t = torch.tanh(c_t, out=output[t]).mul_(o)
+        if mask is not None:
+            c_t.copy_(torch.where(mask[t], c_t, c_prev))
+            frozen = h_state[(t + 1) % 2]
+            frozen.copy_(torch.where(mask[t], h_t, h))
+            h_t.masked_fill_(~mask[t], 0.0)
+            h_t = frozen
+        h = h_t
+    return output, h.clone(), cells[steps % 2].clone()
+
+
+@lstm_inference.register_fake
+def _(xp, h0, c0, weight_hh, lengths):
+    steps, batch, four_h = xp.shape
+    return xp.new_empty(steps, batch, four_h // 4), h0.new_empty(h0.shape), c0.new_empty(c0.shape)
+
+
+def needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def lstm_forward(
     xp: Tensor, state: tuple[Tensor, Tensor], weight_hh: Tensor, lengths: Tensor | None
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -155,5 +199,8 @@ def lstm_forward(
     if lengths is None:
         lengths = torch.full((batch,), steps, dtype=torch.long, device=xp.device)
     h0, c0 = state
+    if not needs_grad(xp, h0, c0, weight_hh):
+        output, h_n, c_n = lstm_inference(xp, h0, c0, weight_hh, lengths)
+        return output, (h_n, c_n)
     output, h_n, c_n, *_ = lstm_recurrence(xp, h0, c0, weight_hh, lengths)
     return output, (h_n, c_n)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.cpu_lstm import needs_grad, step_mask
+from rnnkit.kernels.cpu_lstm import _sigmoid_backward, _tanh_backward, needs_grad, step_mask
+from rnnkit.kernels.cpu_matmul import RecurrentProduct
 
 
 @torch.library.custom_op("rnnkit::gru_recurrence", mutates_args=(), device_types=("cpu", "cuda"))
@@ -25,10 +26,10 @@ def gru_recurrence(
     hs = xp.new_empty(steps, batch, hidden)
     acts = xp.new_empty(steps, batch, 4 * hidden)
     gh = xp.new_empty(batch, three_h)
-    w_t = weight_hh.t()
+    product = RecurrentProduct(weight_hh, batch, steps)
     h = h0
     for t in range(steps):
-        torch.addmm(bias_hh, h, w_t, out=gh)  # (B, 3H): W_h{r,z,n} h_{t-1} + b_h{r,z,n}
+        product.add_into(bias_hh, h, out=gh)  # (B, 3H): W_h{r,z,n} h_{t-1} + b_h{r,z,n}
         a = acts[t]
         rz = torch.add(xp[t, :, : 2 * hidden], gh[:, : 2 * hidden], out=a[:, : 2 * hidden]).sigmoid_()  # r, z
         r, z = rz.split(hidden, dim=1)
@@ -60,26 +61,30 @@ def gru_recurrence_backward(
     mask = step_mask(lengths, steps)
     d_xp = acts.new_empty(steps, batch, 3 * hidden)  # d(x-side pre-activations) r, z, n
     d_gh = acts.new_empty(steps, batch, 3 * hidden)  # d(h-side pre-activations) r, z, hn
+    through_w = RecurrentProduct(weight_hh.t(), batch, steps)  # dGh_t W_hh
     dh = d_hn.clone()
+    tmp = torch.empty_like(dh)
+    dh_z = torch.empty_like(dh)
     for t in range(steps - 1, -1, -1):
         dh.add_(d_output[t] if mask is None else d_output[t] * mask[t])
         r, z, n, hn = acts[t].split(hidden, dim=1)
         h_prev = hs[t - 1] if t > 0 else h0
         dxr, dxz, dxn = d_xp[t].split(hidden, dim=1)
         dhr, dhz, dhn = d_gh[t].split(hidden, dim=1)
-        torch.mul(dh, 1 - z, out=dxn).mul_(1 - n * n)  # d n_pre
+        torch.mul(dh, z, out=dh_z)  # the direct path z * dh into h_{t-1}
+        _tanh_backward(torch.sub(dh, dh_z, out=tmp), n, grad_input=dxn)  # d n_pre = (1 - z) dh (1 - n^2)
         torch.mul(dxn, r, out=dhn)  # d(W_hn h + b_hn)
-        torch.mul(dxn, hn, out=dxr).mul_(r * (1 - r))  # d r_pre
-        torch.mul(dh, h_prev - n, out=dxz).mul_(z * (1 - z))  # d z_pre
+        _sigmoid_backward(torch.mul(dxn, hn, out=tmp), r, grad_input=dxr)  # d r_pre
+        _sigmoid_backward(torch.sub(h_prev, n, out=tmp).mul_(dh), z, grad_input=dxz)  # d z_pre
         dhr.copy_(dxr)
         dhz.copy_(dxz)
         if mask is None:
-            dh = torch.addmm(dh * z, d_gh[t], weight_hh)  # direct path z * dh + through W_hh
+            dh = through_w(d_gh[t]).add_(dh_z)
         else:
             m = mask[t]
             d_xp[t].mul_(m)
             d_gh[t].mul_(m)
-            dh = torch.where(m, torch.addmm(dh * z, d_gh[t], weight_hh), dh)
+            dh = torch.where(m, through_w(d_gh[t]).add_(dh_z), dh)
     h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
     d_gh_flat = d_gh.reshape(-1, 3 * hidden)
     d_weight_hh = torch.mm(d_gh_flat.t(), h_prev.reshape(-1, hidden))  # one GEMM over all steps
@@ -129,10 +134,10 @@ def gru_inference(
     rz = xp.new_empty(batch, 2 * hidden)
     n = xp.new_empty(batch, hidden)
     states = [h0, xp.new_empty(batch, hidden), xp.new_empty(batch, hidden)]
-    w_t = weight_hh.t()
+    product = RecurrentProduct(weight_hh, batch, steps)
     h = h0
     for t in range(steps):
-        torch.addmm(bias_hh, h, w_t, out=gh)
+        product.add_into(bias_hh, h, out=gh)
         torch.add(xp[t, :, : 2 * hidden], gh[:, : 2 * hidden], out=rz).sigmoid_()
         r, z = rz.split(hidden, dim=1)
         torch.addcmul(xp[t, :, 2 * hidden :], r, gh[:, 2 * hidden :], out=n).tanh_()

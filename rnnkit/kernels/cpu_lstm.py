@@ -1,9 +1,11 @@
 """The LSTM recurrence as one custom op with a hand-written backward (the fast CPU path).
 
 Forward and backward loop over time inside the op: no autograd graph per step, preallocated
-buffers, in-place pointwise work, and the recurrent weight gradient as one GEMM over all steps.
-Being a ``torch.library.custom_op`` with a fake implementation, it is a single node under
-``torch.compile``: the graph does not break at every step.
+buffers, in-place pointwise work with fused derivative kernels (``sigmoid_backward``,
+``tanh_backward``), the recurrent product through oneDNN with pre-packed weights where it runs
+(:mod:`.cpu_matmul`), and the recurrent weight gradient as one GEMM over all steps. Being a
+``torch.library.custom_op`` with a fake implementation, it is a single node under ``torch.compile``:
+the graph does not break at every step. Without gradients a lighter op runs (nothing saved).
 
 Semantics are those of :func:`rnnkit.nn.recurrent.run_cell` with :class:`rnnkit.cells.LSTMCell`
 (no projection): the input projection ``xp = x W_ih^T + b_ih + b_hh`` is computed outside, past a
@@ -15,6 +17,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.kernels.cpu_matmul import RecurrentProduct
+
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # grad * y * (1 - y), one pass
+_tanh_backward = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2), one pass
+
 
 def step_mask(lengths: Tensor, steps: int) -> Tensor | None:
     """``(T, B, 1)`` bool, True where step t of sequence b is real; None when every sequence is full."""
@@ -23,48 +30,57 @@ def step_mask(lengths: Tensor, steps: int) -> Tensor | None:
     return (torch.arange(steps, device=lengths.device)[:, None] < lengths[None, :]).unsqueeze(-1)
 
 
+def needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _activate(g: Tensor, hidden: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gate pre-activations (B, 4H) -> i, f, C~, o in place."""
+    g[:, : 2 * hidden].sigmoid_()  # i_t, f_t
+    g[:, 2 * hidden : 3 * hidden].tanh_()  # C~_t
+    g[:, 3 * hidden :].sigmoid_()  # o_t
+    return g.split(hidden, dim=1)
+
+
 @torch.library.custom_op("rnnkit::lstm_recurrence", mutates_args=(), device_types=("cpu", "cuda"))
 def lstm_recurrence(
     xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(output (T, B, H), h_n, c_n)`` and, saved for backward, ``hs (T, B, H)`` (states, not
-    zeroed past the end), ``gates (T, B, 4H)`` (activated) and ``cells (T, B, H)``.
-    :func:`lstm_forward` is the public wrapper."""
+    zeroed past the end), ``gates (T, B, 4H)`` (activated), ``cells (T, B, H)`` and their tanh."""
     steps, batch, four_h = xp.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
     hs = xp.new_empty(steps, batch, hidden)  # h_t (frozen past the end)
     cells = xp.new_empty(steps, batch, hidden)  # C_t
+    tanh_cells = xp.new_empty(steps, batch, hidden)  # tanh(C_t)
     gates = xp.new_empty(steps, batch, four_h)  # activated i, f, C~, o
-    w_t = weight_hh.t()
+    product = RecurrentProduct(weight_hh, batch, steps)
     h, c = h0, c0
     for t in range(steps):
-        g = torch.addmm(xp[t], h, w_t, out=gates[t])  # (B, 4H): W [h_{t-1}, x_t] + b
-        g[:, : 2 * hidden].sigmoid_()  # i_t, f_t
-        g[:, 2 * hidden : 3 * hidden].tanh_()  # C~_t
-        g[:, 3 * hidden :].sigmoid_()  # o_t
-        i, f, c_tilde, o = g.split(hidden, dim=1)
+        g = product.add_into(xp[t], h, out=gates[t])  # (B, 4H): W [h_{t-1}, x_t] + b
+        i, f, c_tilde, o = _activate(g, hidden)
         c_t = torch.mul(f, c, out=cells[t]).addcmul_(i, c_tilde)  # C_t = f * C_{t-1} + i * C~
-        h_t = torch.tanh(c_t, out=hs[t]).mul_(o)  # h_t = o * tanh(C_t)
+        h_t = torch.mul(o, torch.tanh(c_t, out=tanh_cells[t]), out=hs[t])  # h_t = o * tanh(C_t)
         if mask is not None:
             c_t.copy_(torch.where(mask[t], c_t, c))
             h_t.copy_(torch.where(mask[t], h_t, h))
         h, c = h_t, c_t
     output = hs.clone() if mask is None else hs.masked_fill(~mask, 0.0)  # outputs may not alias saved state
-    return output, h.clone(), c.clone(), hs, gates, cells
+    return output, h.clone(), c.clone(), hs, gates, cells, tanh_cells
 
 
 @lstm_recurrence.register_fake
 def _(xp, h0, c0, weight_hh, lengths):
     steps, batch, four_h = xp.shape
-    hidden = four_h // 4
-    seq = xp.new_empty(steps, batch, hidden)
+    seq = xp.new_empty(steps, batch, four_h // 4)
     return (
         seq,
         h0.new_empty(h0.shape),
         c0.new_empty(c0.shape),
         seq.clone(),
         xp.new_empty(xp.shape),
+        seq.clone(),
         seq.clone(),
     )
 
@@ -81,34 +97,36 @@ def lstm_recurrence_backward(
     hs: Tensor,
     gates: Tensor,
     cells: Tensor,
+    tanh_cells: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_c0, d_weight_hh)`` by BPTT over the saved activations."""
     steps, batch, four_h = gates.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
     d_gates = gates.new_empty(steps, batch, four_h)  # d(pre-activations) = d xp_t
+    through_w = RecurrentProduct(weight_hh.t(), batch, steps)  # dG_t W_hh
     dh = d_hn.clone()  # dL/dh_t arriving from the future
     dc = d_cn.clone()  # dL/dC_t arriving from the future
-    tanh_c = torch.empty_like(dc)
+    tmp = torch.empty_like(dc)
     for t in range(steps - 1, -1, -1):
         dh.add_(d_output[t] if mask is None else d_output[t] * mask[t])
         i, f, c_tilde, o = gates[t].split(hidden, dim=1)
-        c_prev = cells[t - 1] if t > 0 else c0
-        torch.tanh(cells[t], out=tanh_c)
         di, df, dg, do = d_gates[t].split(hidden, dim=1)
-        # dC_t += dh_t * o_t * (1 - tanh^2 C_t)
-        dc_t = dc + dh * o * (1 - tanh_c * tanh_c)
-        torch.mul(dh, tanh_c, out=do).mul_(o * (1 - o))  # d o_pre
-        torch.mul(dc_t, c_tilde, out=di).mul_(i * (1 - i))  # d i_pre
-        torch.mul(dc_t, c_prev, out=df).mul_(f * (1 - f))  # d f_pre
-        torch.mul(dc_t, i, out=dg).mul_(1 - c_tilde * c_tilde)  # d C~_pre
+        tanh_c = tanh_cells[t]
+        c_prev = cells[t - 1] if t > 0 else c0
+        _sigmoid_backward(torch.mul(dh, tanh_c, out=tmp), o, grad_input=do)  # d o_pre
+        via_h = _tanh_backward(torch.mul(dh, o, out=tmp), tanh_c, grad_input=tmp)  # dh o (1 - tanh^2 C_t)
+        dc_t = dc.add_(via_h) if mask is None else dc + via_h  # dL/dC_t (frozen rows keep dc)
+        _sigmoid_backward(torch.mul(dc_t, c_tilde, out=tmp), i, grad_input=di)  # d i_pre
+        _sigmoid_backward(torch.mul(dc_t, c_prev, out=tmp), f, grad_input=df)  # d f_pre
+        _tanh_backward(torch.mul(dc_t, i, out=tmp), c_tilde, grad_input=dg)  # d C~_pre
         if mask is None:
-            dh = torch.mm(d_gates[t], weight_hh)  # (B, H): through W_hh h_{t-1}
-            dc = dc_t.mul_(f)
+            dh = through_w(d_gates[t])  # (B, H): into h_{t-1} through W_hh
+            dc = dc_t.mul_(f)  # into C_{t-1}
         else:
             m = mask[t]
             d_gates[t].mul_(m)
-            dh = torch.where(m, torch.mm(d_gates[t], weight_hh), dh)  # frozen steps pass it through
+            dh = torch.where(m, through_w(d_gates[t]), dh)  # frozen steps pass it through
             dc = torch.where(m, dc_t * f, dc)
     h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, B, H): h_{t-1}
     d_weight_hh = torch.mm(d_gates.reshape(-1, four_h).t(), h_prev.reshape(-1, hidden))  # one GEMM, all steps
@@ -116,7 +134,7 @@ def lstm_recurrence_backward(
 
 
 @lstm_recurrence_backward.register_fake
-def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells):
+def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells):
     return (
         gates.new_empty(gates.shape),
         h0.new_empty(h0.shape),
@@ -127,19 +145,18 @@ def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells):
 
 def _setup_context(ctx, inputs, output):
     xp, h0, c0, weight_hh, lengths = inputs
-    _, _, _, hs, gates, cells = output
-    ctx.save_for_backward(h0, c0, weight_hh, lengths, hs, gates, cells)
-    ctx.mark_non_differentiable(hs, gates, cells)
+    _, _, _, hs, gates, cells, tanh_cells = output
+    ctx.save_for_backward(h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells)
+    ctx.mark_non_differentiable(hs, gates, cells, tanh_cells)
 
 
-def _backward(ctx, d_output, d_hn, d_cn, d_hs, d_gates, d_cells):
-    h0, c0, weight_hh, lengths, hs, gates, cells = ctx.saved_tensors
-    zeros = torch.zeros_like
-    d_output = zeros(hs) if d_output is None else d_output
-    d_hn = zeros(h0) if d_hn is None else d_hn
-    d_cn = zeros(c0) if d_cn is None else d_cn
+def _backward(ctx, d_output, d_hn, d_cn, *_saved_grads):
+    h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells = ctx.saved_tensors
+    d_output = torch.zeros_like(hs) if d_output is None else d_output
+    d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
+    d_cn = torch.zeros_like(c0) if d_cn is None else d_cn
     d_xp, d_h0, d_c0, d_w = lstm_recurrence_backward(
-        d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells
+        d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells
     )
     return d_xp, d_h0, d_c0, d_w, None
 
@@ -159,24 +176,20 @@ def lstm_inference(
     output = xp.new_empty(steps, batch, hidden)
     g = xp.new_empty(batch, four_h)
     cells = [c0.clone(), xp.new_empty(batch, hidden)]  # ping-pong C_{t-1}, C_t
-    h_state = [h0, xp.new_empty(batch, hidden)] if mask is not None else None
-    w_t = weight_hh.t()
+    frozen_h = [h0, xp.new_empty(batch, hidden)] if mask is not None else None
+    product = RecurrentProduct(weight_hh, batch, steps)
     h = h0
     for t in range(steps):
-        torch.addmm(xp[t], h, w_t, out=g)  # (B, 4H)
-        g[:, : 2 * hidden].sigmoid_()
-        g[:, 2 * hidden : 3 * hidden].tanh_()
-        g[:, 3 * hidden :].sigmoid_()
-        i, f, c_tilde, o = g.split(hidden, dim=1)
+        i, f, c_tilde, o = _activate(product.add_into(xp[t], h, out=g), hidden)
         c_prev, c_t = cells[t % 2], cells[(t + 1) % 2]
         torch.mul(f, c_prev, out=c_t).addcmul_(i, c_tilde)
         h_t = torch.tanh(c_t, out=output[t]).mul_(o)
         if mask is not None:
             c_t.copy_(torch.where(mask[t], c_t, c_prev))
-            frozen = h_state[(t + 1) % 2]
-            frozen.copy_(torch.where(mask[t], h_t, h))
+            state = frozen_h[(t + 1) % 2]
+            state.copy_(torch.where(mask[t], h_t, h))
             h_t.masked_fill_(~mask[t], 0.0)
-            h_t = frozen
+            h_t = state
         h = h_t
     return output, h.clone(), cells[steps % 2].clone()
 
@@ -185,10 +198,6 @@ def lstm_inference(
 def _(xp, h0, c0, weight_hh, lengths):
     steps, batch, four_h = xp.shape
     return xp.new_empty(steps, batch, four_h // 4), h0.new_empty(h0.shape), c0.new_empty(c0.shape)
-
-
-def needs_grad(*tensors: Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def lstm_forward(

@@ -1,5 +1,6 @@
 """The per-step recurrent product of the CPU path: oneDNN with pre-packed weights when it can run
-(float32/bfloat16 CPU tensors, enough steps to amortize the packing), plain ``torch.mm`` otherwise.
+(float32/bfloat16 CPU tensors, enough steps to amortize the packing, products large enough for
+oneDNN's call overhead to pay), plain ``torch.mm`` otherwise.
 
 At B=64, H=512 the packed product takes ~0.52 ms against ~0.72-0.78 ms for MKL's ``mm``/``addmm``
 on this project's 2-core machine (``scripts/bench_rnn.py`` shows the effect end to end).
@@ -11,6 +12,7 @@ import torch
 from torch import Tensor
 
 MIN_STEPS_TO_PACK = 8
+MIN_WORK_TO_PACK = 4096  # batch * in_features: below it oneDNN's call overhead outweighs its speed
 
 
 def _onednn_available() -> bool:
@@ -25,6 +27,7 @@ class RecurrentProduct:
         self.packed = None
         if (
             steps >= MIN_STEPS_TO_PACK
+            and batch * weight.shape[1] >= MIN_WORK_TO_PACK
             and weight.device.type == "cpu"
             and weight.dtype in (torch.float32, torch.bfloat16)
             and not torch.compiler.is_compiling()

@@ -213,7 +213,7 @@ class Recurrent(nn.Module):
         return [tuple(leaves) for leaves in zip(*per_cell, strict=True)]
 
     @staticmethod
-    def _length_mask(lengths: Tensor | Sequence[int], steps: int, batch: int, device: torch.device) -> Tensor:
+    def _check_lengths(lengths: Tensor | Sequence[int], steps: int, batch: int, device: torch.device) -> Tensor:
         lengths = torch.as_tensor(lengths, device=device)
         if lengths.shape != (batch,):
             raise ValueError(f"lengths must have shape ({batch},), got {tuple(lengths.shape)}")
@@ -250,7 +250,7 @@ class Recurrent(nn.Module):
         states = None if hx is None else self._split_hidden(hx, batch, batched)
         mask = None
         if lengths is not None:
-            lengths = self._length_mask(lengths, steps, batch, x.device)
+            lengths = self._check_lengths(lengths, steps, batch, x.device)
             if bool((lengths == steps).all()):
                 lengths = None
             else:

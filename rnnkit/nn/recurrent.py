@@ -213,7 +213,9 @@ class Recurrent(nn.Module):
         return [tuple(leaves) for leaves in zip(*per_cell, strict=True)]
 
     @staticmethod
-    def _check_lengths(lengths: Tensor | Sequence[int], steps: int, batch: int, device: torch.device) -> Tensor:
+    def _check_lengths(
+        lengths: Tensor | Sequence[int], steps: int, batch: int, device: torch.device
+    ) -> Tensor:
         lengths = torch.as_tensor(lengths, device=device)
         if lengths.shape != (batch,):
             raise ValueError(f"lengths must have shape ({batch},), got {tuple(lengths.shape)}")

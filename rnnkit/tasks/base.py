@@ -15,6 +15,8 @@ from rnnkit.cells.base import State, map_state
 from rnnkit.data.base import DataSpec
 
 Factory = Callable[..., nn.Module]
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., object]
 
 
 def call_factory(factory: Factory, **kwargs: object) -> nn.Module:
@@ -63,8 +65,8 @@ class SequenceTask(L.LightningModule):
         self,
         spec: DataSpec,
         encoder: Factory,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., object] | None = None,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
         tbptt_steps: int = 0,
         gradient_clip_val: float = 0.0,
     ) -> None:

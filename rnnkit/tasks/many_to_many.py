@@ -10,8 +10,16 @@ from torch.nn import functional as F
 from torchmetrics import MetricCollection
 
 from rnnkit.cells.base import State
+from rnnkit.data.base import DataSpec
 from rnnkit.data.tokens import BOS, PAD
-from rnnkit.tasks.base import SequenceTask, encoder_width, merge_directions
+from rnnkit.tasks.base import (
+    Factory,
+    OptimizerFactory,
+    SchedulerFactory,
+    SequenceTask,
+    encoder_width,
+    merge_directions,
+)
 from rnnkit.tasks.decoding import feedback_decode
 from rnnkit.tasks.metrics import token_metrics
 
@@ -34,10 +42,10 @@ class ManyToMany(SequenceTask):
 
     def __init__(
         self,
-        spec,
-        encoder,
-        optimizer,
-        scheduler=None,
+        spec: DataSpec,
+        encoder: Factory,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
         tbptt_steps: int = 0,
         gradient_clip_val: float = 0.0,
         embedding_dim: int = 32,

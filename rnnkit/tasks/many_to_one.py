@@ -10,7 +10,8 @@ from torch.nn import functional as F
 from torchmetrics import MetricCollection
 
 from rnnkit.cells.base import State
-from rnnkit.tasks.base import SequenceTask, encoder_width
+from rnnkit.data.base import DataSpec
+from rnnkit.tasks.base import Factory, OptimizerFactory, SchedulerFactory, SequenceTask, encoder_width
 from rnnkit.tasks.metrics import class_metrics, regression_metrics
 
 
@@ -44,10 +45,10 @@ class ManyToOne(SequenceTask):
 
     def __init__(
         self,
-        spec,
-        encoder,
-        optimizer,
-        scheduler=None,
+        spec: DataSpec,
+        encoder: Factory,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
         tbptt_steps: int = 0,
         gradient_clip_val: float = 0.0,
         head_hidden: int = 0,

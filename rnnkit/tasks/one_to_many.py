@@ -7,8 +7,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics import MetricCollection
 
+from rnnkit.data.base import DataSpec
 from rnnkit.data.tokens import BOS, PAD
-from rnnkit.tasks.base import SequenceTask, encoder_width
+from rnnkit.tasks.base import Factory, OptimizerFactory, SchedulerFactory, SequenceTask, encoder_width
 from rnnkit.tasks.decoding import feedback_decode
 from rnnkit.tasks.metrics import regression_metrics, token_metrics
 
@@ -33,10 +34,10 @@ class OneToMany(SequenceTask):
 
     def __init__(
         self,
-        spec,
-        encoder,
-        optimizer,
-        scheduler=None,
+        spec: DataSpec,
+        encoder: Factory,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
         tbptt_steps: int = 0,
         gradient_clip_val: float = 0.0,
         teacher_forcing: float = 1.0,

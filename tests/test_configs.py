@@ -89,6 +89,22 @@ def test_bad_config_stops_before_training_naming_the_key(override, message, tmp_
     assert not (tmp_path / "checkpoints").exists()  # nothing was trained
 
 
+def test_a_backend_that_cannot_run_on_the_trainer_device_stops_the_run_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises((RuntimeError, ValueError), match="cannot run here|no kernel for"):
+        run_train(
+            ["model.encoder.backend=triton"] if _has_triton() else ["cell=rnn", "model.encoder.backend=cpu"],
+            tmp_path,
+        )
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def _has_triton() -> bool:
+    from rnnkit.kernels.triton_common import triton
+
+    return triton is not None
+
+
 def test_bad_data_files_give_clear_errors(tmp_path):
     missing = tmp_path / "nope.csv"
     with pytest.raises(FileNotFoundError, match="no CSV file at .*nope.csv"):

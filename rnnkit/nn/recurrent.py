@@ -165,6 +165,12 @@ class Recurrent(nn.Module):
         return self.cells
 
     # ----------------------------------------------------------------- checks
+    def check_backend(self, device: torch.device | str) -> None:
+        """Raise now if ``backend`` cannot run this layer's cells on ``device`` (a run on that device
+        would fail at its first forward)."""
+        for cell in self.layer_cells():
+            kernels.select(self.backend, cell, torch.device(device))
+
     def _name(self) -> str:
         return type(self).__name__
 

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from rnnkit.nn.recurrent import Recurrent
 from rnnkit.training.checkpoint import atomic_write_text
 from rnnkit.training.config_check import check_config
 
@@ -39,6 +40,9 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for module in model.modules():  # e.g. backend=triton on a CPU trainer: say so before training
+        if isinstance(module, Recurrent):
+            module.check_backend(trainer.strategy.root_device)
     return datamodule, model, trainer
 
 

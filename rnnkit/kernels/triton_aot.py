@@ -1,0 +1,164 @@
+"""Compile the Triton kernels for GPU architectures ahead of time, with no GPU present.
+
+The CPU interpreter checks what the kernels compute; this checks that they compile for real GPUs
+(tile shapes, dot operand types, casts) in every supported dtype. Run it with the interpreter off:
+
+    TRITON_INTERPRET=0 python -m rnnkit.kernels.triton_aot --archs 80 90 \
+        --dtypes float32 bfloat16 float16 float64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+from rnnkit.kernels.triton_common import state_dtype
+
+_TRITON = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
+    """Argument types per kernel, as the drivers in triton_lstm.py / triton_gru.py pass them."""
+    d = "*" + _TRITON[dtype]  # tensors in the input dtype
+    s = "*" + _TRITON[state_dtype(dtype)]  # saved state / gradient buffers
+    n = "i32"
+    return {
+        "_lstm_fwd_step": dict(
+            xp_ptr=d,
+            h_prev_ptr=d,
+            c_prev_ptr=s,
+            w_ptr=d,
+            len_ptr="*i32",
+            t=n,
+            hs_ptr=d,
+            cells_ptr=s,
+            gates_ptr=s,
+            out_ptr=d,
+            B=n,
+            H=n,
+        ),
+        "_lstm_bwd_step": dict(
+            dg_next_ptr=s,
+            w_ptr=s,
+            d_out_ptr=d,
+            d_hn_ptr=d,
+            d_cn_ptr=d,
+            dc_in_ptr=s,
+            gates_ptr=s,
+            cells_ptr=s,
+            c_prev_ptr=s,
+            len_ptr="*i32",
+            t=n,
+            dg_ptr=s,
+            dc_out_ptr=s,
+            B=n,
+            H=n,
+        ),
+        "_gru_fwd_step": dict(
+            xp_ptr=d,
+            h_prev_ptr=d,
+            w_ptr=d,
+            b_ptr=d,
+            len_ptr="*i32",
+            t=n,
+            hs_ptr=d,
+            acts_ptr=s,
+            out_ptr=d,
+            B=n,
+            H=n,
+        ),
+        "_gru_bwd_step": dict(
+            dgh_next_ptr=s,
+            w_ptr=s,
+            d_out_ptr=d,
+            d_hn_ptr=d,
+            carry_in_ptr=s,
+            acts_ptr=s,
+            h_prev_ptr=d,
+            len_ptr="*i32",
+            t=n,
+            dxp_ptr=s,
+            dgh_ptr=s,
+            carry_out_ptr=s,
+            B=n,
+            H=n,
+        ),
+    }
+
+
+def compile_kernel(name: str, dtype: torch.dtype, arch: int, block: tuple[int, int, int] = (16, 64, 64)):
+    """Compile one kernel for ``sm_{arch}``; returns the compiled kernel (PTX in ``.asm["ptx"]``)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from rnnkit.kernels import triton_gru, triton_lstm
+    from rnnkit.kernels.triton_common import accumulator
+
+    fn = getattr(triton_lstm if name.startswith("_lstm") else triton_gru, name)
+    if not isinstance(fn, triton.runtime.jit.JITFunction):
+        raise RuntimeError("ahead-of-time compilation needs TRITON_INTERPRET unset (the interpreter is on)")
+    signature = dict(_signatures(dtype)[name])
+    constexprs = {
+        "BLOCK_B": block[0],
+        "BLOCK_H": block[1],
+        "BLOCK_K": block[2],
+        "ACC": accumulator(state_dtype(dtype)),
+        "PRECISION": "ieee",
+        "UPCAST": False,
+    }
+    for key in constexprs:
+        signature[key] = "constexpr"
+    missing = set(fn.arg_names) - set(signature)
+    if missing:
+        raise RuntimeError(f"{name}: no type for arguments {sorted(missing)}")
+    src = ASTSource(
+        fn=fn,
+        signature={a: signature[a] for a in fn.arg_names},
+        constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()},
+    )
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--archs", nargs="+", type=int, default=[80, 90])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "float16", "float64"])
+    parser.add_argument("--kernels", nargs="+", default=list(_signatures(torch.float32)))
+    parser.add_argument(
+        "--block",
+        nargs=3,
+        type=int,
+        default=[16, 64, 64],
+        metavar=("B", "H", "K"),
+        help="BLOCK_B BLOCK_H BLOCK_K (the drivers use 16..64 each)",
+    )
+    args = parser.parse_args()
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        sys.exit("set TRITON_INTERPRET=0: the interpreter replaces the kernels with Python functions")
+    failures = 0
+    for arch in args.archs:
+        for dtype_name in args.dtypes:
+            for name in args.kernels:
+                start = time.perf_counter()
+                try:
+                    kernel = compile_kernel(name, getattr(torch, dtype_name), arch, tuple(args.block))
+                    status = f"ok ({len(kernel.asm['ptx']) // 1024} KiB PTX)"
+                except Exception as err:  # noqa: BLE001 - report every failing combination
+                    failures += 1
+                    status = f"FAILED: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                print(
+                    f"sm_{arch} {dtype_name:9} {name:16} {time.perf_counter() - start:5.1f} s  {status}",
+                    flush=True,
+                )
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -28,6 +28,9 @@ ROWS = {
     "addition": (["task=seq2seq"], "exact_match", "exact match >= 0.95 on held-out sums"),
     "reber": (["task=language", "cell=lstm"], "string_acc", ">= 99% of test strings right at every step"),
     "waveform": (["task=generate"], "mse", "MSE under 10% of the constant baseline's"),
+    # why recurrence: the time-delay network sees only its window (the last 9 steps)
+    "adding_tdnn": (["task=classify", "data=adding", "cell=tdnn"], "mse", "TDNN cannot reach the markers"),
+    "timeseries_tdnn": (["cell=tdnn"], "mae", "TDNN on the airline series"),
 }
 
 

@@ -114,6 +114,24 @@ def test_cpu_inference_path_matches_reference(kind, lengths, dtype):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_fused_backends_run_under_autocast(kind, backend):
+    """Mixed precision: the projection comes out in bf16 while weights and states are float32."""
+    device_type = DEVICE.type
+    fused = LAYERS[kind][0](4, 16, backend=backend).to(DEVICE)
+    reference = LAYERS[kind][0](4, 16, backend="reference").to(DEVICE)
+    reference.load_state_dict(fused.state_dict())
+    x = torch.randn(6, 3, 4, device=DEVICE, requires_grad=True)
+    with torch.autocast(device_type, dtype=torch.bfloat16):
+        out, _ = fused(x)
+        expected, _ = reference(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected.float(), rtol=0, atol=3e-2)
+    out.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in fused.parameters())
+
+
 # ---------------------------------------------------------------------------------------- choice
 def test_auto_picks_the_fused_cpu_path_on_cpu_and_reference_for_other_cells():
     lstm = rnn.LSTM(3, 4)

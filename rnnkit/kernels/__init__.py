@@ -35,24 +35,33 @@ BACKENDS = ("auto", "reference", "cpu", "triton")
 Runner = Callable[[RecurrentCell, Tensor, State, Tensor | None], tuple[Tensor, State]]
 
 
+def _like(xp: Tensor, *tensors: Tensor | None) -> list[Tensor | None]:
+    """Cast states and weights to the dtype of the projected input. Under autocast the projection
+    comes out in half precision while parameters and states stay float32; the fused ops take one
+    dtype (the reference loop gets the same casts from autocast itself)."""
+    return [t if t is None or t.dtype == xp.dtype else t.to(xp.dtype) for t in tensors]
+
+
 def _lstm_cpu(cell: LSTMCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
-    return cpu_lstm.lstm_forward(xp, state, cell.weight_hh, lengths)
+    h0, c0, w = _like(xp, *state, cell.weight_hh)
+    return cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths)
 
 
 def _gru_cpu(cell: GRUCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
-    return cpu_gru.gru_forward(xp, state, cell.weight_hh, cell.bias_hh, lengths)
+    return cpu_gru.gru_forward(xp, *_like(xp, state, cell.weight_hh, cell.bias_hh), lengths)
 
 
 def _lstm_triton(cell: LSTMCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
     from rnnkit.kernels import triton_lstm
 
-    return triton_lstm.lstm_forward(xp, state, cell.weight_hh, lengths)
+    h0, c0, w = _like(xp, *state, cell.weight_hh)
+    return triton_lstm.lstm_forward(xp, (h0, c0), w, lengths)
 
 
 def _gru_triton(cell: GRUCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
     from rnnkit.kernels import triton_gru
 
-    return triton_gru.gru_forward(xp, state, cell.weight_hh, cell.bias_hh, lengths)
+    return triton_gru.gru_forward(xp, *_like(xp, state, cell.weight_hh, cell.bias_hh), lengths)
 
 
 KERNELS: dict[str, dict[type, Runner]] = {

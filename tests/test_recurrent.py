@@ -115,3 +115,20 @@ def test_tdnn_window_matches_definition_and_streams():
         tdnn(x, torch.zeros(1, 3, 2, dtype=D))
     with pytest.raises(RuntimeError, match="Expected 2, got 5"):
         tdnn(torch.randn(3, 1, 5, dtype=D))
+
+
+def test_tdnn_with_lengths_zeroes_padding_and_returns_each_sequences_last_frames():
+    tdnn = rnn.TDNN(2, 3, delay=2).to(D)
+    x = torch.randn(6, 3, 2, dtype=D)
+    lengths = torch.tensor([6, 2, 4])
+    out, h_n = tdnn(x, lengths=lengths)
+    for b, n in enumerate(lengths.tolist()):
+        alone, alone_h = tdnn(x[:n, b : b + 1])
+        torch.testing.assert_close(out[:n, b : b + 1], alone, rtol=0, atol=1e-14)
+        if n < 6:
+            assert out[n:, b].abs().max() == 0  # padding stays zero
+        torch.testing.assert_close(h_n[:, b : b + 1], alone_h, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"lengths must have shape \(3,\) with values in \[1, 6\]"):
+        tdnn(x, lengths=torch.tensor([7, 1, 1]))
+    with pytest.raises(ValueError, match="TDNN is causal: bidirectional must be false"):
+        rnn.TDNN(2, 3, bidirectional=True)

@@ -12,7 +12,7 @@ from torch import Tensor
 from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset, split_indices
 from rnnkit.data.classify import load_digits
 from rnnkit.data.text import render_text_samples
-from rnnkit.data.tokens import Vocab
+from rnnkit.data.tokens import Vocab, majority_per_position
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -111,9 +111,7 @@ class DigitNamesDataModule(SequenceDataModule):
             for n, i in (("train", train), ("val", val), ("test", test))
         }
         y = self.splits["train"].tensors["y"]
-        self.position_majority = torch.stack(
-            [torch.bincount(y[:, u], minlength=len(self.vocab)).argmax() for u in range(y.shape[1])]
-        )
+        self.position_majority = majority_per_position(y, len(self.vocab))
         self.spec = DataSpec(
             input_size=64, output_size=len(self.vocab), classification=True, vocab=self.vocab.itos
         )

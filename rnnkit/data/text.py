@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset
-from rnnkit.data.tokens import Vocab
+from rnnkit.data.tokens import Vocab, majority_per_position
 
 
 def render_text_samples(rows: list[tuple[str, str, str]], title: str, path: Path) -> None:
@@ -81,9 +81,7 @@ class TextPairsDataModule(SequenceDataModule):
                 tgt=self.vocab.pad([self.vocab.encode(t, eos=True) for _, t in rows], tgt_len),
             )
         tgt = self.splits["train"].tensors["tgt"]
-        self.position_majority = torch.stack(
-            [torch.bincount(tgt[:, u], minlength=len(self.vocab)).argmax() for u in range(tgt_len)]
-        )
+        self.position_majority = majority_per_position(tgt, len(self.vocab))
         self.spec = DataSpec(
             input_size=len(self.vocab),
             output_size=len(self.vocab),

@@ -46,3 +46,10 @@ class Vocab:
         for k, s in enumerate(sequences):
             out[k, : len(s)] = torch.tensor(s, dtype=torch.long)
         return out
+
+
+def majority_per_position(tokens: Tensor, vocab_size: int) -> Tensor:
+    """The most frequent token at each position of ``tokens (N, U)``: ``(U,)``, a naive baseline."""
+    return torch.stack(
+        [torch.bincount(tokens[:, u], minlength=vocab_size).argmax() for u in range(tokens.shape[1])]
+    )

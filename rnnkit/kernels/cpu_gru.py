@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.cpu_lstm import _sigmoid_backward, _tanh_backward, needs_grad, step_mask
+from rnnkit.kernels.cpu_lstm import _sigmoid_backward, _tanh_backward, needs_grad
 from rnnkit.kernels.cpu_matmul import RecurrentProduct
+from rnnkit.kernels.lengths import full_lengths, step_mask
 
 
 @torch.library.custom_op("rnnkit::gru_recurrence", mutates_args=(), device_types=("cpu", "cuda"))
@@ -162,9 +163,7 @@ def gru_forward(
     xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, lengths: Tensor | None
 ) -> tuple[Tensor, Tensor]:
     """The fused GRU recurrence: ``xp (T, B, 3H)``, ``h0 (B, H)`` -> ``(output (T, B, H), h_n)``."""
-    steps, batch = xp.shape[:2]
-    if lengths is None:
-        lengths = torch.full((batch,), steps, dtype=torch.long, device=xp.device)
+    lengths = full_lengths(xp, lengths)
     if bias_hh is None:
         bias_hh = xp.new_zeros(weight_hh.shape[0])
     if not needs_grad(xp, h0, weight_hh, bias_hh):

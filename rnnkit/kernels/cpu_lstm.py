@@ -18,16 +18,10 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels.cpu_matmul import RecurrentProduct
+from rnnkit.kernels.lengths import full_lengths, step_mask
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # grad * y * (1 - y), one pass
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2), one pass
-
-
-def step_mask(lengths: Tensor, steps: int) -> Tensor | None:
-    """``(T, B, 1)`` bool, True where step t of sequence b is real; None when every sequence is full."""
-    if bool((lengths >= steps).all()):
-        return None
-    return (torch.arange(steps, device=lengths.device)[:, None] < lengths[None, :]).unsqueeze(-1)
 
 
 def needs_grad(*tensors: Tensor) -> bool:
@@ -204,9 +198,7 @@ def lstm_forward(
     xp: Tensor, state: tuple[Tensor, Tensor], weight_hh: Tensor, lengths: Tensor | None
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """The fused LSTM recurrence: ``xp (T, B, 4H)``, ``(h0, c0)`` -> ``(output (T, B, H), (h_n, c_n))``."""
-    steps, batch = xp.shape[:2]
-    if lengths is None:
-        lengths = torch.full((batch,), steps, dtype=torch.long, device=xp.device)
+    lengths = full_lengths(xp, lengths)
     h0, c0 = state
     if not needs_grad(xp, h0, c0, weight_hh):
         output, h_n, c_n = lstm_inference(xp, h0, c0, weight_hh, lengths)

@@ -97,20 +97,14 @@ def compile_kernel(name: str, dtype: torch.dtype, arch: int, block: tuple[int, i
     from triton.compiler import ASTSource
 
     from rnnkit.kernels import triton_gru, triton_lstm
-    from rnnkit.kernels.triton_common import accumulator
+    from rnnkit.kernels.triton_common import launch_config
 
     fn = getattr(triton_lstm if name.startswith("_lstm") else triton_gru, name)
     if not isinstance(fn, triton.runtime.jit.JITFunction):
         raise RuntimeError("ahead-of-time compilation needs TRITON_INTERPRET unset (the interpreter is on)")
     signature = dict(_signatures(dtype)[name])
-    constexprs = {
-        "BLOCK_B": block[0],
-        "BLOCK_H": block[1],
-        "BLOCK_K": block[2],
-        "ACC": accumulator(state_dtype(dtype)),
-        "PRECISION": "ieee",
-        "UPCAST": False,
-    }
+    _, constexprs = launch_config(block[0], block[1], state_dtype(dtype))
+    constexprs.update(BLOCK_B=block[0], BLOCK_H=block[1], BLOCK_K=block[2], PRECISION="ieee", UPCAST=False)
     for key in constexprs:
         signature[key] = "constexpr"
     missing = set(fn.arg_names) - set(signature)

@@ -53,6 +53,21 @@ def accumulator(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+def launch_config(batch: int, hidden: int, dtype: torch.dtype) -> tuple[tuple[int, int], dict]:
+    """Grid and compile-time arguments of a per-step kernel over a (batch, hidden) state."""
+    block_b, block_h, block_k = block_sizes(batch, hidden)
+    grid = (triton.cdiv(batch, block_b), triton.cdiv(hidden, block_h))
+    meta = {
+        "BLOCK_B": block_b,
+        "BLOCK_H": block_h,
+        "BLOCK_K": block_k,
+        "ACC": accumulator(dtype),
+        "PRECISION": dot_precision(),
+        "UPCAST": interpreting(),
+    }
+    return grid, meta
+
+
 def dot_precision() -> str:
     """tf32 only when the user allowed it for matmuls; exact fp32 otherwise."""
     return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"

@@ -14,18 +14,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.triton_common import (
-    accumulator,
-    block_sizes,
-    dot_precision,
-    interpreting,
-    state_dtype,
-    tl,
-    triton,
-)
+from rnnkit.kernels.lengths import full_lengths
+from rnnkit.kernels.triton_common import launch_config, state_dtype, tl, triton
 
 if triton is not None:
-    from rnnkit.kernels.triton_lstm import _mm, _tanh
+    from rnnkit.kernels.triton_lstm import _mm, _tanh, _tile
 
     @triton.jit
     def _gru_fwd_step(
@@ -47,11 +40,7 @@ if triton is not None:
         PRECISION: tl.constexpr,
         UPCAST: tl.constexpr,
     ):
-        rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-        rh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
-        mb = rb < B
-        mh = rh < H
-        tile = mb[:, None] & mh[None, :]
+        rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         acc_r = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
         acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
         acc_n = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
@@ -109,11 +98,7 @@ if triton is not None:
         PRECISION: tl.constexpr,
         UPCAST: tl.constexpr,
     ):
-        rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-        rh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
-        mb = rb < B
-        mh = rh < H
-        tile = mb[:, None] & mh[None, :]
+        rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
         for k0 in range(0, 3 * H, BLOCK_K):  # dGh_{t+1} W_hh
             rk = k0 + tl.arange(0, BLOCK_K)
@@ -170,9 +155,7 @@ class GRUTriton(torch.autograd.Function):
         hs = xp.new_empty(steps, batch, hidden)
         out = xp.new_empty(steps, batch, hidden)
         acts = xp.new_empty(steps, batch, 4 * hidden, dtype=keep)
-        bb, bh, bk = block_sizes(batch, hidden)
-        grid = (triton.cdiv(batch, bb), triton.cdiv(hidden, bh))
-        acc, precision, upcast = accumulator(xp.dtype), dot_precision(), interpreting()
+        grid, meta = launch_config(batch, hidden, xp.dtype)
         for t in range(steps):
             _gru_fwd_step[grid](
                 xp[t],
@@ -186,12 +169,7 @@ class GRUTriton(torch.autograd.Function):
                 out[t],
                 batch,
                 hidden,
-                BLOCK_B=bb,
-                BLOCK_H=bh,
-                BLOCK_K=bk,
-                ACC=acc,
-                PRECISION=precision,
-                UPCAST=upcast,
+                **meta,
             )
         ctx.save_for_backward(h0, weight_hh, lengths, hs, acts)
         return out, hs[-1].clone()
@@ -208,9 +186,7 @@ class GRUTriton(torch.autograd.Function):
         d_gh = acts.new_empty(steps + 1, batch, 3 * hidden)
         d_gh[steps].zero_()
         carry = [acts.new_zeros(batch, hidden), acts.new_empty(batch, hidden)]
-        bb, bh, bk = block_sizes(batch, hidden)
-        grid = (triton.cdiv(batch, bb), triton.cdiv(hidden, bh))
-        acc, precision, upcast = accumulator(keep), dot_precision(), interpreting()
+        grid, meta = launch_config(batch, hidden, keep)
         w = weight_hh.to(keep)
         for step, t in enumerate(range(steps - 1, -1, -1)):
             _gru_bwd_step[grid](
@@ -228,12 +204,7 @@ class GRUTriton(torch.autograd.Function):
                 carry[(step + 1) % 2],
                 batch,
                 hidden,
-                BLOCK_B=bb,
-                BLOCK_H=bh,
-                BLOCK_K=bk,
-                ACC=acc,
-                PRECISION=precision,
-                UPCAST=upcast,
+                **meta,
             )
         d_gh = d_gh[:steps]
         d_h0 = carry[steps % 2] + torch.mm(d_gh[0], w)
@@ -248,9 +219,7 @@ def gru_forward(
     xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, lengths: Tensor | None
 ) -> tuple[Tensor, Tensor]:
     """The Triton GRU recurrence: ``xp (T, B, 3H)``, ``h0 (B, H)`` -> ``(output (T, B, H), h_n)``."""
-    steps, batch = xp.shape[:2]
-    if lengths is None:
-        lengths = torch.full((batch,), steps, dtype=torch.int32, device=xp.device)
+    lengths = full_lengths(xp, lengths, torch.int32)
     if bias_hh is None:
         bias_hh = xp.new_zeros(weight_hh.shape[0])
-    return GRUTriton.apply(xp, h0, weight_hh, bias_hh, lengths.to(device=xp.device, dtype=torch.int32))
+    return GRUTriton.apply(xp, h0, weight_hh, bias_hh, lengths)

@@ -20,21 +20,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.triton_common import (
-    accumulator,
-    block_sizes,
-    dot_precision,
-    interpreting,
-    state_dtype,
-    tl,
-    triton,
-)
+from rnnkit.kernels.lengths import full_lengths
+from rnnkit.kernels.triton_common import launch_config, state_dtype, tl, triton
 
 if triton is not None:
 
     @triton.jit
     def _tanh(x):
         return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+
+    @triton.jit
+    def _tile(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+        """The (batch rows, hidden units) tile of program (0, 1) and its bounds masks."""
+        rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        rh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+        mb = rb < B
+        mh = rh < H
+        return rb, rh, mb, mh, mb[:, None] & mh[None, :]
 
     @triton.jit
     def _mm(a, b, ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
@@ -65,11 +67,7 @@ if triton is not None:
         PRECISION: tl.constexpr,
         UPCAST: tl.constexpr,
     ):
-        rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)  # batch rows
-        rh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)  # hidden units
-        mb = rb < B
-        mh = rh < H
-        tile = mb[:, None] & mh[None, :]
+        rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         acc_i = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
         acc_f = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
         acc_g = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
@@ -131,11 +129,7 @@ if triton is not None:
         PRECISION: tl.constexpr,
         UPCAST: tl.constexpr,
     ):
-        rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-        rh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
-        mb = rb < B
-        mh = rh < H
-        tile = mb[:, None] & mh[None, :]
+        rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
         for k0 in range(0, 4 * H, BLOCK_K):  # dG_{t+1} W_hh: the recurrent path into h_t
             rk = k0 + tl.arange(0, BLOCK_K)
@@ -188,9 +182,7 @@ class LSTMTriton(torch.autograd.Function):
         out = xp.new_empty(steps, batch, hidden)
         cells = xp.new_empty(steps, batch, hidden, dtype=keep)
         gates = xp.new_empty(steps, batch, four_h, dtype=keep)
-        bb, bh, bk = block_sizes(batch, hidden)
-        grid = (triton.cdiv(batch, bb), triton.cdiv(hidden, bh))
-        acc, precision, upcast = accumulator(xp.dtype), dot_precision(), interpreting()
+        grid, meta = launch_config(batch, hidden, xp.dtype)
         for t in range(steps):
             h_prev = hs[t - 1] if t else h0
             c_prev = cells[t - 1] if t else c0
@@ -207,12 +199,7 @@ class LSTMTriton(torch.autograd.Function):
                 out[t],
                 batch,
                 hidden,
-                BLOCK_B=bb,
-                BLOCK_H=bh,
-                BLOCK_K=bk,
-                ACC=acc,
-                PRECISION=precision,
-                UPCAST=upcast,
+                **meta,
             )
         ctx.save_for_backward(h0, c0, weight_hh, lengths, hs, cells, gates)
         return out, hs[-1].clone(), cells[-1].to(xp.dtype)
@@ -229,9 +216,7 @@ class LSTMTriton(torch.autograd.Function):
         d_gates = gates.new_empty(steps + 1, batch, four_h)  # slot T stays zero: no step T+1
         d_gates[steps].zero_()
         dc = [gates.new_zeros(batch, hidden), gates.new_empty(batch, hidden)]  # ping-pong carry
-        bb, bh, bk = block_sizes(batch, hidden)
-        grid = (triton.cdiv(batch, bb), triton.cdiv(hidden, bh))
-        acc, precision, upcast = accumulator(keep), dot_precision(), interpreting()
+        grid, meta = launch_config(batch, hidden, keep)
         w = weight_hh.to(keep)
         for step, t in enumerate(range(steps - 1, -1, -1)):
             c_prev = cells[t - 1] if t else c0
@@ -251,12 +236,7 @@ class LSTMTriton(torch.autograd.Function):
                 dc[(step + 1) % 2],
                 batch,
                 hidden,
-                BLOCK_B=bb,
-                BLOCK_H=bh,
-                BLOCK_K=bk,
-                ACC=acc,
-                PRECISION=precision,
-                UPCAST=upcast,
+                **meta,
             )
         d_gates = d_gates[:steps]
         d_h0 = torch.mm(d_gates[0], w)  # into h_0 through the first step's product
@@ -271,9 +251,7 @@ def lstm_forward(
     xp: Tensor, state: tuple[Tensor, Tensor], weight_hh: Tensor, lengths: Tensor | None
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """The Triton LSTM recurrence: ``xp (T, B, 4H)``, ``(h0, c0)`` -> ``(output, (h_n, c_n))``."""
-    steps, batch = xp.shape[:2]
-    if lengths is None:
-        lengths = torch.full((batch,), steps, dtype=torch.int32, device=xp.device)
+    lengths = full_lengths(xp, lengths, torch.int32)
     h0, c0 = state
-    out, h_n, c_n = LSTMTriton.apply(xp, h0, c0, weight_hh, lengths.to(device=xp.device, dtype=torch.int32))
+    out, h_n, c_n = LSTMTriton.apply(xp, h0, c0, weight_hh, lengths)
     return out, (h_n, c_n)

@@ -1,4 +1,5 @@
-"""What the Triton kernels share: availability, launch parameters, dtypes."""
+"""What the Triton kernels share: availability, dtypes, tile sizes, and the device helpers
+(``_tanh``, ``_mm``, ``_tile``, ``_grid_barrier``) used by every kernel file."""
 
 from __future__ import annotations
 
@@ -36,12 +37,8 @@ def why_triton_cannot_run(device: torch.device) -> str | None:
     )
 
 
-def block_sizes(batch: int, hidden: int) -> tuple[int, int, int]:
-    """(BLOCK_B, BLOCK_H, BLOCK_K): tiles of at least 16 (tl.dot's minimum)."""
-    block_b = min(64, max(16, triton.next_power_of_2(batch)))
-    block_h = min(64, max(16, triton.next_power_of_2(hidden)))
-    block_k = min(64, max(16, triton.next_power_of_2(hidden)))
-    return block_b, block_h, block_k
+def next_power_of_2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
 
 
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -53,21 +50,81 @@ def accumulator(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def launch_config(batch: int, hidden: int, dtype: torch.dtype) -> tuple[tuple[int, int], dict]:
-    """Grid and compile-time arguments of a per-step kernel over a (batch, hidden) state."""
-    block_b, block_h, block_k = block_sizes(batch, hidden)
-    grid = (triton.cdiv(batch, block_b), triton.cdiv(hidden, block_h))
-    meta = {
-        "BLOCK_B": block_b,
-        "BLOCK_H": block_h,
-        "BLOCK_K": block_k,
-        "ACC": accumulator(dtype),
-        "PRECISION": dot_precision(),
-        "UPCAST": interpreting(),
-    }
-    return grid, meta
-
-
 def dot_precision() -> str:
     """tf32 only when the user allowed it for matmuls; exact fp32 otherwise."""
     return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
+def compile_meta(dtype: torch.dtype) -> dict:
+    """Compile-time arguments every kernel takes besides its tile sizes."""
+    return {"ACC": accumulator(dtype), "PRECISION": dot_precision(), "UPCAST": interpreting()}
+
+
+if triton is not None:
+
+    @triton.jit
+    def _tanh(x):
+        return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+
+    @triton.jit
+    def _tile(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+        """The (batch rows, hidden units) tile of program (0, 1) and its bounds masks."""
+        rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        rh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+        mb = rb < B
+        mh = rh < H
+        return rb, rh, mb, mh, mb[:, None] & mh[None, :]
+
+    @triton.jit
+    def _mm(a, b, ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+        """a @ b accumulated in ACC. UPCAST (the CPU interpreter, whose half-precision dot is wrong)
+        widens the operands first: products of bf16/fp16 values are exact in fp32 either way."""
+        if UPCAST:
+            return tl.dot(a.to(ACC), b.to(ACC), input_precision=PRECISION, out_dtype=ACC)
+        return tl.dot(a, b, input_precision=PRECISION, out_dtype=ACC)
+
+    @triton.jit
+    def _grid_barrier(counter_ptr, target, SYNC: tl.constexpr):
+        """Wait until ``target`` arrivals were counted at ``counter_ptr``, after adding this one.
+
+        The counter only grows during a launch (the driver zeroes it before), so step t waits for
+        ``programs * (t + 1)`` arrivals and no reset is needed between steps. ``debug_barrier``
+        orders this program's stores before its release; the acquire spin makes the other
+        programs' stores visible after it. Without SYNC (one program per group, and always in the
+        CPU interpreter, which runs programs one after another) only the in-program barrier runs:
+        a program reads back its own step's stores from global memory.
+        """
+        tl.debug_barrier()
+        if SYNC:
+            tl.atomic_add(counter_ptr, 1, sem="release", scope="gpu")
+            while tl.atomic_add(counter_ptr, 0, sem="acquire", scope="gpu") < target:
+                pass
+            tl.debug_barrier()
+
+    @triton.jit
+    def _rows_times_w(
+        src_ptr,
+        w_ptr,
+        rb,
+        rh,
+        mb,
+        mh,
+        K,
+        H,
+        BLOCK_B: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ACC: tl.constexpr,
+        PRECISION: tl.constexpr,
+        UPCAST: tl.constexpr,
+    ):
+        """``src[rb, :K] @ W[:K, rh]`` streamed in BLOCK_K chunks: the backward recurrent product
+        dG_{t+1} W_hh of one (rows, units) tile, with ``src`` (B, K) and ``W`` (K, H) row-major."""
+        acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
+        for k0 in range(0, K, BLOCK_K):
+            rk = k0 + tl.arange(0, BLOCK_K)
+            mk = rk < K
+            src = tl.load(src_ptr + rb[:, None] * K + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
+            w = tl.load(w_ptr + rk[:, None] * H + rh[None, :], mask=mk[:, None] & mh[None, :], other=0.0)
+            acc += _mm(src, w, ACC, PRECISION, UPCAST)
+        return acc

@@ -1,12 +1,14 @@
 """Triton GRU recurrence, forward and backward (training).
 
-Same design as :mod:`rnnkit.kernels.triton_lstm`: the input projection ``W_i x + b_i`` is one GEMM
-outside; one kernel per step fuses h_{t-1} W_hh^T (+ b_hh) with the gates and the update
+Same design as :mod:`rnnkit.kernels.triton_lstm` (the stepwise and persistent kernels share the
+pointwise helpers below): the input projection ``W_i x + b_i`` is one GEMM outside; per step,
+h_{t-1} W_hh^T (+ b_hh) with the gates and the update
 
     r = sigma(x_r + h_r), z = sigma(x_z + h_z), n = tanh(x_n + r * h_n), h_t = n + z (h_{t-1} - n);
 
-one backward kernel per step fuses dGh_{t+1} W_hh with the gate derivatives, carrying the direct
-path z_{t+1} dh_{t+1} to step t. dW_hh and db_hh are one reduction over all steps afterwards.
+backward, per step, dGh_{t+1} W_hh with the gate derivatives, carrying the direct path
+z_{t+1} dh_{t+1} to step t (in registers on the persistent path). dW_hh and db_hh are one
+reduction over all steps afterwards. ``hs`` is (T + 1, B, H) with h_0 in slot 0.
 """
 
 from __future__ import annotations
@@ -15,11 +17,88 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels.lengths import full_lengths
-from rnnkit.kernels.triton_common import launch_config, state_dtype, tl, triton
+from rnnkit.kernels.triton_common import compile_meta, state_dtype, tl, triton
+from rnnkit.kernels.triton_paths import DeviceLimits, barrier_counters, plan, run_persistent, stepwise_launch
 
 if triton is not None:
-    from rnnkit.kernels.triton_lstm import _mm, _tanh, _tile
+    from rnnkit.kernels.triton_common import _grid_barrier, _mm, _rows_times_w, _tanh, _tile
 
+    @triton.jit
+    def _gru_product(
+        h_ptr,
+        w_ptr,
+        rb,
+        rh,
+        mb,
+        mh,
+        H,
+        BLOCK_B: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ACC: tl.constexpr,
+        PRECISION: tl.constexpr,
+        UPCAST: tl.constexpr,
+    ):
+        """h_{t-1}[rb] W_h{r,z,n}^T[:, units rh], W_hh streamed in BLOCK_K chunks."""
+        acc_r = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
+        acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
+        acc_n = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
+        for k0 in range(0, H, BLOCK_K):
+            rk = k0 + tl.arange(0, BLOCK_K)
+            mk = rk < H
+            h = tl.load(h_ptr + rb[:, None] * H + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
+            wmask = mk[:, None] & mh[None, :]
+            w_t = w_ptr + rh[None, :] * H + rk[:, None]
+            acc_r += _mm(h, tl.load(w_t, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+            acc_z += _mm(h, tl.load(w_t + H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+            acc_n += _mm(h, tl.load(w_t + 2 * H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+        return acc_r, acc_z, acc_n
+
+    @triton.jit
+    def _gru_update(acc_r, acc_z, acc_n, x_row, b_ptr, rh, mh, tile, h_prev, valid, H, ACC: tl.constexpr):
+        """Gates and update of one tile; ``x_row`` points at the tile in xp_t (B, 3H)."""
+        b_r = tl.load(b_ptr + rh, mask=mh, other=0.0).to(ACC)[None, :]
+        b_z = tl.load(b_ptr + H + rh, mask=mh, other=0.0).to(ACC)[None, :]
+        b_n = tl.load(b_ptr + 2 * H + rh, mask=mh, other=0.0).to(ACC)[None, :]
+        r = tl.sigmoid(tl.load(x_row, mask=tile, other=0.0).to(ACC) + acc_r + b_r)  # reset gate
+        z = tl.sigmoid(tl.load(x_row + H, mask=tile, other=0.0).to(ACC) + acc_z + b_z)  # update gate
+        hn = acc_n + b_n  # W_hn h_{t-1} + b_hn
+        n = _tanh(tl.load(x_row + 2 * H, mask=tile, other=0.0).to(ACC) + r * hn)  # candidate
+        h = n + z * (h_prev - n)
+        h = tl.where(valid, h, h_prev)  # past the end the state is frozen
+        return r, z, n, hn, h
+
+    @triton.jit
+    def _gru_store(state, tile, valid, r, z, n, hn, h, a_row, h_out, out, H):
+        """Write one step of a tile: h_t, the masked output and the activations backward reads."""
+        tl.store(h_out + state, h.to(h_out.dtype.element_ty), mask=tile)
+        tl.store(out + state, tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=tile)
+        aty = a_row.dtype.element_ty
+        tl.store(a_row, r.to(aty), mask=tile)
+        tl.store(a_row + H, z.to(aty), mask=tile)
+        tl.store(a_row + 2 * H, n.to(aty), mask=tile)
+        tl.store(a_row + 3 * H, hn.to(aty), mask=tile)
+
+    @triton.jit
+    def _gru_grads(dh, a_row, tile, valid, h_prev, x_row, h_row, H, ACC: tl.constexpr):
+        """Store dxp_t (B, 3H) and dGh_t (B, 3H) of one tile; returns the direct path z dh to h_{t-1}."""
+        r = tl.load(a_row, mask=tile, other=0.0).to(ACC)
+        z = tl.load(a_row + H, mask=tile, other=0.0).to(ACC)
+        n = tl.load(a_row + 2 * H, mask=tile, other=0.0).to(ACC)
+        hn = tl.load(a_row + 3 * H, mask=tile, other=0.0).to(ACC)
+        d_n = dh * (1.0 - z) * (1.0 - n * n)
+        d_r = d_n * hn * r * (1.0 - r)
+        d_z = dh * (h_prev - n) * z * (1.0 - z)
+        xty = x_row.dtype.element_ty
+        tl.store(x_row, tl.where(valid, d_r, 0.0).to(xty), mask=tile)
+        tl.store(x_row + H, tl.where(valid, d_z, 0.0).to(xty), mask=tile)
+        tl.store(x_row + 2 * H, tl.where(valid, d_n, 0.0).to(xty), mask=tile)
+        tl.store(h_row, tl.where(valid, d_r, 0.0).to(xty), mask=tile)
+        tl.store(h_row + H, tl.where(valid, d_z, 0.0).to(xty), mask=tile)
+        tl.store(h_row + 2 * H, tl.where(valid, d_n * r, 0.0).to(xty), mask=tile)
+        return tl.where(valid, dh * z, 0.0)
+
+    # ---------------------------------------------------------------------------- one launch per step
     @triton.jit
     def _gru_fwd_step(
         xp_ptr,
@@ -41,39 +120,16 @@ if triton is not None:
         UPCAST: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
-        acc_r = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
-        acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
-        acc_n = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
-        for k0 in range(0, H, BLOCK_K):  # h_{t-1} W_h{r,z,n}^T
-            rk = k0 + tl.arange(0, BLOCK_K)
-            mk = rk < H
-            h = tl.load(h_prev_ptr + rb[:, None] * H + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
-            wmask = mk[:, None] & mh[None, :]
-            w_t = w_ptr + rh[None, :] * H + rk[:, None]
-            acc_r += _mm(h, tl.load(w_t, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
-            acc_z += _mm(h, tl.load(w_t + H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
-            acc_n += _mm(h, tl.load(w_t + 2 * H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
-        x_row = xp_ptr + rb[:, None] * (3 * H) + rh[None, :]
-        b_r = tl.load(b_ptr + rh, mask=mh, other=0.0).to(ACC)[None, :]
-        b_z = tl.load(b_ptr + H + rh, mask=mh, other=0.0).to(ACC)[None, :]
-        b_n = tl.load(b_ptr + 2 * H + rh, mask=mh, other=0.0).to(ACC)[None, :]
-        r = tl.sigmoid(tl.load(x_row, mask=tile, other=0.0).to(ACC) + acc_r + b_r)  # reset gate
-        z = tl.sigmoid(tl.load(x_row + H, mask=tile, other=0.0).to(ACC) + acc_z + b_z)  # update gate
-        hn = acc_n + b_n  # W_hn h_{t-1} + b_hn
-        n = _tanh(tl.load(x_row + 2 * H, mask=tile, other=0.0).to(ACC) + r * hn)  # candidate
+        acc_r, acc_z, acc_n = _gru_product(
+            h_prev_ptr, w_ptr, rb, rh, mb, mh, H, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION, UPCAST
+        )
         state = rb[:, None] * H + rh[None, :]
         h_prev = tl.load(h_prev_ptr + state, mask=tile, other=0.0).to(ACC)
-        h = n + z * (h_prev - n)
         valid = (t < tl.load(len_ptr + rb, mask=mb, other=0))[:, None]
-        h = tl.where(valid, h, h_prev)
-        tl.store(hs_ptr + state, h.to(hs_ptr.dtype.element_ty), mask=tile)
-        tl.store(out_ptr + state, tl.where(valid, h, 0.0).to(out_ptr.dtype.element_ty), mask=tile)
+        x_row = xp_ptr + rb[:, None] * (3 * H) + rh[None, :]
+        r, z, n, hn, h = _gru_update(acc_r, acc_z, acc_n, x_row, b_ptr, rh, mh, tile, h_prev, valid, H, ACC)
         a_row = acts_ptr + rb[:, None] * (4 * H) + rh[None, :]
-        aty = acts_ptr.dtype.element_ty
-        tl.store(a_row, r.to(aty), mask=tile)
-        tl.store(a_row + H, z.to(aty), mask=tile)
-        tl.store(a_row + 2 * H, n.to(aty), mask=tile)
-        tl.store(a_row + 3 * H, hn.to(aty), mask=tile)
+        _gru_store(state, tile, valid, r, z, n, hn, h, a_row, hs_ptr, out_ptr, H)
 
     @triton.jit
     def _gru_bwd_step(
@@ -99,15 +155,9 @@ if triton is not None:
         UPCAST: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
-        dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
-        for k0 in range(0, 3 * H, BLOCK_K):  # dGh_{t+1} W_hh
-            rk = k0 + tl.arange(0, BLOCK_K)
-            mk = rk < 3 * H
-            dg = tl.load(
-                dgh_next_ptr + rb[:, None] * (3 * H) + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0
-            )
-            w = tl.load(w_ptr + rk[:, None] * H + rh[None, :], mask=mk[:, None] & mh[None, :], other=0.0)
-            dh += _mm(dg, w, ACC, PRECISION, UPCAST)
+        dh = _rows_times_w(  # dGh_{t+1} W_hh
+            dgh_next_ptr, w_ptr, rb, rh, mb, mh, 3 * H, H, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION, UPCAST
+        )
         lengths = tl.load(len_ptr + rb, mask=mb, other=0)
         valid = (t < lengths)[:, None]
         last = (t == lengths - 1)[:, None]
@@ -115,111 +165,266 @@ if triton is not None:
         dh += tl.load(d_out_ptr + state, mask=tile, other=0.0).to(ACC)
         dh += tl.load(carry_in_ptr + state, mask=tile, other=0.0).to(ACC)  # z_{t+1} dh_{t+1}
         dh += tl.where(last, tl.load(d_hn_ptr + state, mask=tile, other=0.0).to(ACC), 0.0)
-        a_row = acts_ptr + rb[:, None] * (4 * H) + rh[None, :]
-        r = tl.load(a_row, mask=tile, other=0.0).to(ACC)
-        z = tl.load(a_row + H, mask=tile, other=0.0).to(ACC)
-        n = tl.load(a_row + 2 * H, mask=tile, other=0.0).to(ACC)
-        hn = tl.load(a_row + 3 * H, mask=tile, other=0.0).to(ACC)
         h_prev = tl.load(h_prev_ptr + state, mask=tile, other=0.0).to(ACC)
-        d_n = dh * (1.0 - z) * (1.0 - n * n)
-        d_r = d_n * hn * r * (1.0 - r)
-        d_z = dh * (h_prev - n) * z * (1.0 - z)
+        a_row = acts_ptr + rb[:, None] * (4 * H) + rh[None, :]
         x_row = dxp_ptr + rb[:, None] * (3 * H) + rh[None, :]
         h_row = dgh_ptr + rb[:, None] * (3 * H) + rh[None, :]
-        xty = dxp_ptr.dtype.element_ty
-        tl.store(x_row, tl.where(valid, d_r, 0.0).to(xty), mask=tile)
-        tl.store(x_row + H, tl.where(valid, d_z, 0.0).to(xty), mask=tile)
-        tl.store(x_row + 2 * H, tl.where(valid, d_n, 0.0).to(xty), mask=tile)
-        tl.store(h_row, tl.where(valid, d_r, 0.0).to(xty), mask=tile)
-        tl.store(h_row + H, tl.where(valid, d_z, 0.0).to(xty), mask=tile)
-        tl.store(h_row + 2 * H, tl.where(valid, d_n * r, 0.0).to(xty), mask=tile)
-        tl.store(
-            carry_out_ptr + state, tl.where(valid, dh * z, 0.0).to(carry_out_ptr.dtype.element_ty), mask=tile
-        )
+        carry = _gru_grads(dh, a_row, tile, valid, h_prev, x_row, h_row, H, ACC)
+        tl.store(carry_out_ptr + state, carry.to(carry_out_ptr.dtype.element_ty), mask=tile)
+
+    # ---------------------------------------------------------------------- one launch for all steps
+    @triton.jit
+    def _gru_fwd_persistent(
+        xp_ptr,
+        w_ptr,
+        b_ptr,
+        len_ptr,
+        hs_ptr,
+        acts_ptr,
+        out_ptr,
+        sync_ptr,
+        T,
+        B,
+        H,
+        BLOCK_B: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ACC: tl.constexpr,
+        PRECISION: tl.constexpr,
+        UPCAST: tl.constexpr,
+        SYNC: tl.constexpr,
+        W_RESIDENT: tl.constexpr,
+    ):
+        rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
+        state = rb[:, None] * H + rh[None, :]
+        lengths = tl.load(len_ptr + rb, mask=mb, other=0)
+        if W_RESIDENT:  # this program's rows of W_hh (as W_hh^T columns, one tile per gate), on chip
+            rk = tl.arange(0, BLOCK_K)
+            mk = rk < H
+            h_tile = mb[:, None] & mk[None, :]
+            wmask = mk[:, None] & mh[None, :]
+            w_t = w_ptr + rh[None, :] * H + rk[:, None]
+            w_r = tl.load(w_t, mask=wmask, other=0.0)
+            w_z = tl.load(w_t + H * H, mask=wmask, other=0.0)
+            w_n = tl.load(w_t + 2 * H * H, mask=wmask, other=0.0)
+        h = tl.load(hs_ptr + state, mask=tile, other=0.0).to(ACC)  # h_0 (own units)
+        step = B * H
+        for t in range(T):
+            h_prev_ptr = hs_ptr + t * step  # h_{t-1} of every unit, written by all programs
+            if W_RESIDENT:
+                h_all = tl.load(h_prev_ptr + rb[:, None] * H + rk[None, :], mask=h_tile, other=0.0)
+                acc_r = _mm(h_all, w_r, ACC, PRECISION, UPCAST)
+                acc_z = _mm(h_all, w_z, ACC, PRECISION, UPCAST)
+                acc_n = _mm(h_all, w_n, ACC, PRECISION, UPCAST)
+            else:
+                acc_r, acc_z, acc_n = _gru_product(
+                    h_prev_ptr, w_ptr, rb, rh, mb, mh, H, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION, UPCAST
+                )
+            valid = (t < lengths)[:, None]
+            x_row = xp_ptr + t * (3 * step) + rb[:, None] * (3 * H) + rh[None, :]
+            r, z, n, hn, h = _gru_update(acc_r, acc_z, acc_n, x_row, b_ptr, rh, mh, tile, h, valid, H, ACC)
+            a_row = acts_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
+            _gru_store(
+                state, tile, valid, r, z, n, hn, h, a_row, hs_ptr + (t + 1) * step, out_ptr + t * step, H
+            )
+            _grid_barrier(sync_ptr + tl.program_id(0), (t + 1) * tl.num_programs(1), SYNC)
+
+    @triton.jit
+    def _gru_bwd_persistent(
+        w_ptr,
+        d_out_ptr,
+        d_hn_ptr,
+        acts_ptr,
+        hs_ptr,
+        len_ptr,
+        dxp_ptr,
+        dgh_ptr,
+        carry_ptr,
+        sync_ptr,
+        T,
+        B,
+        H,
+        BLOCK_B: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ACC: tl.constexpr,
+        PRECISION: tl.constexpr,
+        UPCAST: tl.constexpr,
+        SYNC: tl.constexpr,
+        W_RESIDENT: tl.constexpr,
+    ):
+        rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
+        state = rb[:, None] * H + rh[None, :]
+        lengths = tl.load(len_ptr + rb, mask=mb, other=0)
+        if W_RESIDENT:  # this program's columns of W_hh, one (K, BLOCK_H) tile per gate, on chip
+            rk = tl.arange(0, BLOCK_K)
+            mk = rk < H
+            dg_tile = mb[:, None] & mk[None, :]
+            wmask = mk[:, None] & mh[None, :]
+            w_c = w_ptr + rk[:, None] * H + rh[None, :]
+            w_r = tl.load(w_c, mask=wmask, other=0.0)
+            w_z = tl.load(w_c + H * H, mask=wmask, other=0.0)
+            w_n = tl.load(w_c + 2 * H * H, mask=wmask, other=0.0)
+        d_hn = tl.load(d_hn_ptr + state, mask=tile, other=0.0).to(ACC)
+        carry = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)  # z_{t+1} dh_{t+1}, in registers
+        step = B * H
+        for s in range(T):
+            t = T - 1 - s
+            dg_next = dgh_ptr + (t + 1) * (3 * step)  # dGh_{t+1} of every unit, written by all programs
+            if W_RESIDENT:
+                row = dg_next + rb[:, None] * (3 * H) + rk[None, :]
+                dh = _mm(tl.load(row, mask=dg_tile, other=0.0), w_r, ACC, PRECISION, UPCAST)
+                dh += _mm(tl.load(row + H, mask=dg_tile, other=0.0), w_z, ACC, PRECISION, UPCAST)
+                dh += _mm(tl.load(row + 2 * H, mask=dg_tile, other=0.0), w_n, ACC, PRECISION, UPCAST)
+            else:
+                dh = _rows_times_w(
+                    dg_next,
+                    w_ptr,
+                    rb,
+                    rh,
+                    mb,
+                    mh,
+                    3 * H,
+                    H,
+                    BLOCK_B,
+                    BLOCK_H,
+                    BLOCK_K,
+                    ACC,
+                    PRECISION,
+                    UPCAST,
+                )
+            valid = (t < lengths)[:, None]
+            last = (t == lengths - 1)[:, None]
+            dh += tl.load(d_out_ptr + t * step + state, mask=tile, other=0.0).to(ACC)
+            dh += carry
+            dh += tl.where(last, d_hn, 0.0)
+            h_prev = tl.load(hs_ptr + t * step + state, mask=tile, other=0.0).to(ACC)
+            a_row = acts_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
+            x_row = dxp_ptr + t * (3 * step) + rb[:, None] * (3 * H) + rh[None, :]
+            h_row = dgh_ptr + t * (3 * step) + rb[:, None] * (3 * H) + rh[None, :]
+            carry = _gru_grads(dh, a_row, tile, valid, h_prev, x_row, h_row, H, ACC)
+            _grid_barrier(sync_ptr + tl.program_id(0), (t + 1) * tl.num_programs(1), SYNC)
+        tl.store(carry_ptr + state, carry.to(carry_ptr.dtype.element_ty), mask=tile)
 
 
 class GRUTriton(torch.autograd.Function):
-    """``(xp (T, B, 3H), h0, weight_hh (3H, H), bias_hh (3H), lengths (B,))`` -> ``(output, h_n)``."""
+    """``(xp (T, B, 3H), h0, weight_hh (3H, H), bias_hh (3H), lengths (B,), path)`` -> ``(output, h_n)``.
+
+    ``path``: a Triton path to force (:data:`rnnkit.kernels.triton_paths.PATHS`), or None for the table.
+    """
 
     @staticmethod
-    def forward(ctx, xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor):
+    def forward(ctx, xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, path):
         steps, batch, three_h = xp.shape
         hidden = three_h // 3
-        xp, h0, weight_hh, bias_hh = (
-            xp.contiguous(),
-            h0.contiguous(),
-            weight_hh.contiguous(),
-            bias_hh.contiguous(),
-        )
+        xp, weight_hh, bias_hh = xp.contiguous(), weight_hh.contiguous(), bias_hh.contiguous()
         keep = state_dtype(xp.dtype)
-        hs = xp.new_empty(steps, batch, hidden)
+        hs = xp.new_empty(steps + 1, batch, hidden)  # slot 0: h_0, slot t + 1: h_t
+        hs[0].copy_(h0)
         out = xp.new_empty(steps, batch, hidden)
         acts = xp.new_empty(steps, batch, 4 * hidden, dtype=keep)
-        grid, meta = launch_config(batch, hidden, xp.dtype)
-        for t in range(steps):
-            _gru_fwd_step[grid](
-                xp[t],
-                hs[t - 1] if t else h0,
-                weight_hh,
-                bias_hh,
-                lengths,
-                t,
-                hs[t],
-                acts[t],
-                out[t],
-                batch,
-                hidden,
-                **meta,
-            )
-        ctx.save_for_backward(h0, weight_hh, lengths, hs, acts)
+        meta = compile_meta(xp.dtype)
+        launch = plan("gru", batch, hidden, xp.dtype, xp.device, path)
+        ran = launch.path == "persistent" and run_persistent(
+            _gru_fwd_persistent,
+            launch,
+            (xp, weight_hh, bias_hh, lengths, hs, acts, out, barrier_counters(launch, xp.device))
+            + (steps, batch, hidden),
+            meta,
+            xp.device,
+            forced=path is not None,
+        )
+        if not ran:
+            launch = stepwise_launch(batch, hidden, DeviceLimits.of(xp.device))
+            for t in range(steps):
+                _gru_fwd_step[launch.grid](
+                    xp[t],
+                    hs[t],
+                    weight_hh,
+                    bias_hh,
+                    lengths,
+                    t,
+                    hs[t + 1],
+                    acts[t],
+                    out[t],
+                    batch,
+                    hidden,
+                    **meta,
+                    **launch.meta(),
+                )
+        ctx.path = path
+        ctx.save_for_backward(weight_hh, lengths, hs, acts)
         return out, hs[-1].clone()
 
     @staticmethod
     def backward(ctx, d_out: Tensor, d_hn: Tensor):
-        h0, weight_hh, lengths, hs, acts = ctx.saved_tensors
+        weight_hh, lengths, hs, acts = ctx.saved_tensors
         steps, batch, four_h = acts.shape
         hidden = four_h // 4
         keep = acts.dtype
-        d_out = torch.zeros_like(hs) if d_out is None else d_out.contiguous()
-        d_hn = torch.zeros_like(h0) if d_hn is None else d_hn.contiguous()
+        d_out = hs.new_zeros(steps, batch, hidden) if d_out is None else d_out.contiguous()
+        d_hn = hs.new_zeros(batch, hidden) if d_hn is None else d_hn.contiguous()
         d_xp = acts.new_empty(steps, batch, 3 * hidden)
-        d_gh = acts.new_empty(steps + 1, batch, 3 * hidden)
+        d_gh = acts.new_empty(steps + 1, batch, 3 * hidden)  # slot T stays zero: no step T+1
         d_gh[steps].zero_()
-        carry = [acts.new_zeros(batch, hidden), acts.new_empty(batch, hidden)]
-        grid, meta = launch_config(batch, hidden, keep)
-        w = weight_hh.to(keep)
-        for step, t in enumerate(range(steps - 1, -1, -1)):
-            _gru_bwd_step[grid](
-                d_gh[t + 1],
-                w,
-                d_out[t],
-                d_hn,
-                carry[step % 2],
-                acts[t],
-                hs[t - 1] if t else h0,
-                lengths,
-                t,
-                d_xp[t],
-                d_gh[t],
-                carry[(step + 1) % 2],
-                batch,
-                hidden,
-                **meta,
-            )
+        w = weight_hh.to(keep).contiguous()
+        meta = compile_meta(keep)
+        launch = plan("gru", batch, hidden, keep, acts.device, ctx.path)
+        carry = acts.new_empty(batch, hidden)
+        ran = launch.path == "persistent" and run_persistent(
+            _gru_bwd_persistent,
+            launch,
+            (w, d_out, d_hn, acts, hs, lengths, d_xp, d_gh, carry, barrier_counters(launch, acts.device))
+            + (steps, batch, hidden),
+            meta,
+            acts.device,
+            forced=ctx.path is not None,
+        )
+        if not ran:
+            launch = stepwise_launch(batch, hidden, DeviceLimits.of(acts.device))
+            carries = [acts.new_zeros(batch, hidden), acts.new_empty(batch, hidden)]
+            for step, t in enumerate(range(steps - 1, -1, -1)):
+                _gru_bwd_step[launch.grid](
+                    d_gh[t + 1],
+                    w,
+                    d_out[t],
+                    d_hn,
+                    carries[step % 2],
+                    acts[t],
+                    hs[t],
+                    lengths,
+                    t,
+                    d_xp[t],
+                    d_gh[t],
+                    carries[(step + 1) % 2],
+                    batch,
+                    hidden,
+                    **meta,
+                    **launch.meta(),
+                )
+            carry = carries[steps % 2]
         d_gh = d_gh[:steps]
-        d_h0 = carry[steps % 2] + torch.mm(d_gh[0], w)
-        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]]).to(keep)
+        d_h0 = carry + torch.mm(d_gh[0], w)
+        h_prev = hs[:-1].to(keep)  # (T, B, H): h_0 .. h_{T-1}
         flat = d_gh.reshape(-1, 3 * hidden)
         d_w = torch.mm(flat.t(), h_prev.reshape(-1, hidden))
         dtype = hs.dtype
-        return d_xp.to(dtype), d_h0.to(dtype), d_w.to(weight_hh.dtype), flat.sum(0).to(weight_hh.dtype), None
+        d_b = flat.sum(0).to(weight_hh.dtype)
+        return d_xp.to(dtype), d_h0.to(dtype), d_w.to(weight_hh.dtype), d_b, None, None
 
 
 def gru_forward(
-    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, lengths: Tensor | None
+    xp: Tensor,
+    h0: Tensor,
+    weight_hh: Tensor,
+    bias_hh: Tensor | None,
+    lengths: Tensor | None,
+    path: str | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """The Triton GRU recurrence: ``xp (T, B, 3H)``, ``h0 (B, H)`` -> ``(output (T, B, H), h_n)``."""
+    """The Triton GRU recurrence: ``xp (T, B, 3H)``, ``h0 (B, H)`` -> ``(output (T, B, H), h_n)``.
+
+    ``path`` forces ``"persistent"`` or ``"stepwise"`` (:mod:`rnnkit.kernels.triton_paths`)."""
     lengths = full_lengths(xp, lengths, torch.int32)
     if bias_hh is None:
         bias_hh = xp.new_zeros(weight_hh.shape[0])
-    return GRUTriton.apply(xp, h0, weight_hh, bias_hh, lengths)
+    return GRUTriton.apply(xp, h0, weight_hh, bias_hh, lengths, path)

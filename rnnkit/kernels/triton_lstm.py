@@ -1,18 +1,26 @@
 """Triton LSTM recurrence, forward and backward (training).
 
-The input projection of all steps is one GEMM outside (``LSTMCell.project_input``). Inside, one
-kernel per time step fuses the recurrent product h_{t-1} W_hh^T, the gate nonlinearities and the
-state update; the backward kernel per step fuses dG_{t+1} W_hh with the gate derivatives. The
-weight gradient dW_hh = sum_t dG_t^T h_{t-1} is one GEMM over all steps afterwards.
+The input projection of all steps is one GEMM outside (``LSTMCell.project_input``). Inside, per
+step: the recurrent product h_{t-1} W_hh^T, the gate nonlinearities and the cell update
+
+    i = sigma(.), f = sigma(.), C~ = tanh(.), o = sigma(.), C_t = f C_{t-1} + i C~, h_t = o tanh(C_t);
+
+and backward, per step, dG_{t+1} W_hh with the gate derivatives. The weight gradient
+dW_hh = sum_t dG_t^T h_{t-1} is one GEMM over all steps afterwards.
+
+Two kernel shapes run this math (:mod:`rnnkit.kernels.triton_paths` chooses): ``_lstm_*_step`` (one
+launch per time step) and ``_lstm_*_persistent`` (one launch for all steps, the time loop inside,
+C and dC in registers, W_hh on chip, a grid barrier per step). Both call the same pointwise helpers.
 
 Each program owns a (BLOCK_B rows) x (BLOCK_H hidden units) tile and keeps the four gate
 accumulators of that tile, so the gates of a unit never leave registers between the product and
 the cell update. Rows past their sequence's length keep their state (a step is "valid" when
 t < lengths[b]); the gradient of the final state enters at each row's last valid step.
 
-Precision: the products accumulate in float32 (float64 for float64 inputs); half-precision runs
-keep gates and cell states in float32. fp32 products use exact IEEE fp32 unless
-``torch.backends.cuda.matmul.allow_tf32`` is set.
+Buffers: ``hs`` and ``cells`` are (T + 1, B, H) with slot 0 holding h_0 and C_0, so step t reads
+slot t and writes slot t + 1 on both paths. Precision: the products accumulate in float32 (float64
+for float64 inputs); half-precision runs keep gates and cell states in float32. fp32 products use
+exact IEEE fp32 unless ``torch.backends.cuda.matmul.allow_tf32`` is set.
 """
 
 from __future__ import annotations
@@ -21,31 +29,95 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels.lengths import full_lengths
-from rnnkit.kernels.triton_common import launch_config, state_dtype, tl, triton
+from rnnkit.kernels.triton_common import compile_meta, state_dtype, tl, triton
+from rnnkit.kernels.triton_paths import DeviceLimits, barrier_counters, plan, run_persistent, stepwise_launch
 
 if triton is not None:
+    from rnnkit.kernels.triton_common import _grid_barrier, _mm, _rows_times_w, _tanh, _tile
 
     @triton.jit
-    def _tanh(x):
-        return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+    def _lstm_product(
+        h_ptr,
+        w_ptr,
+        rb,
+        rh,
+        mb,
+        mh,
+        H,
+        BLOCK_B: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ACC: tl.constexpr,
+        PRECISION: tl.constexpr,
+        UPCAST: tl.constexpr,
+    ):
+        """h_{t-1}[rb] W_hh^T[:, gate units rh] for the four gates, W_hh streamed in BLOCK_K chunks."""
+        acc_i = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
+        acc_f = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
+        acc_g = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
+        acc_o = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
+        for k0 in range(0, H, BLOCK_K):
+            rk = k0 + tl.arange(0, BLOCK_K)
+            mk = rk < H
+            h = tl.load(h_ptr + rb[:, None] * H + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
+            wmask = mk[:, None] & mh[None, :]
+            w_t = w_ptr + rh[None, :] * H + rk[:, None]  # (BK, BH) tile of W_hh^T, gate i
+            acc_i += _mm(h, tl.load(w_t, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+            acc_f += _mm(h, tl.load(w_t + H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+            acc_g += _mm(h, tl.load(w_t + 2 * H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+            acc_o += _mm(h, tl.load(w_t + 3 * H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
+        return acc_i, acc_f, acc_g, acc_o
 
     @triton.jit
-    def _tile(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
-        """The (batch rows, hidden units) tile of program (0, 1) and its bounds masks."""
-        rb = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-        rh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
-        mb = rb < B
-        mh = rh < H
-        return rb, rh, mb, mh, mb[:, None] & mh[None, :]
+    def _lstm_update(acc_i, acc_f, acc_g, acc_o, x_row, tile, c_prev, h_prev, valid, H, ACC: tl.constexpr):
+        """Gates and state update of one tile; ``x_row`` points at the tile in xp_t (B, 4H)."""
+        i = tl.sigmoid(acc_i + tl.load(x_row, mask=tile, other=0.0).to(ACC))  # input gate
+        f = tl.sigmoid(acc_f + tl.load(x_row + H, mask=tile, other=0.0).to(ACC))  # forget gate
+        g = _tanh(acc_g + tl.load(x_row + 2 * H, mask=tile, other=0.0).to(ACC))  # candidate C~
+        o = tl.sigmoid(acc_o + tl.load(x_row + 3 * H, mask=tile, other=0.0).to(ACC))  # output gate
+        c = f * c_prev + i * g  # cell update
+        h = o * _tanh(c)  # hidden state
+        c = tl.where(valid, c, c_prev)  # past the end the state is frozen
+        h = tl.where(valid, h, h_prev)
+        return i, f, g, o, c, h
 
     @triton.jit
-    def _mm(a, b, ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
-        """a @ b accumulated in ACC. UPCAST (the CPU interpreter, whose half-precision dot is wrong)
-        widens the operands first: products of bf16/fp16 values are exact in fp32 either way."""
-        if UPCAST:
-            return tl.dot(a.to(ACC), b.to(ACC), input_precision=PRECISION, out_dtype=ACC)
-        return tl.dot(a, b, input_precision=PRECISION, out_dtype=ACC)
+    def _lstm_store(state, tile, valid, i, f, g, o, c, h, g_row, h_out, c_out, out, H):
+        """Write one step of a tile: h_t, C_t, the masked output and the four gates."""
+        tl.store(c_out + state, c.to(c_out.dtype.element_ty), mask=tile)
+        tl.store(h_out + state, h.to(h_out.dtype.element_ty), mask=tile)
+        tl.store(out + state, tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=tile)
+        gty = g_row.dtype.element_ty
+        tl.store(g_row, i.to(gty), mask=tile)
+        tl.store(g_row + H, f.to(gty), mask=tile)
+        tl.store(g_row + 2 * H, g.to(gty), mask=tile)
+        tl.store(g_row + 3 * H, o.to(gty), mask=tile)
 
+    @triton.jit
+    def _lstm_gate_grads(dh, dc, g_row, tile, c, c_prev, H, ACC: tl.constexpr):
+        """dG_t of one tile from dh_t, dC_t (C_t's gradient from later steps) and the saved gates;
+        also returns dC_{t-1} = dC_t f."""
+        i = tl.load(g_row, mask=tile, other=0.0).to(ACC)
+        f = tl.load(g_row + H, mask=tile, other=0.0).to(ACC)
+        g = tl.load(g_row + 2 * H, mask=tile, other=0.0).to(ACC)
+        o = tl.load(g_row + 3 * H, mask=tile, other=0.0).to(ACC)
+        tanh_c = _tanh(c)
+        dc += dh * o * (1.0 - tanh_c * tanh_c)
+        d_o = dh * tanh_c * o * (1.0 - o)
+        d_i = dc * g * i * (1.0 - i)
+        d_f = dc * c_prev * f * (1.0 - f)
+        d_g = dc * i * (1.0 - g * g)
+        return d_i, d_f, d_g, d_o, dc * f
+
+    @triton.jit
+    def _lstm_store_grads(out_row, tile, valid, d_i, d_f, d_g, d_o, H):
+        dty = out_row.dtype.element_ty
+        tl.store(out_row, tl.where(valid, d_i, 0.0).to(dty), mask=tile)
+        tl.store(out_row + H, tl.where(valid, d_f, 0.0).to(dty), mask=tile)
+        tl.store(out_row + 2 * H, tl.where(valid, d_g, 0.0).to(dty), mask=tile)
+        tl.store(out_row + 3 * H, tl.where(valid, d_o, 0.0).to(dty), mask=tile)
+
+    # ---------------------------------------------------------------------------- one launch per step
     @triton.jit
     def _lstm_fwd_step(
         xp_ptr,
@@ -68,42 +140,19 @@ if triton is not None:
         UPCAST: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
-        acc_i = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
-        acc_f = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
-        acc_g = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
-        acc_o = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
-        for k0 in range(0, H, BLOCK_K):  # h_{t-1} W_hh^T, four gates at once
-            rk = k0 + tl.arange(0, BLOCK_K)
-            mk = rk < H
-            h = tl.load(h_prev_ptr + rb[:, None] * H + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
-            wmask = mk[:, None] & mh[None, :]
-            w_t = w_ptr + rh[None, :] * H + rk[:, None]  # (BK, BH) tile of W_hh^T, gate 0
-            acc_i += _mm(h, tl.load(w_t, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
-            acc_f += _mm(h, tl.load(w_t + H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
-            acc_g += _mm(h, tl.load(w_t + 2 * H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
-            acc_o += _mm(h, tl.load(w_t + 3 * H * H, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
-        x_row = xp_ptr + rb[:, None] * (4 * H) + rh[None, :]  # (B, 4H) slice of step t
-        i = tl.sigmoid(acc_i + tl.load(x_row, mask=tile, other=0.0).to(ACC))  # input gate
-        f = tl.sigmoid(acc_f + tl.load(x_row + H, mask=tile, other=0.0).to(ACC))  # forget gate
-        g = _tanh(acc_g + tl.load(x_row + 2 * H, mask=tile, other=0.0).to(ACC))  # candidate C~
-        o = tl.sigmoid(acc_o + tl.load(x_row + 3 * H, mask=tile, other=0.0).to(ACC))  # output gate
+        acc_i, acc_f, acc_g, acc_o = _lstm_product(
+            h_prev_ptr, w_ptr, rb, rh, mb, mh, H, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION, UPCAST
+        )
         state = rb[:, None] * H + rh[None, :]
         c_prev = tl.load(c_prev_ptr + state, mask=tile, other=0.0).to(ACC)
         h_prev = tl.load(h_prev_ptr + state, mask=tile, other=0.0).to(ACC)
-        c = f * c_prev + i * g  # cell update
-        h = o * _tanh(c)  # hidden state
         valid = (t < tl.load(len_ptr + rb, mask=mb, other=0))[:, None]
-        c = tl.where(valid, c, c_prev)  # past the end the state is frozen
-        h = tl.where(valid, h, h_prev)
-        tl.store(cells_ptr + state, c.to(cells_ptr.dtype.element_ty), mask=tile)
-        tl.store(hs_ptr + state, h.to(hs_ptr.dtype.element_ty), mask=tile)
-        tl.store(out_ptr + state, tl.where(valid, h, 0.0).to(out_ptr.dtype.element_ty), mask=tile)
+        x_row = xp_ptr + rb[:, None] * (4 * H) + rh[None, :]  # (B, 4H) slice of step t
+        i, f, g, o, c, h = _lstm_update(
+            acc_i, acc_f, acc_g, acc_o, x_row, tile, c_prev, h_prev, valid, H, ACC
+        )
         g_row = gates_ptr + rb[:, None] * (4 * H) + rh[None, :]
-        gty = gates_ptr.dtype.element_ty
-        tl.store(g_row, i.to(gty), mask=tile)
-        tl.store(g_row + H, f.to(gty), mask=tile)
-        tl.store(g_row + 2 * H, g.to(gty), mask=tile)
-        tl.store(g_row + 3 * H, o.to(gty), mask=tile)
+        _lstm_store(state, tile, valid, i, f, g, o, c, h, g_row, hs_ptr, cells_ptr, out_ptr, H)
 
     @triton.jit
     def _lstm_bwd_step(
@@ -130,15 +179,10 @@ if triton is not None:
         UPCAST: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
-        dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
-        for k0 in range(0, 4 * H, BLOCK_K):  # dG_{t+1} W_hh: the recurrent path into h_t
-            rk = k0 + tl.arange(0, BLOCK_K)
-            mk = rk < 4 * H
-            dg = tl.load(
-                dg_next_ptr + rb[:, None] * (4 * H) + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0
-            )
-            w = tl.load(w_ptr + rk[:, None] * H + rh[None, :], mask=mk[:, None] & mh[None, :], other=0.0)
-            dh += _mm(dg, w, ACC, PRECISION, UPCAST)
+        # dG_{t+1} W_hh: the recurrent path into h_t
+        dh = _rows_times_w(
+            dg_next_ptr, w_ptr, rb, rh, mb, mh, 4 * H, H, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION, UPCAST
+        )
         lengths = tl.load(len_ptr + rb, mask=mb, other=0)
         valid = (t < lengths)[:, None]
         last = (t == lengths - 1)[:, None]  # the final state's gradient enters here
@@ -147,111 +191,310 @@ if triton is not None:
         dh += tl.where(last, tl.load(d_hn_ptr + state, mask=tile, other=0.0).to(ACC), 0.0)
         dc = tl.load(dc_in_ptr + state, mask=tile, other=0.0).to(ACC)
         dc += tl.where(last, tl.load(d_cn_ptr + state, mask=tile, other=0.0).to(ACC), 0.0)
-        g_row = gates_ptr + rb[:, None] * (4 * H) + rh[None, :]
-        i = tl.load(g_row, mask=tile, other=0.0).to(ACC)
-        f = tl.load(g_row + H, mask=tile, other=0.0).to(ACC)
-        g = tl.load(g_row + 2 * H, mask=tile, other=0.0).to(ACC)
-        o = tl.load(g_row + 3 * H, mask=tile, other=0.0).to(ACC)
-        tanh_c = _tanh(tl.load(cells_ptr + state, mask=tile, other=0.0).to(ACC))
+        c = tl.load(cells_ptr + state, mask=tile, other=0.0).to(ACC)
         c_prev = tl.load(c_prev_ptr + state, mask=tile, other=0.0).to(ACC)
-        dc += dh * o * (1.0 - tanh_c * tanh_c)
-        d_o = dh * tanh_c * o * (1.0 - o)
-        d_i = dc * g * i * (1.0 - i)
-        d_f = dc * c_prev * f * (1.0 - f)
-        d_g = dc * i * (1.0 - g * g)
-        dty = dg_ptr.dtype.element_ty
-        out_row = dg_ptr + rb[:, None] * (4 * H) + rh[None, :]
-        tl.store(out_row, tl.where(valid, d_i, 0.0).to(dty), mask=tile)
-        tl.store(out_row + H, tl.where(valid, d_f, 0.0).to(dty), mask=tile)
-        tl.store(out_row + 2 * H, tl.where(valid, d_g, 0.0).to(dty), mask=tile)
-        tl.store(out_row + 3 * H, tl.where(valid, d_o, 0.0).to(dty), mask=tile)
-        tl.store(dc_out_ptr + state, tl.where(valid, dc * f, 0.0).to(dc_out_ptr.dtype.element_ty), mask=tile)
+        g_row = gates_ptr + rb[:, None] * (4 * H) + rh[None, :]
+        d_i, d_f, d_g, d_o, dc = _lstm_gate_grads(dh, dc, g_row, tile, c, c_prev, H, ACC)
+        _lstm_store_grads(dg_ptr + rb[:, None] * (4 * H) + rh[None, :], tile, valid, d_i, d_f, d_g, d_o, H)
+        tl.store(dc_out_ptr + state, tl.where(valid, dc, 0.0).to(dc_out_ptr.dtype.element_ty), mask=tile)
+
+    # ---------------------------------------------------------------------- one launch for all steps
+    @triton.jit
+    def _lstm_fwd_persistent(
+        xp_ptr,
+        w_ptr,
+        len_ptr,
+        hs_ptr,
+        cells_ptr,
+        gates_ptr,
+        out_ptr,
+        sync_ptr,
+        T,
+        B,
+        H,
+        BLOCK_B: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ACC: tl.constexpr,
+        PRECISION: tl.constexpr,
+        UPCAST: tl.constexpr,
+        SYNC: tl.constexpr,
+        W_RESIDENT: tl.constexpr,
+    ):
+        rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
+        state = rb[:, None] * H + rh[None, :]
+        lengths = tl.load(len_ptr + rb, mask=mb, other=0)
+        if W_RESIDENT:  # this program's rows of W_hh (as W_hh^T columns, one tile per gate), on chip
+            rk = tl.arange(0, BLOCK_K)
+            mk = rk < H
+            h_tile = mb[:, None] & mk[None, :]
+            wmask = mk[:, None] & mh[None, :]
+            w_t = w_ptr + rh[None, :] * H + rk[:, None]
+            w_i = tl.load(w_t, mask=wmask, other=0.0)
+            w_f = tl.load(w_t + H * H, mask=wmask, other=0.0)
+            w_g = tl.load(w_t + 2 * H * H, mask=wmask, other=0.0)
+            w_o = tl.load(w_t + 3 * H * H, mask=wmask, other=0.0)
+        c = tl.load(cells_ptr + state, mask=tile, other=0.0).to(ACC)  # C_0: C stays in registers
+        h = tl.load(hs_ptr + state, mask=tile, other=0.0).to(ACC)  # h_0 (own units)
+        step = B * H
+        for t in range(T):
+            h_prev_ptr = hs_ptr + t * step  # h_{t-1} of every unit, written by all programs
+            if W_RESIDENT:
+                h_all = tl.load(h_prev_ptr + rb[:, None] * H + rk[None, :], mask=h_tile, other=0.0)
+                acc_i = _mm(h_all, w_i, ACC, PRECISION, UPCAST)
+                acc_f = _mm(h_all, w_f, ACC, PRECISION, UPCAST)
+                acc_g = _mm(h_all, w_g, ACC, PRECISION, UPCAST)
+                acc_o = _mm(h_all, w_o, ACC, PRECISION, UPCAST)
+            else:
+                acc_i, acc_f, acc_g, acc_o = _lstm_product(
+                    h_prev_ptr, w_ptr, rb, rh, mb, mh, H, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION, UPCAST
+                )
+            valid = (t < lengths)[:, None]
+            x_row = xp_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
+            i, f, g, o, c, h = _lstm_update(acc_i, acc_f, acc_g, acc_o, x_row, tile, c, h, valid, H, ACC)
+            g_row = gates_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
+            _lstm_store(
+                state,
+                tile,
+                valid,
+                i,
+                f,
+                g,
+                o,
+                c,
+                h,
+                g_row,
+                hs_ptr + (t + 1) * step,
+                cells_ptr + (t + 1) * step,
+                out_ptr + t * step,
+                H,
+            )
+            _grid_barrier(sync_ptr + tl.program_id(0), (t + 1) * tl.num_programs(1), SYNC)
+
+    @triton.jit
+    def _lstm_bwd_persistent(
+        w_ptr,
+        d_out_ptr,
+        d_hn_ptr,
+        d_cn_ptr,
+        gates_ptr,
+        cells_ptr,
+        len_ptr,
+        dg_ptr,
+        d_c0_ptr,
+        sync_ptr,
+        T,
+        B,
+        H,
+        BLOCK_B: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ACC: tl.constexpr,
+        PRECISION: tl.constexpr,
+        UPCAST: tl.constexpr,
+        SYNC: tl.constexpr,
+        W_RESIDENT: tl.constexpr,
+    ):
+        rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
+        state = rb[:, None] * H + rh[None, :]
+        lengths = tl.load(len_ptr + rb, mask=mb, other=0)
+        if W_RESIDENT:  # this program's columns of W_hh, one (K, BLOCK_H) tile per gate, on chip
+            rk = tl.arange(0, BLOCK_K)
+            mk = rk < H
+            dg_tile = mb[:, None] & mk[None, :]
+            wmask = mk[:, None] & mh[None, :]
+            w_c = w_ptr + rk[:, None] * H + rh[None, :]
+            w_i = tl.load(w_c, mask=wmask, other=0.0)
+            w_f = tl.load(w_c + H * H, mask=wmask, other=0.0)
+            w_g = tl.load(w_c + 2 * H * H, mask=wmask, other=0.0)
+            w_o = tl.load(w_c + 3 * H * H, mask=wmask, other=0.0)
+        d_hn = tl.load(d_hn_ptr + state, mask=tile, other=0.0).to(ACC)
+        d_cn = tl.load(d_cn_ptr + state, mask=tile, other=0.0).to(ACC)
+        dc = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)  # dC_t stays in registers
+        step = B * H
+        for s in range(T):
+            t = T - 1 - s
+            dg_next = dg_ptr + (t + 1) * (4 * step)  # dG_{t+1} of every unit, written by all programs
+            if W_RESIDENT:
+                row = dg_next + rb[:, None] * (4 * H) + rk[None, :]
+                dh = _mm(tl.load(row, mask=dg_tile, other=0.0), w_i, ACC, PRECISION, UPCAST)
+                dh += _mm(tl.load(row + H, mask=dg_tile, other=0.0), w_f, ACC, PRECISION, UPCAST)
+                dh += _mm(tl.load(row + 2 * H, mask=dg_tile, other=0.0), w_g, ACC, PRECISION, UPCAST)
+                dh += _mm(tl.load(row + 3 * H, mask=dg_tile, other=0.0), w_o, ACC, PRECISION, UPCAST)
+            else:
+                dh = _rows_times_w(
+                    dg_next,
+                    w_ptr,
+                    rb,
+                    rh,
+                    mb,
+                    mh,
+                    4 * H,
+                    H,
+                    BLOCK_B,
+                    BLOCK_H,
+                    BLOCK_K,
+                    ACC,
+                    PRECISION,
+                    UPCAST,
+                )
+            valid = (t < lengths)[:, None]
+            last = (t == lengths - 1)[:, None]  # the final state's gradient enters here
+            dh += tl.load(d_out_ptr + t * step + state, mask=tile, other=0.0).to(ACC)
+            dh += tl.where(last, d_hn, 0.0)
+            dc += tl.where(last, d_cn, 0.0)
+            c = tl.load(cells_ptr + (t + 1) * step + state, mask=tile, other=0.0).to(ACC)
+            c_prev = tl.load(cells_ptr + t * step + state, mask=tile, other=0.0).to(ACC)
+            g_row = gates_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
+            d_i, d_f, d_g, d_o, dc = _lstm_gate_grads(dh, dc, g_row, tile, c, c_prev, H, ACC)
+            out_row = dg_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
+            _lstm_store_grads(out_row, tile, valid, d_i, d_f, d_g, d_o, H)
+            dc = tl.where(valid, dc, 0.0)
+            _grid_barrier(sync_ptr + tl.program_id(0), (t + 1) * tl.num_programs(1), SYNC)
+        tl.store(d_c0_ptr + state, dc.to(d_c0_ptr.dtype.element_ty), mask=tile)
 
 
 class LSTMTriton(torch.autograd.Function):
-    """``(xp (T, B, 4H), h0, c0, weight_hh (4H, H), lengths (B,))`` -> ``(output, h_n, c_n)``."""
+    """``(xp (T, B, 4H), h0, c0, weight_hh (4H, H), lengths (B,), path)`` -> ``(output, h_n, c_n)``.
+
+    ``path``: a Triton path to force (:data:`rnnkit.kernels.triton_paths.PATHS`), or None for the table.
+    """
 
     @staticmethod
-    def forward(ctx, xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor):
+    def forward(ctx, xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor, path):
         steps, batch, four_h = xp.shape
         hidden = four_h // 4
-        xp, h0, weight_hh = xp.contiguous(), h0.contiguous(), weight_hh.contiguous()
+        xp, weight_hh = xp.contiguous(), weight_hh.contiguous()
         keep = state_dtype(xp.dtype)
-        c0 = c0.to(keep).contiguous()
-        hs = xp.new_empty(steps, batch, hidden)
+        hs = xp.new_empty(steps + 1, batch, hidden)  # slot 0: h_0, slot t + 1: h_t
+        cells = xp.new_empty(steps + 1, batch, hidden, dtype=keep)
+        hs[0].copy_(h0)
+        cells[0].copy_(c0)
         out = xp.new_empty(steps, batch, hidden)
-        cells = xp.new_empty(steps, batch, hidden, dtype=keep)
         gates = xp.new_empty(steps, batch, four_h, dtype=keep)
-        grid, meta = launch_config(batch, hidden, xp.dtype)
-        for t in range(steps):
-            h_prev = hs[t - 1] if t else h0
-            c_prev = cells[t - 1] if t else c0
-            _lstm_fwd_step[grid](
-                xp[t],
-                h_prev,
-                c_prev,
+        meta = compile_meta(xp.dtype)
+        launch = plan("lstm", batch, hidden, xp.dtype, xp.device, path)
+        ran = launch.path == "persistent" and run_persistent(
+            _lstm_fwd_persistent,
+            launch,
+            (
+                xp,
                 weight_hh,
                 lengths,
-                t,
-                hs[t],
-                cells[t],
-                gates[t],
-                out[t],
+                hs,
+                cells,
+                gates,
+                out,
+                barrier_counters(launch, xp.device),
+                steps,
                 batch,
                 hidden,
-                **meta,
-            )
-        ctx.save_for_backward(h0, c0, weight_hh, lengths, hs, cells, gates)
+            ),
+            meta,
+            xp.device,
+            forced=path is not None,
+        )
+        if not ran:
+            launch = stepwise_launch(batch, hidden, DeviceLimits.of(xp.device))
+            for t in range(steps):
+                _lstm_fwd_step[launch.grid](
+                    xp[t],
+                    hs[t],
+                    cells[t],
+                    weight_hh,
+                    lengths,
+                    t,
+                    hs[t + 1],
+                    cells[t + 1],
+                    gates[t],
+                    out[t],
+                    batch,
+                    hidden,
+                    **meta,
+                    **launch.meta(),
+                )
+        ctx.path = path
+        ctx.save_for_backward(weight_hh, lengths, hs, cells, gates)
         return out, hs[-1].clone(), cells[-1].to(xp.dtype)
 
     @staticmethod
     def backward(ctx, d_out: Tensor, d_hn: Tensor, d_cn: Tensor):
-        h0, c0, weight_hh, lengths, hs, cells, gates = ctx.saved_tensors
+        weight_hh, lengths, hs, cells, gates = ctx.saved_tensors
         steps, batch, four_h = gates.shape
         hidden = four_h // 4
         keep = gates.dtype
-        d_out = torch.zeros_like(hs) if d_out is None else d_out.contiguous()
-        d_hn = torch.zeros_like(h0) if d_hn is None else d_hn.contiguous()
-        d_cn = torch.zeros_like(c0) if d_cn is None else d_cn.contiguous()
+        d_out = hs.new_zeros(steps, batch, hidden) if d_out is None else d_out.contiguous()
+        d_hn = hs.new_zeros(batch, hidden) if d_hn is None else d_hn.contiguous()
+        d_cn = hs.new_zeros(batch, hidden) if d_cn is None else d_cn.contiguous()
         d_gates = gates.new_empty(steps + 1, batch, four_h)  # slot T stays zero: no step T+1
         d_gates[steps].zero_()
-        dc = [gates.new_zeros(batch, hidden), gates.new_empty(batch, hidden)]  # ping-pong carry
-        grid, meta = launch_config(batch, hidden, keep)
-        w = weight_hh.to(keep)
-        for step, t in enumerate(range(steps - 1, -1, -1)):
-            c_prev = cells[t - 1] if t else c0
-            _lstm_bwd_step[grid](
-                d_gates[t + 1],
+        w = weight_hh.to(keep).contiguous()
+        meta = compile_meta(keep)
+        launch = plan("lstm", batch, hidden, keep, gates.device, ctx.path)
+        d_c0 = gates.new_empty(batch, hidden)
+        ran = launch.path == "persistent" and run_persistent(
+            _lstm_bwd_persistent,
+            launch,
+            (
                 w,
-                d_out[t],
+                d_out,
                 d_hn,
                 d_cn,
-                dc[step % 2],
-                gates[t],
-                cells[t],
-                c_prev,
+                gates,
+                cells,
                 lengths,
-                t,
-                d_gates[t],
-                dc[(step + 1) % 2],
-                batch,
-                hidden,
-                **meta,
+                d_gates,
+                d_c0,
+                barrier_counters(launch, gates.device),
             )
+            + (steps, batch, hidden),
+            meta,
+            gates.device,
+            forced=ctx.path is not None,
+        )
+        if not ran:
+            launch = stepwise_launch(batch, hidden, DeviceLimits.of(gates.device))
+            dc = [gates.new_zeros(batch, hidden), gates.new_empty(batch, hidden)]  # ping-pong carry
+            for step, t in enumerate(range(steps - 1, -1, -1)):
+                _lstm_bwd_step[launch.grid](
+                    d_gates[t + 1],
+                    w,
+                    d_out[t],
+                    d_hn,
+                    d_cn,
+                    dc[step % 2],
+                    gates[t],
+                    cells[t + 1],
+                    cells[t],
+                    lengths,
+                    t,
+                    d_gates[t],
+                    dc[(step + 1) % 2],
+                    batch,
+                    hidden,
+                    **meta,
+                    **launch.meta(),
+                )
+            d_c0 = dc[steps % 2]
         d_gates = d_gates[:steps]
         d_h0 = torch.mm(d_gates[0], w)  # into h_0 through the first step's product
-        d_c0 = dc[steps % 2]
-        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]]).to(keep)
+        h_prev = hs[:-1].to(keep)  # (T, B, H): h_0 .. h_{T-1}
         d_w = torch.mm(d_gates.reshape(-1, four_h).t(), h_prev.reshape(-1, hidden))  # all steps, one GEMM
         dtype = hs.dtype
-        return d_gates.to(dtype), d_h0.to(dtype), d_c0.to(dtype), d_w.to(weight_hh.dtype), None
+        return d_gates.to(dtype), d_h0.to(dtype), d_c0.to(dtype), d_w.to(weight_hh.dtype), None, None
 
 
 def lstm_forward(
-    xp: Tensor, state: tuple[Tensor, Tensor], weight_hh: Tensor, lengths: Tensor | None
+    xp: Tensor,
+    state: tuple[Tensor, Tensor],
+    weight_hh: Tensor,
+    lengths: Tensor | None,
+    path: str | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """The Triton LSTM recurrence: ``xp (T, B, 4H)``, ``(h0, c0)`` -> ``(output, (h_n, c_n))``."""
+    """The Triton LSTM recurrence: ``xp (T, B, 4H)``, ``(h0, c0)`` -> ``(output, (h_n, c_n))``.
+
+    ``path`` forces ``"persistent"`` or ``"stepwise"`` (:mod:`rnnkit.kernels.triton_paths`)."""
     lengths = full_lengths(xp, lengths, torch.int32)
     h0, c0 = state
-    out, h_n, c_n = LSTMTriton.apply(xp, h0, c0, weight_hh, lengths)
+    out, h_n, c_n = LSTMTriton.apply(xp, h0, c0, weight_hh, lengths, path)
     return out, (h_n, c_n)

@@ -10,12 +10,14 @@ from torch import nn
 import rnnkit.nn as rnn
 from rnnkit import kernels
 from rnnkit.kernels.triton_common import triton, why_triton_cannot_run
+from rnnkit.kernels.triton_paths import PATHS
 from rnnkit.kernels.verify import LAYERS, compare_with_torch
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TRITON_REASON = why_triton_cannot_run(DEVICE)
 needs_triton = pytest.mark.skipif(TRITON_REASON is not None, reason=f"Triton cannot run: {TRITON_REASON}")
-BACKENDS = ["cpu", pytest.param("triton", marks=needs_triton)]
+# "triton" picks its path by the table; the tests force each path so both are always covered.
+BACKENDS = ["cpu", *(pytest.param(f"triton-{path}", marks=needs_triton) for path in PATHS)]
 
 # (steps, batch, input, hidden): odd sizes, T = 1, batch 1, hidden sizes that are not powers of two.
 # The Triton interpreter is slow on the CPU, so its shapes stay small there.
@@ -34,7 +36,7 @@ def check(kind, backend, shape, dtype, bound, relative=False, **kw):
 @pytest.mark.parametrize("shape", [*SHAPES, LONG], ids=lambda s: "T{}B{}I{}H{}".format(*s))
 def test_float64_parity_with_torch(kind, backend, shape):
     steps, batch, input_size, hidden = shape
-    if backend == "triton" and DEVICE.type == "cpu" and steps * hidden > 300:
+    if backend.startswith("triton") and DEVICE.type == "cpu" and steps * hidden > 300:
         pytest.skip("too slow for the Triton CPU interpreter; runs on CUDA")
     check(kind, backend, shape, torch.float64, 1e-10)
 
@@ -155,7 +157,9 @@ def test_triton_on_cpu_without_the_interpreter_says_why_and_what_can(monkeypatch
 
 def test_bad_backend_names_and_cells_without_kernels():
     with pytest.raises(
-        ValueError, match=r"backend must be one of \['auto', 'reference', 'cpu', 'triton'\], got 'cuda'"
+        ValueError,
+        match=r"backend must be one of \['auto', 'reference', 'cpu', 'triton', 'triton-persistent', "
+        r"'triton-stepwise'\], got 'cuda'",
     ):
         rnn.LSTM(3, 4, backend="cuda")
     with pytest.raises(

@@ -7,9 +7,12 @@ Backends:
 - ``"cpu"``: one custom op per sequence with a hand-written backward (:mod:`.cpu_lstm`,
   :mod:`.cpu_gru`). Plain torch ops, so it also runs on CUDA; a single node under ``torch.compile``.
 - ``"triton"``: fused Triton kernels (:mod:`.triton_lstm`, :mod:`.triton_gru`); CUDA tensors, or
-  CPU tensors under ``TRITON_INTERPRET=1``. Needs ``pip install 'rnnkit[triton]'``.
-- ``"auto"``: ``"triton"`` on CUDA when it can run, else ``"cpu"``; ``"reference"`` for cells
-  without a fused kernel.
+  CPU tensors under ``TRITON_INTERPRET=1``. Needs ``pip install 'rnnkit[triton]'``. The table in
+  :mod:`.triton_paths` chooses the path per shape: ``persistent`` (one launch for all time steps)
+  or ``stepwise`` (one launch per step); ``"triton-persistent"`` and ``"triton-stepwise"`` force one.
+- ``"auto"``: on CUDA, Triton on the paths that have passed ``scripts/gpu_report.py`` on a real GPU
+  (:data:`.triton_paths.VERIFIED_ON_GPU`), else ``"cpu"``; ``"cpu"`` on the CPU; ``"reference"``
+  for cells without a fused kernel.
 
 Fused kernels exist for :class:`~rnnkit.cells.LSTMCell` and :class:`~rnnkit.cells.GRUCell`. An LSTM
 with ``proj_size > 0`` has none: every backend then runs the reference loop (documented fallback,
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -29,8 +33,10 @@ from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.lstm import LSTMCell
 from rnnkit.kernels import cpu_gru, cpu_lstm
 from rnnkit.kernels.triton_common import triton, why_triton_cannot_run
+from rnnkit.kernels.triton_paths import PATHS, VERIFIED_ON_GPU, plan
 
-BACKENDS = ("auto", "reference", "cpu", "triton")
+TRITON_BACKENDS = ("triton", *(f"triton-{path}" for path in PATHS))
+BACKENDS = ("auto", "reference", "cpu", *TRITON_BACKENDS)
 
 Runner = Callable[[RecurrentCell, Tensor, State, Tensor | None], tuple[Tensor, State]]
 
@@ -51,31 +57,56 @@ def _gru_cpu(cell: GRUCell, xp: Tensor, state: State, lengths: Tensor | None) ->
     return cpu_gru.gru_forward(xp, *_like(xp, state, cell.weight_hh, cell.bias_hh), lengths)
 
 
-def _lstm_triton(cell: LSTMCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+def _lstm_triton(
+    cell: LSTMCell, xp: Tensor, state: State, lengths: Tensor | None, path: str | None = None
+) -> tuple[Tensor, State]:
     from rnnkit.kernels import triton_lstm
 
     h0, c0, w = _like(xp, *state, cell.weight_hh)
-    return triton_lstm.lstm_forward(xp, (h0, c0), w, lengths)
+    return triton_lstm.lstm_forward(xp, (h0, c0), w, lengths, path)
 
 
-def _gru_triton(cell: GRUCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+def _gru_triton(
+    cell: GRUCell, xp: Tensor, state: State, lengths: Tensor | None, path: str | None = None
+) -> tuple[Tensor, State]:
     from rnnkit.kernels import triton_gru
 
-    return triton_gru.gru_forward(xp, *_like(xp, state, cell.weight_hh, cell.bias_hh), lengths)
+    return triton_gru.gru_forward(xp, *_like(xp, state, cell.weight_hh, cell.bias_hh), lengths, path)
 
 
 KERNELS: dict[str, dict[type, Runner]] = {
     "cpu": {LSTMCell: _lstm_cpu, GRUCell: _gru_cpu},
     "triton": {LSTMCell: _lstm_triton, GRUCell: _gru_triton},
+    **{
+        f"triton-{path}": {
+            LSTMCell: partial(_lstm_triton, path=path),
+            GRUCell: partial(_gru_triton, path=path),
+        }
+        for path in PATHS
+    },
 }
+_KIND = {LSTMCell: "lstm", GRUCell: "gru"}
+
+
+def _auto_on_cuda(
+    cell: RecurrentCell, xp: Tensor, state: State, lengths: Tensor | None
+) -> tuple[Tensor, State]:
+    """``backend="auto"`` on CUDA: the table's Triton path if it has passed the GPU report, else the
+    verified per-step path, else the ``cpu`` backend's torch ops."""
+    kind = type(cell)
+    chosen = plan(_KIND[kind], xp.shape[1], cell.hidden_size, xp.dtype, xp.device).path
+    for path in (chosen, "stepwise"):
+        if path in VERIFIED_ON_GPU:
+            return KERNELS[f"triton-{path}"][kind](cell, xp, state, lengths)
+    return KERNELS["cpu"][kind](cell, xp, state, lengths)
 
 
 def check_backend_name(backend: str) -> None:
     """Raise at construction for a misspelt backend or a missing triton package."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-    if backend == "triton" and triton is None:
-        raise RuntimeError("backend='triton' needs the triton package: pip install 'rnnkit[triton]'")
+    if backend in TRITON_BACKENDS and triton is None:
+        raise RuntimeError(f"backend={backend!r} needs the triton package: pip install 'rnnkit[triton]'")
 
 
 def _unsupported(cell: RecurrentCell) -> str | None:
@@ -90,7 +121,7 @@ def runnable_backends(cell: RecurrentCell, device: torch.device) -> list[str]:
     if type(cell) in KERNELS["cpu"] and _unsupported(cell) is None:
         names.append("cpu")
         if why_triton_cannot_run(device) is None:
-            names.append("triton")
+            names.extend(TRITON_BACKENDS)
     return names
 
 
@@ -115,16 +146,17 @@ def select(backend: str, cell: RecurrentCell, device: torch.device) -> Runner | 
             warnings.warn(f"{reason}: backend={backend!r} falls back to 'reference'", stacklevel=3)
         return None
     if backend == "auto":
-        use_triton = device.type == "cuda" and why_triton_cannot_run(device) is None
-        return KERNELS["triton" if use_triton else "cpu"][kind]
-    if backend == "triton":
+        if device.type == "cuda" and why_triton_cannot_run(device) is None:
+            return _auto_on_cuda
+        return KERNELS["cpu"][kind]
+    if backend in TRITON_BACKENDS:
         why = why_triton_cannot_run(device)
         if why is not None:
             raise RuntimeError(
-                f"backend='triton' cannot run here: {why}. "
+                f"backend={backend!r} cannot run here: {why}. "
                 f"Backends that can: {runnable_backends(cell, device)}"
             )
     return KERNELS[backend][kind]
 
 
-__all__ = ["BACKENDS", "KERNELS", "check_backend_name", "runnable_backends", "select"]
+__all__ = ["BACKENDS", "KERNELS", "TRITON_BACKENDS", "check_backend_name", "runnable_backends", "select"]

@@ -10,8 +10,6 @@ Paths (``backend="triton-<path>"`` forces one; ``backend="triton"`` lets the tab
   with one grid barrier per step. When one program holds all hidden units there is no barrier.
 - ``stepwise``: one kernel per time step launched from Python, the grid made wide enough to fill
   the GPU's SMs; any shape.
-- ``graphed``: the stepwise loops of forward and backward captured once per shape as CUDA graphs
-  and replayed (the host's launch cost disappears); CUDA only.
 
 The table (:func:`plan`), first row that holds:
 
@@ -40,7 +38,7 @@ import torch
 
 from rnnkit.kernels.triton_common import next_power_of_2
 
-PATHS = ("persistent", "stepwise", "graphed")
+PATHS = ("persistent", "stepwise")
 
 # Paths that passed scripts/gpu_report.py on a real GPU (the tables are in the issue notes). Only
 # these are chosen by backend="auto"; add a path here in the commit that records its passing report.
@@ -206,23 +204,14 @@ def plan(
         raise ValueError(f"Triton path must be one of {list(PATHS)}, got {path!r}")
     limits = limits or DeviceLimits.of(device)
     on_cuda = device.type == "cuda"
-    if path == "graphed" and not on_cuda:
-        raise ValueError(
-            f"the 'graphed' Triton path captures CUDA graphs: it needs a CUDA tensor, got {device}"
-        )
-    if path in ("stepwise", "graphed"):
-        return Launch(path, *_stepwise_fields(batch, hidden, limits))
+    if path == "stepwise":
+        return stepwise_launch(batch, hidden, limits)
     try:
         return persistent_launch(kind, batch, hidden, dtype, limits, on_cuda)
     except GridTooLarge:
         if path == "persistent":
             raise
         return stepwise_launch(batch, hidden, limits)
-
-
-def _stepwise_fields(batch: int, hidden: int, limits: DeviceLimits) -> tuple[int, int, int, int, int]:
-    s = stepwise_launch(batch, hidden, limits)
-    return s.block_b, s.block_h, s.block_k, s.batch_blocks, s.unit_blocks
 
 
 def run_persistent(

@@ -1,0 +1,151 @@
+"""How a Triton recurrence is run: the path table, the co-residency check that keeps a persistent
+grid from hanging, the streamed-W persistent variant, and what ``backend="auto"`` picks on CUDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnkit import kernels
+from rnnkit.cells import GRUCell, LSTMCell
+from rnnkit.kernels import cpu_gru, cpu_lstm
+from rnnkit.kernels.triton_common import why_triton_cannot_run
+from rnnkit.kernels.triton_paths import (
+    PATHS,
+    DeviceLimits,
+    GridTooLarge,
+    Launch,
+    check_coresident,
+    max_resident_programs,
+    plan,
+)
+
+CUDA = torch.device("cuda")  # planning only: no CUDA tensor is made
+H100 = DeviceLimits(sm_count=132)
+needs_interpreter = pytest.mark.skipif(
+    why_triton_cannot_run(torch.device("cpu")) is not None,
+    reason=f"Triton cannot run on the CPU: {why_triton_cannot_run(torch.device('cpu'))}",
+)
+
+
+# ------------------------------------------------------------------------------------- the table
+def test_whole_w_hh_in_one_program_needs_no_barrier():
+    launch = plan("lstm", 64, 128, torch.bfloat16, CUDA, limits=H100)  # 4 x 128 x 128 bf16 = 128 KiB
+    assert (launch.path, launch.grid, launch.sync, launch.w_resident) == ("persistent", (1, 1), False, True)
+
+
+def test_standard_size_spreads_units_over_the_sms_with_a_barrier():
+    launch = plan("lstm", 64, 512, torch.bfloat16, CUDA, limits=H100)
+    assert launch.path == "persistent" and launch.sync and launch.w_resident
+    assert (launch.block_h, launch.grid) == (16, (1, 32))
+    assert launch.meta() == {
+        "BLOCK_B": 64,
+        "BLOCK_H": 16,
+        "BLOCK_K": 512,
+        "SYNC": True,
+        "W_RESIDENT": True,
+    }
+
+
+def test_w_hh_too_big_for_the_chip_is_streamed_in_chunks():
+    launch = plan("lstm", 16, 768, torch.float32, CUDA, limits=H100)  # 4 x 1024 x 16 x 4 B = 256 KiB
+    assert launch.path == "persistent" and not launch.w_resident and launch.block_k == 64
+
+
+def test_a_grid_the_device_cannot_hold_takes_the_stepwise_path_or_is_refused_when_forced():
+    small = DeviceLimits(sm_count=4)
+    launch = plan("gru", 1024, 256, torch.float32, CUDA, limits=small)  # 16 batch blocks > 4 SMs
+    assert launch.path == "stepwise"
+    with pytest.raises(GridTooLarge, match="persistent grid .* of 16 programs cannot be resident at once"):
+        plan("gru", 1024, 256, torch.float32, CUDA, path="persistent", limits=small)
+
+
+def test_coresidency_check_refuses_an_oversized_grid():
+    # 255 registers x 8 warps: one program per SM; 64 registers x 4 warps: 8 per SM (by registers)
+    assert max_resident_programs(H100, n_regs=255, num_warps=8, shared_bytes=0) == 132
+    assert max_resident_programs(H100, n_regs=64, num_warps=4, shared_bytes=0) == 132 * 8
+    assert max_resident_programs(H100, n_regs=32, num_warps=4, shared_bytes=100 * 1024) == 132 * 2
+    check_coresident(132, 132)
+    with pytest.raises(GridTooLarge, match="133 programs cannot be resident at once .* holds 132"):
+        check_coresident(133, 132)
+
+
+def test_stepwise_grid_is_widened_to_cover_the_sms():
+    launch = plan("lstm", 64, 512, torch.float32, CUDA, path="stepwise", limits=H100)
+    assert launch.programs >= 128 and launch.block_h == 16  # was 8 programs with 64 x 64 tiles
+
+
+def test_interpreter_runs_one_program_per_batch_block():
+    launch = plan("lstm", 70, 33, torch.float64, torch.device("cpu"))
+    assert (launch.path, launch.grid, launch.sync) == ("persistent", (2, 1), False)
+
+
+def test_unknown_path_is_named():
+    with pytest.raises(
+        ValueError, match=r"Triton path must be one of \['persistent', 'stepwise'\], got 'fast'"
+    ):
+        plan("lstm", 4, 8, torch.float32, CUDA, path="fast", limits=H100)
+
+
+# ------------------------------------------------------------------- kernels the table rarely picks
+def _grads(fn, inputs):
+    outs = fn(*inputs)
+    flat = [outs[0], *outs[1]] if isinstance(outs[1], tuple) else list(outs)
+    gen = torch.Generator().manual_seed(0)
+    loss = sum((t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in flat)
+    return [t.detach() for t in flat], torch.autograd.grad(loss, inputs)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("batch", [3, 70], ids=["one_batch_block", "two_batch_blocks"])
+def test_persistent_kernel_with_streamed_w_matches_the_cpu_op_in_float64(kind, batch):
+    from rnnkit.kernels import triton_gru, triton_lstm
+
+    steps, hidden = 5, 33
+    gates = 4 if kind == "lstm" else 3
+    # W streamed from memory in 16-wide K chunks (3 chunks for H = 33) instead of held on chip
+    launch = Launch("persistent", 64, 64, 16, -(-batch // 64), 1, w_resident=False)
+    lengths = torch.randint(1, steps + 1, (batch,))
+    xp = torch.randn(steps, batch, gates * hidden, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
+    w = (torch.randn(gates * hidden, hidden, dtype=torch.float64) / hidden**0.5).requires_grad_()
+    if kind == "lstm":
+        c0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
+        inputs = (xp, h0, c0, w)
+        ours = lambda xp, h0, c0, w: triton_lstm.lstm_forward(xp, (h0, c0), w, lengths, launch)  # noqa: E731
+        ref = lambda xp, h0, c0, w: cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths)  # noqa: E731
+    else:
+        b = torch.randn(gates * hidden, dtype=torch.float64, requires_grad=True)
+        inputs = (xp, h0, w, b)
+        ours = lambda xp, h0, w, b: triton_gru.gru_forward(xp, h0, w, b, lengths, launch)  # noqa: E731
+        ref = lambda xp, h0, w, b: cpu_gru.gru_forward(xp, h0, w, b, lengths)  # noqa: E731
+    out_a, grad_a = _grads(ours, inputs)
+    out_b, grad_b = _grads(ref, inputs)
+    for a, b in zip([*out_a, *grad_a], [*out_b, *grad_b], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+# --------------------------------------------------------------------------------- auto on CUDA
+@pytest.mark.parametrize("cell", [LSTMCell(3, 8), GRUCell(3, 8)], ids=["lstm", "gru"])
+@pytest.mark.parametrize(
+    ("verified", "expected"),
+    [
+        (frozenset(), "cpu"),
+        (frozenset({"stepwise"}), "triton-stepwise"),
+        (frozenset(PATHS), "triton-persistent"),
+    ],
+    ids=["nothing_verified", "stepwise_verified", "all_verified"],
+)
+def test_auto_on_cuda_uses_only_paths_verified_on_a_gpu(monkeypatch, cell, verified, expected):
+    if why_triton_cannot_run(CUDA) is not None:
+        pytest.skip(f"Triton is not installed: {why_triton_cannot_run(CUDA)}")
+    calls = []
+    for name in ("cpu", "triton-persistent", "triton-stepwise"):
+        monkeypatch.setitem(kernels.KERNELS[name], type(cell), lambda *a, name=name: calls.append(name))
+    monkeypatch.setattr(kernels, "VERIFIED_ON_GPU", verified)
+    runner = kernels.select("auto", cell, CUDA)
+    xp = torch.zeros(5, 2, cell.weight_ih.shape[0])  # the interpreter's plan: persistent fits
+    monkeypatch.setattr(kernels, "plan", lambda *a, **k: plan(*a[:4], torch.device("cpu")))
+    runner(cell, xp, None, None)
+    assert calls == [expected]

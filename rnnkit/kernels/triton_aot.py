@@ -16,7 +16,8 @@ import time
 
 import torch
 
-from rnnkit.kernels.triton_common import state_dtype
+from rnnkit.kernels.triton_common import compile_meta, state_dtype
+from rnnkit.kernels.triton_paths import Launch
 
 _TRITON = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
@@ -87,24 +88,101 @@ def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
             B=n,
             H=n,
         ),
+        "_lstm_fwd_persistent": dict(
+            xp_ptr=d,
+            w_ptr=d,
+            len_ptr="*i32",
+            hs_ptr=d,
+            cells_ptr=s,
+            gates_ptr=s,
+            out_ptr=d,
+            sync_ptr="*i32",
+            T=n,
+            B=n,
+            H=n,
+        ),
+        "_lstm_bwd_persistent": dict(
+            w_ptr=s,
+            d_out_ptr=d,
+            d_hn_ptr=d,
+            d_cn_ptr=d,
+            gates_ptr=s,
+            cells_ptr=s,
+            len_ptr="*i32",
+            dg_ptr=s,
+            d_c0_ptr=s,
+            sync_ptr="*i32",
+            T=n,
+            B=n,
+            H=n,
+        ),
+        "_gru_fwd_persistent": dict(
+            xp_ptr=d,
+            w_ptr=d,
+            b_ptr=d,
+            len_ptr="*i32",
+            hs_ptr=d,
+            acts_ptr=s,
+            out_ptr=d,
+            sync_ptr="*i32",
+            T=n,
+            B=n,
+            H=n,
+        ),
+        "_gru_bwd_persistent": dict(
+            w_ptr=s,
+            d_out_ptr=d,
+            d_hn_ptr=d,
+            acts_ptr=s,
+            hs_ptr=d,
+            len_ptr="*i32",
+            dxp_ptr=s,
+            dgh_ptr=s,
+            carry_ptr=s,
+            sync_ptr="*i32",
+            T=n,
+            B=n,
+            H=n,
+        ),
     }
 
 
-def compile_kernel(name: str, dtype: torch.dtype, arch: int, block: tuple[int, int, int] = (16, 64, 64)):
-    """Compile one kernel for ``sm_{arch}``; returns the compiled kernel (PTX in ``.asm["ptx"]``)."""
+# What the persistent kernels are compiled with: the variants the plan makes for real GPUs.
+PERSISTENT_VARIANTS = {
+    "resident": Launch("persistent", 16, 16, 512, 1, 32, 8, w_resident=True),  # T x B16 x H512
+    "streamed": Launch("persistent", 16, 16, 64, 1, 48, 8, w_resident=False),  # W_hh from L2 each step
+}
+
+
+def compile_kernel(
+    name: str,
+    dtype: torch.dtype,
+    arch: int,
+    block: tuple[int, int, int] = (16, 64, 64),
+    variant: str = "resident",
+):
+    """Compile one kernel for ``sm_{arch}``; returns the compiled kernel (PTX in ``.asm["ptx"]``).
+
+    Per-step kernels take the tiles ``block`` (BLOCK_B, BLOCK_H, BLOCK_K); persistent ones one of
+    :data:`PERSISTENT_VARIANTS`, with the grid barrier compiled in (SYNC)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     from rnnkit.kernels import triton_gru, triton_lstm
-    from rnnkit.kernels.triton_common import launch_config
 
     fn = getattr(triton_lstm if name.startswith("_lstm") else triton_gru, name)
     if not isinstance(fn, triton.runtime.jit.JITFunction):
         raise RuntimeError("ahead-of-time compilation needs TRITON_INTERPRET unset (the interpreter is on)")
     signature = dict(_signatures(dtype)[name])
-    _, constexprs = launch_config(block[0], block[1], state_dtype(dtype))
-    constexprs.update(BLOCK_B=block[0], BLOCK_H=block[1], BLOCK_K=block[2], PRECISION="ieee", UPCAST=False)
+    constexprs = {**compile_meta(state_dtype(dtype)), "PRECISION": "ieee", "UPCAST": False}
+    num_warps = 4
+    if name.endswith("_persistent"):
+        launch = PERSISTENT_VARIANTS[variant]
+        constexprs.update(launch.meta())
+        num_warps = launch.num_warps
+    else:
+        constexprs.update(BLOCK_B=block[0], BLOCK_H=block[1], BLOCK_K=block[2])
     for key in constexprs:
         signature[key] = "constexpr"
     missing = set(fn.arg_names) - set(signature)
@@ -115,7 +193,16 @@ def compile_kernel(name: str, dtype: torch.dtype, arch: int, block: tuple[int, i
         signature={a: signature[a] for a in fn.arg_names},
         constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()},
     )
-    return triton.compile(src, target=GPUTarget("cuda", arch, 32))
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
+
+
+def jobs(kernels: list[str]) -> list[tuple[str, str]]:
+    """(kernel, variant) pairs: per-step kernels once, persistent ones in every variant."""
+    return [
+        (name, variant)
+        for name in kernels
+        for variant in (PERSISTENT_VARIANTS if name.endswith("_persistent") else ["step"])
+    ]
 
 
 def main() -> None:
@@ -139,16 +226,19 @@ def main() -> None:
     failures = 0
     for arch in args.archs:
         for dtype_name in args.dtypes:
-            for name in args.kernels:
+            for name, variant in jobs(args.kernels):
                 start = time.perf_counter()
                 try:
-                    kernel = compile_kernel(name, getattr(torch, dtype_name), arch, tuple(args.block))
+                    kernel = compile_kernel(
+                        name, getattr(torch, dtype_name), arch, tuple(args.block), variant
+                    )
                     status = f"ok ({len(kernel.asm['ptx']) // 1024} KiB PTX)"
                 except Exception as err:  # noqa: BLE001 - report every failing combination
                     failures += 1
                     status = f"FAILED: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
                 print(
-                    f"sm_{arch} {dtype_name:9} {name:16} {time.perf_counter() - start:5.1f} s  {status}",
+                    f"sm_{arch} {dtype_name:9} {name:21} {variant:8} {time.perf_counter() - start:5.1f} s  "
+                    f"{status}",
                     flush=True,
                 )
     sys.exit(1 if failures else 0)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 import rnnkit.nn as rnn
+from rnnkit.kernels import BACKENDS
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,14 @@ CASES = {
 }
 # small batches, long sequences: where a fused recurrence can beat cuDNN on a GPU
 for _b in (1, 4, 16):
-    for _h in (128, 256):
+    for _h in (128, 256, 512, 768):
         CASES[f"long_b{_b}_h{_h}"] = Case(f"T1024 B{_b} I{_h} H{_h}", 1024, _b, _h, _h)
+CASES["deep_bi_512"] = Case("T100 B64 I512 H512 L2 bi", 100, 64, 512, 512, 2, True)
 DEFAULT_CASES = {
     "cpu": ["standard", "small", "deep_bi", "deep"],
-    "cuda": ["standard"] + [k for k in CASES if k.startswith("long")],
+    "cuda": ["standard"] + [k for k in CASES if k.startswith("long")] + ["deep_bi_512"],
 }
+FUSED = [b for b in BACKENDS if b != "auto"]
 KINDS = {"lstm": (rnn.LSTM, torch.nn.LSTM), "gru": (rnn.GRU, torch.nn.GRU), "rnn": (rnn.RNN, torch.nn.RNN)}
 
 
@@ -101,24 +104,35 @@ def main() -> None:
         "--backends",
         nargs="+",
         default=None,
-        choices=["reference", "cpu", "triton"],
-        help="default: reference and cpu, plus triton on CUDA",
+        choices=FUSED,
+        help="default: reference and cpu on the CPU; triton-persistent and triton-stepwise on CUDA",
     )
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    parser.add_argument(
+        "--tf32",
+        choices=["off", "on"],
+        default="off",
+        help="fp32 on CUDA: TF32 off for cuDNN and rnnkit alike (exact fp32), or on for both",
+    )
     args = parser.parse_args()
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     cases = args.cases or DEFAULT_CASES["cuda" if device.type == "cuda" else "cpu"]
-    backends = args.backends or (["reference", "cpu"] + (["triton"] if device.type == "cuda" else []))
+    backends = args.backends or (
+        ["triton-persistent", "triton-stepwise"] if device.type == "cuda" else ["reference", "cpu"]
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
         f"# torch {torch.__version__}, device {device}, dtype {args.dtype}, "
-        f"threads {torch.get_num_threads()}, median of {args.repeats} after {args.warmup} warm-up"
+        f"threads {torch.get_num_threads()}, median of {args.repeats} after {args.warmup} warm-up, "
+        f"TF32 {args.tf32} (torch.backends.cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
+        f"torch.backends.cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32})"
     )
     header = (
         f"| {'kind':5} | {'case':24} | {'mode':7} | {'backend':9} "

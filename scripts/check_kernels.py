@@ -16,6 +16,7 @@ import sys
 
 import torch
 
+from rnnkit.kernels import BACKENDS
 from rnnkit.kernels.verify import compare_with_torch
 
 BOUNDS = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 6e-2, torch.float16: 1e-2}
@@ -29,8 +30,11 @@ SHAPES = [  # steps, batch, input, hidden
     (64, 16, 32, 100),
     (100, 64, 512, 512),
     (1024, 4, 128, 128),
+    (1024, 16, 768, 768),
 ]
 QUICK = SHAPES[:5]
+DEEP_BI = {"num_layers": 2, "bidirectional": True}
+DEEP_SHAPES = [(6, 4, 3, 5), (50, 32, 128, 256)]  # 2-layer bidirectional
 
 
 def main() -> None:
@@ -38,7 +42,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--backends", nargs="+", default=["cpu"], choices=["reference", "cpu", "triton"])
+    parser.add_argument(
+        "--backends", nargs="+", default=["cpu"], choices=[b for b in BACKENDS if b != "auto"]
+    )
     parser.add_argument("--kinds", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru"])
     parser.add_argument(
         "--dtypes",
@@ -49,26 +55,42 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small shapes only")
     args = parser.parse_args()
     failures = 0
-    print("| kind | backend | dtype | T B I H | lengths | worst tensor | error | bound | ok |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| kind | backend | dtype | T B I H | layers | lengths | worst tensor | error | bound | ok |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    configs = [(shape, {}) for shape in (QUICK if args.quick else SHAPES)]
+    configs += [(shape, DEEP_BI) for shape in DEEP_SHAPES[: 1 if args.quick else None]]
     for kind in args.kinds:
         for backend in args.backends:
             for dtype_name in args.dtypes:
                 dtype = getattr(torch, dtype_name)
-                for shape in QUICK if args.quick else SHAPES:
+                for shape, layer_kwargs in configs:
                     for packed in (False, True):
                         steps, batch = shape[:2]
                         lengths = torch.randint(1, steps + 1, (batch,)) if packed else None
-                        result = compare_with_torch(
-                            kind, backend, *shape, dtype=dtype, device=args.device, lengths=lengths
-                        )
-                        name, err = result.worst(relative=dtype != torch.float64)
                         bound = BOUNDS[dtype]
-                        ok = err <= bound
+                        try:
+                            result = compare_with_torch(
+                                kind,
+                                backend,
+                                *shape,
+                                dtype=dtype,
+                                device=args.device,
+                                lengths=lengths,
+                                **layer_kwargs,
+                            )
+                            name, err = result.worst(relative=dtype != torch.float64)
+                            ok, shown = err <= bound, f"{err:.2e}"
+                        except Exception as exc:  # noqa: BLE001 - a crash is a failed row, not the end
+                            name, ok, shown = (
+                                f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}",
+                                False,
+                                "-",
+                            )
                         failures += not ok
+                        layers = "2 bi" if layer_kwargs else "1"
                         print(
-                            f"| {kind} | {backend} | {dtype_name} | {' '.join(map(str, shape))} | "
-                            f"{'var' if packed else 'full'} | {name} | {err:.2e} | {bound:.0e} | "
+                            f"| {kind} | {backend} | {dtype_name} | {' '.join(map(str, shape))} | {layers} | "
+                            f"{'var' if packed else 'full'} | {name} | {shown} | {bound:.0e} | "
                             f"{'yes' if ok else 'NO'} |",
                             flush=True,
                         )

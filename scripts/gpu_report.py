@@ -1,0 +1,140 @@
+"""Everything only a GPU can show about rnnkit's kernels, in one command and one Markdown file.
+
+    python scripts/gpu_report.py --out report.md            # about 8 minutes on one H100
+    python scripts/gpu_report.py --out report.md --quick    # a smoke run: small shapes, few repeats
+
+Sections, each run in its own process with its own time limit (a kernel that hangs or crashes
+costs its section, not the report):
+
+1. the device, the library versions, the TF32 settings, and the plan (path, grid, barrier, W on
+   chip) the Triton table makes for every benchmark case;
+2. the correctness sweep on CUDA (``scripts/check_kernels.py``): every backend and Triton path
+   against torch.nn in float64, float32, bfloat16 and float16; outputs, final states and every
+   gradient; odd sizes, T=1, B=1, variable lengths, long sequences, 2-layer bidirectional;
+3. the kernel tests on CUDA (``tests/test_kernels.py``, ``tests/test_triton_paths.py``);
+4. the speed table against cuDNN (``scripts/bench_rnn.py``): forward and forward+backward, T=100
+   B=64 I=H=512 and T=1024 with B in {1, 4, 16} and H in {128, 256, 512, 768}, a 2-layer
+   bidirectional case; bf16, and fp32 with TF32 off for both sides (plus TF32 on for both at the
+   standard size). Ratio = rnnkit / cuDNN: below 1.0 rnnkit is faster.
+
+A path joins ``VERIFIED_ON_GPU`` (rnnkit/kernels/triton_paths.py), and so ``backend="auto"``, only
+after its rows of sections 2 and 3 pass here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def environment() -> str:
+    import torch
+
+    import rnnkit
+    from rnnkit.kernels.triton_common import triton
+    from rnnkit.kernels.triton_paths import VERIFIED_ON_GPU, plan
+
+    lines = [f"- torch {torch.__version__}, triton {getattr(triton, '__version__', 'not installed')}"]
+    if not torch.cuda.is_available():
+        lines.append("- **no CUDA device**: the sections below test nothing on a GPU")
+        return "\n".join(lines)
+    device = torch.device("cuda")
+    p = torch.cuda.get_device_properties(device)
+    lines += [
+        f"- device: {p.name}, {p.multi_processor_count} SMs, {p.total_memory / 2**30:.0f} GiB, "
+        f"compute capability {p.major}.{p.minor}; cuDNN {torch.backends.cudnn.version()}",
+        f"- defaults: torch.backends.cudnn.allow_tf32={torch.backends.cudnn.allow_tf32} (cuDNN's fp32 "
+        f"RNNs use TF32 unless turned off), torch.backends.cuda.matmul.allow_tf32="
+        f"{torch.backends.cuda.matmul.allow_tf32} (rnnkit's fp32 kernels use TF32 only if on)",
+        f"- paths verified on a GPU before this run (used by backend='auto'): {sorted(VERIFIED_ON_GPU)}",
+        f"- rnnkit at {rnnkit.__file__}",
+        "",
+        "Plans of the Triton table (forward; backward plans in the state dtype):",
+        "",
+        "| kind | dtype | B | H | path | grid | barrier | W_hh on chip | tiles B x H x K |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for kind in ("lstm", "gru"):
+        for dtype in (torch.float32, torch.bfloat16):
+            for batch, hidden in [(64, 512), *[(b, h) for b in (1, 4, 16) for h in (128, 256, 512, 768)]]:
+                launch = plan(kind, batch, hidden, dtype, device)
+                barrier, on_chip = ("yes" if flag else "no" for flag in (launch.sync, launch.w_resident))
+                lines.append(
+                    f"| {kind} | {str(dtype).removeprefix('torch.')} | {batch} | {hidden} | {launch.path} | "
+                    f"{launch.grid} | {barrier} | {on_chip} | "
+                    f"{launch.block_b} x {launch.block_h} x {launch.block_k} |"
+                )
+    return "\n".join(lines)
+
+
+def run_section(title: str, cmd: list[str], limit: float) -> str:
+    """Run one section's command with a time limit; its output, status and wall time as Markdown."""
+    print(f"\n## {title}\n$ {' '.join(cmd)}", flush=True)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "TRITON_INTERPRET": "0"},
+            capture_output=True,
+            text=True,
+            timeout=limit,
+        )
+        output, status = proc.stdout + proc.stderr, f"exit {proc.returncode}"
+    except subprocess.TimeoutExpired as err:
+        output = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        status = f"TIMED OUT after {limit:.0f} s (a hang in a kernel, or too slow): output so far above"
+    wall = time.perf_counter() - start
+    print(output[-4000:], flush=True)
+    print(f"[{status}, {wall:.0f} s]", flush=True)
+    return f"## {title}\n\n`{' '.join(cmd[1:])}`: {status}, {wall:.0f} s\n\n{output.strip()}\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="report.md", help="Markdown file to write")
+    parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a smoke run)")
+    args = parser.parse_args()
+
+    paths = ["triton-persistent", "triton-stepwise"]
+    sweep = [PY, "scripts/check_kernels.py", "--device", "cuda", "--backends", *paths, "cpu"]
+    sweep += ["--dtypes", "float64", "float32", "bfloat16", "float16"] + (["--quick"] if args.quick else [])
+    tests = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_kernels.py"]
+    tests += ["tests/test_triton_paths.py"]
+    repeats = ["--repeats", "3", "--warmup", "1"] if args.quick else ["--repeats", "11", "--warmup", "3"]
+    bench = [PY, "scripts/bench_rnn.py", "--device", "cuda", "--kinds", "lstm", "gru", *repeats]
+    long_cases = ["long_b1_h256", "standard"] if args.quick else None
+    case_args = ["--cases", *long_cases] if long_cases else []
+    sections = [
+        ("Correctness on CUDA against torch.nn", sweep, 180),
+        ("Kernel tests on CUDA", tests, 90),
+        ("Speed against cuDNN: bfloat16", [*bench, "--dtype", "bfloat16", *case_args], 90),
+        ("Speed against cuDNN: float32, TF32 off for both", [*bench, "--dtype", "float32", *case_args], 90),
+        (
+            "Speed against cuDNN: float32, TF32 on for both",
+            [*bench, "--dtype", "float32", "--tf32", "on", "--cases", "standard"],
+            30,
+        ),
+    ]  # limits add up to 8 minutes
+    started = time.perf_counter()
+    parts = ["# rnnkit GPU report\n", environment()]
+    print(parts[-1], flush=True)
+    for title, cmd, limit in sections:
+        parts.append(run_section(title, cmd, limit))
+        Path(args.out).write_text("\n\n".join(parts) + "\n")  # keep what is done if a later part dies
+    parts.append(f"Total wall time: {time.perf_counter() - started:.0f} s")
+    Path(args.out).write_text("\n\n".join(parts) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -196,6 +196,33 @@ def compile_kernel(
     return triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
 
 
+def resources(kernel, arch: int) -> str:
+    """Registers per thread, spilled bytes and shared memory of a compiled kernel, from ptxas -v
+    (what decides how many programs an SM holds, and whether W_hh on chip really stayed there)."""
+    import re
+    import subprocess
+    import tempfile
+
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as ptx:
+        ptx.write(kernel.asm["ptx"])
+        ptx.flush()
+        suffix = "a" if arch >= 90 else ""
+        proc = subprocess.run(
+            [get_ptxas(arch).path, f"-arch=sm_{arch}{suffix}", "-v", ptx.name, "-o", os.devnull],
+            capture_output=True,
+            text=True,
+        )
+    info = proc.stdout + proc.stderr
+    regs = re.search(r"Used (\d+) registers", info)
+    spills = re.search(r"(\d+) bytes spill stores", info)
+    return (
+        f"{regs.group(1) if regs else '?'} regs, {spills.group(1) if spills else '?'} B spilled, "
+        f"{kernel.metadata.shared // 1024} KiB shared"
+    )
+
+
 def jobs(kernels: list[str]) -> list[tuple[str, str]]:
     """(kernel, variant) pairs: per-step kernels once, persistent ones in every variant."""
     return [
@@ -232,7 +259,7 @@ def main() -> None:
                     kernel = compile_kernel(
                         name, getattr(torch, dtype_name), arch, tuple(args.block), variant
                     )
-                    status = f"ok ({len(kernel.asm['ptx']) // 1024} KiB PTX)"
+                    status = f"ok ({len(kernel.asm['ptx']) // 1024} KiB PTX, {resources(kernel, arch)})"
                 except Exception as err:  # noqa: BLE001 - report every failing combination
                     failures += 1
                     status = f"FAILED: {type(err).__name__}: {str(err).splitlines()[0][:200]}"

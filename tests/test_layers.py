@@ -318,3 +318,26 @@ def test_bad_lengths_and_constructor_arguments():
         rnn.LSTM(3, 4, proj_size=5)
     with pytest.raises(ValueError, match="Unknown nonlinearity 'gelu'"):
         rnn.RNN(3, 4, nonlinearity="gelu")
+
+
+@pytest.mark.parametrize("name", ["RNN", "GRU"])
+def test_proj_size_on_rnn_and_gru_is_refused_as_torch_refuses_it(name):
+    message = "proj_size argument is only supported for LSTM, not RNN or GRU"
+    with pytest.raises(ValueError, match=message):
+        getattr(nn, name)(10, 20, proj_size=10)
+    with pytest.raises(ValueError, match=message):
+        getattr(rnn, name)(10, 20, proj_size=10)
+    getattr(rnn, name)(10, 20, proj_size=0)  # torch accepts the default spelled out
+
+
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_zero_length_sequence_raises_torchs_error(name, batch_first):
+    x = torch.randn(2, 0, 3) if batch_first else torch.randn(0, 2, 3)
+    message = "Expected sequence length to be larger than 0 in RNN"
+    with pytest.raises(RuntimeError, match=message):
+        getattr(nn, name)(3, 4, batch_first=batch_first)(x)
+    with pytest.raises(RuntimeError, match=message):
+        getattr(rnn, name)(3, 4, batch_first=batch_first)(x)
+    with pytest.raises(RuntimeError, match=message):
+        getattr(rnn, name)(3, 4)(torch.randn(0, 3))  # unbatched

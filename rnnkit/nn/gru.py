@@ -30,10 +30,13 @@ class GRU(TorchLayoutRecurrent):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        proj_size: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         backend: str = "auto",
     ) -> None:
+        if proj_size != 0:  # torch's RNNBase: projections are an LSTM feature
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         self.bias = bias
         super().__init__(
             GRUCell,

@@ -177,6 +177,8 @@ class Recurrent(nn.Module):
     def _check_input(self, input: Tensor) -> None:
         if input.dim() not in (2, 3):
             raise ValueError(f"{self._name()}: Expected input to be 2D or 3D, got {input.dim()}D instead")
+        if input.size(1 if self.batch_first and input.dim() == 3 else 0) == 0:
+            raise RuntimeError(f"{self._name()}: Expected sequence length to be larger than 0 in RNN")
         if input.size(-1) != self.input_size:
             raise RuntimeError(
                 f"{self._name()}: input.size(-1) must be equal to input_size. "

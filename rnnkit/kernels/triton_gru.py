@@ -18,7 +18,7 @@ from torch import Tensor
 
 from rnnkit.kernels.lengths import full_lengths
 from rnnkit.kernels.triton_common import compile_meta, state_dtype, tl, triton
-from rnnkit.kernels.triton_paths import DeviceLimits, barrier_counters, plan, run_persistent, stepwise_launch
+from rnnkit.kernels.triton_paths import barrier_counters, plan, run_persistent, stepwise_fallback
 
 if triton is not None:
     from rnnkit.kernels.triton_common import _grid_barrier, _mm, _rows_times_w, _tanh, _tile
@@ -335,7 +335,7 @@ class GRUTriton(torch.autograd.Function):
             forced=path is not None,
         )
         if not ran:
-            launch = stepwise_launch(batch, hidden, DeviceLimits.of(xp.device))
+            launch = stepwise_fallback(launch, batch, hidden, xp.device)
             for t in range(steps):
                 _gru_fwd_step[launch.grid](
                     xp[t],
@@ -381,7 +381,7 @@ class GRUTriton(torch.autograd.Function):
             forced=ctx.path is not None,
         )
         if not ran:
-            launch = stepwise_launch(batch, hidden, DeviceLimits.of(acts.device))
+            launch = stepwise_fallback(launch, batch, hidden, acts.device)
             carries = [acts.new_zeros(batch, hidden), acts.new_empty(batch, hidden)]
             for step, t in enumerate(range(steps - 1, -1, -1)):
                 _gru_bwd_step[launch.grid](

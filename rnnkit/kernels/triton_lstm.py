@@ -30,7 +30,7 @@ from torch import Tensor
 
 from rnnkit.kernels.lengths import full_lengths
 from rnnkit.kernels.triton_common import compile_meta, state_dtype, tl, triton
-from rnnkit.kernels.triton_paths import DeviceLimits, barrier_counters, plan, run_persistent, stepwise_launch
+from rnnkit.kernels.triton_paths import barrier_counters, plan, run_persistent, stepwise_fallback
 
 if triton is not None:
     from rnnkit.kernels.triton_common import _grid_barrier, _mm, _rows_times_w, _tanh, _tile
@@ -395,7 +395,7 @@ class LSTMTriton(torch.autograd.Function):
             forced=path is not None,
         )
         if not ran:
-            launch = stepwise_launch(batch, hidden, DeviceLimits.of(xp.device))
+            launch = stepwise_fallback(launch, batch, hidden, xp.device)
             for t in range(steps):
                 _lstm_fwd_step[launch.grid](
                     xp[t],
@@ -453,7 +453,7 @@ class LSTMTriton(torch.autograd.Function):
             forced=ctx.path is not None,
         )
         if not ran:
-            launch = stepwise_launch(batch, hidden, DeviceLimits.of(gates.device))
+            launch = stepwise_fallback(launch, batch, hidden, gates.device)
             dc = [gates.new_zeros(batch, hidden), gates.new_empty(batch, hidden)]  # ping-pong carry
             for step, t in enumerate(range(steps - 1, -1, -1)):
                 _lstm_bwd_step[launch.grid](

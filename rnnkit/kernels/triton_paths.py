@@ -157,6 +157,12 @@ def stepwise_launch(batch: int, hidden: int, limits: DeviceLimits) -> Launch:
     return Launch("stepwise", block_b, block_h, block_k, _cdiv(batch, block_b), _cdiv(hidden, block_h))
 
 
+def stepwise_fallback(launch: Launch, batch: int, hidden: int, device: torch.device) -> Launch:
+    """The per-step launch to run when the persistent one did not: ``launch`` itself if it already is
+    one (a forced or hand-made stepwise plan keeps its tiles), else the device's default."""
+    return launch if launch.path == "stepwise" else stepwise_launch(batch, hidden, DeviceLimits.of(device))
+
+
 def persistent_launch(
     kind: str, batch: int, hidden: int, dtype: torch.dtype, limits: DeviceLimits, on_cuda: bool
 ) -> Launch:

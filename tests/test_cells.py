@@ -173,30 +173,15 @@ def test_cell_without_step_says_so():
         Empty(2, 3)(torch.randn(1, 2))
 
 
-@pytest.mark.parametrize("cls", [rnn.RNNCell, rnn.LSTMCell, rnn.GRUCell])
-def test_cell_errors_match_torch_types(cls):
-    cell = cls(4, 5)
-    with pytest.raises(ValueError, match="Expected input to be 1D or 2D, got 3D"):
-        cell(torch.randn(2, 3, 4))
-    with pytest.raises(RuntimeError, match="inconsistent input_size: got 3 expected 4"):
-        cell(torch.randn(2, 3))
-    n = len(cell.state_sizes())
-    bad_batch = tuple(torch.randn(3, s) for s in cell.state_sizes())
-    with pytest.raises(RuntimeError, match="Input batch size 2 doesn't match hidden0 batch size 3"):
-        cell(torch.randn(2, 4), bad_batch[0] if n == 1 else bad_batch)
-    bad_size = tuple(torch.randn(2, 7) for _ in cell.state_sizes())
-    with pytest.raises(RuntimeError, match="inconsistent hidden_size: got 7, expected 5"):
-        cell(torch.randn(2, 4), bad_size[0] if n == 1 else bad_size)
-
-
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="Unknown nonlinearity 'gelu'"):
-        rnn.RNNCell(2, 3, nonlinearity="gelu")
-    with pytest.raises(ValueError, match="hidden_size must be a positive integer, got 0"):
-        rnn.GRUCell(2, 0)
-    with pytest.raises(
-        ValueError, match="proj_size must be 0 or a positive integer below hidden_size=4, got 4"
-    ):
+    """rnnkit's own arguments; torch's are checked side by side in test_torch_arguments.py."""
+    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
         rnn.LSTMCell(2, 4, proj_size=4)
+    with pytest.raises(ValueError, match="Unknown nonlinearity 'gelu'"):
+        rnn.JordanCell(2, 4, 1, nonlinearity="gelu")
+    with pytest.raises(TypeError, match="hidden_size should be of type int, got: float"):
+        RecurrentCell(2, 4.0)  # a user's cell gets torch-style size checks from the base class
+    with pytest.raises(ValueError, match="input_size must not be negative, got -1"):
+        RecurrentCell(-1, 4)
     with pytest.raises(ValueError, match="output_size must be a positive integer"):
         rnn.JordanCell(2, 4, 0)

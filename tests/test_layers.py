@@ -264,44 +264,8 @@ def test_random_shapes_parity(
 
 
 # ------------------------------------------------------------------------------------------ errors
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
-def test_bad_input_errors_name_expected_and_received(kind):
-    ours, theirs = make_pair(kind, 4, 5, num_layers=2)
-    name = type(ours).__name__
-    with pytest.raises(ValueError, match=f"{name}: Expected input to be 2D or 3D, got 4D"):
-        ours(torch.randn(2, 3, 4, 4, dtype=D))
-    with pytest.raises(RuntimeError, match="input_size. Expected 4, got 3"):
-        ours(torch.randn(5, 2, 3, dtype=D))
-    with pytest.raises(RuntimeError, match="input must have the type torch.float64, got type torch.float32"):
-        ours(torch.randn(5, 2, 4))
-    x = torch.randn(5, 2, 4, dtype=D)
-    sizes = ours.layer_cells()[0].state_sizes()
-    label = "hidden" if len(sizes) == 1 else r"hidden\[0\]"
-
-    def state(*shape_fn):
-        parts = tuple(torch.zeros(*shape_fn[0](s), dtype=D) for s in sizes)
-        return parts[0] if len(parts) == 1 else parts
-
-    with pytest.raises(RuntimeError, match=rf"Expected {label} size \(2, 2, 5\), got \[2, 3, 5\]"):
-        ours(x, state(lambda s: (2, 3, s)))  # batch mismatch
-    with pytest.raises(RuntimeError, match=rf"Expected {label} size \(2, 2, 5\), got \[2, 2, 6\]"):
-        ours(x, state(lambda s: (2, 2, s + 1)))  # hidden size
-    with pytest.raises(RuntimeError, match=rf"Expected {label} size \(2, 2, 5\), got \[1, 2, 5\]"):
-        ours(x, state(lambda s: (1, 2, s)))  # layers
-    with pytest.raises(RuntimeError, match="For batched 3-D input, hx should also be 3-D but got 2-D"):
-        ours(x, state(lambda s: (2, s)))
-    with pytest.raises(RuntimeError, match="For unbatched 2-D input, hx should also be 2-D but got 3-D"):
-        ours(x[:, 0], state(lambda s: (2, 1, s)))
-    # torch raises the same exception types for the same mistakes
-    for bad in (torch.randn(2, 3, 4, 4, dtype=D), torch.randn(5, 2, 3, dtype=D)):
-        with pytest.raises(Exception) as ours_err:
-            ours(bad)
-        with pytest.raises(Exception) as torch_err:
-            theirs(bad)
-        assert ours_err.type is torch_err.type
-
-
-def test_bad_lengths_and_constructor_arguments():
+def test_bad_lengths_and_dropout_warning():
+    """rnnkit's own ``lengths`` argument; torch's arguments are checked in test_torch_arguments.py."""
     layer = rnn.GRU(3, 4)
     x = torch.randn(5, 2, 3)
     with pytest.raises(ValueError, match=r"lengths must have shape \(2,\), got \(3,\)"):
@@ -312,12 +276,8 @@ def test_bad_lengths_and_constructor_arguments():
         rnn.LSTM(3, 4, dropout=1.5)
     with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
         rnn.LSTM(3, 4, dropout=0.2)
-    with pytest.raises(ValueError, match="num_layers must be a positive integer, got 0"):
-        rnn.GRU(3, 4, num_layers=0)
-    with pytest.raises(ValueError, match="proj_size must be 0 or a positive integer below hidden_size=4"):
-        rnn.LSTM(3, 4, proj_size=5)
-    with pytest.raises(ValueError, match="Unknown nonlinearity 'gelu'"):
-        rnn.RNN(3, 4, nonlinearity="gelu")
+    with pytest.raises(ValueError, match="lengths needs batched input"):
+        layer(x[:, 0], lengths=torch.tensor([5]))
 
 
 @pytest.mark.parametrize("name", ["RNN", "GRU"])
@@ -327,7 +287,10 @@ def test_proj_size_on_rnn_and_gru_is_refused_as_torch_refuses_it(name):
         getattr(nn, name)(10, 20, proj_size=10)
     with pytest.raises(ValueError, match=message):
         getattr(rnn, name)(10, 20, proj_size=10)
-    getattr(rnn, name)(10, 20, proj_size=0)  # torch accepts the default spelled out
+    with pytest.raises(ValueError, match=message):  # torch refuses the keyword itself, 0 included
+        getattr(nn, name)(10, 20, proj_size=0)
+    with pytest.raises(ValueError, match=message):
+        getattr(rnn, name)(10, 20, proj_size=0)
 
 
 @pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])

@@ -55,13 +55,30 @@ _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 
 
 def activation(name: str, argument: str = "nonlinearity") -> Callable[[Tensor], Tensor]:
-    """Return the elementwise function called ``name`` (tanh, relu, sigmoid or identity)."""
+    """Return the elementwise function called ``name`` (tanh, relu, sigmoid or identity).
+
+    Modules store the name and look the function up when they run: a function object kept as a
+    module attribute would stop ``torch.load(weights_only=True)`` from loading a saved model.
+    """
     try:
         return _ACTIVATIONS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(
             f"Unknown {argument} '{name}'. Expected one of {sorted(_ACTIVATIONS)}, got '{name}'"
         ) from None
+
+
+def find_activation(name: str) -> Callable[[Tensor], Tensor] | None:
+    """The elementwise function called ``name``, or None."""
+    return _ACTIVATIONS.get(name) if isinstance(name, str) else None
+
+
+def check_size(name: str, value: object) -> None:
+    """A size argument: an int (TypeError otherwise, as torch.nn's RNNBase) that is not negative."""
+    if not isinstance(value, int):
+        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value}")
 
 
 def map_state(fn: Callable[..., Tensor], *states: State) -> State:
@@ -90,9 +107,8 @@ class RecurrentCell(nn.Module):
         output_size: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_size("input_size", input_size)
+        check_size("hidden_size", hidden_size)
         self.input_size = input_size
         self.hidden_size = hidden_size
         if state_size is None:
@@ -135,34 +151,36 @@ class RecurrentCell(nn.Module):
             nn.init.uniform_(weight, -bound, bound)
 
     def check_forward_args(self, input: Tensor, hx: State | None) -> None:
-        """torch.nn.*Cell's checks: input of 1 or 2 dims, feature and batch sizes match the state."""
+        """torch.nn.*Cell's checks, in torch's order and words: input and state of 1 or 2 dims, then
+        (as ATen's cell ops check) the feature size of the input, the batch and width of each state."""
         name = type(self).__name__
         if input.dim() not in (1, 2):
             raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        parts = () if hx is None else (hx,) if isinstance(hx, Tensor) else tuple(hx)
+        sizes = self.state_sizes()
+        if hx is not None and len(parts) != len(sizes):
+            raise ValueError(
+                f"{name}: Expected a state of {len(sizes)} tensor(s) (state sizes {sizes}), got {len(parts)}"
+            )
+        for k, part in enumerate(parts):
+            if part.dim() not in (1, 2):
+                label = "hidden" if len(sizes) == 1 else f"hx[{k}]"
+                raise ValueError(f"{name}: Expected {label} to be 1D or 2D, got {part.dim()}D instead")
         if input.size(-1) != self.input_size:
             raise RuntimeError(
-                f"{name}: input has inconsistent input_size: got {input.size(-1)} expected {self.input_size}"
+                f"input has inconsistent input_size: got {input.size(-1)} expected {self.input_size}"
             )
-        if hx is None:
-            return
-        parts = (hx,) if isinstance(hx, Tensor) else tuple(hx)
-        sizes = self.state_sizes()
-        if len(parts) != len(sizes):
-            raise ValueError(f"{name}: Expected a state of {len(sizes)} tensor(s), got {len(parts)}")
-        for k, (part, size) in enumerate(zip(parts, sizes, strict=True)):
-            if part.dim() != input.dim():
+        batch = input.size(0) if input.dim() == 2 else 1
+        for k, (part, size) in enumerate(zip(parts, sizes)):  # noqa: B905 (no state: no parts)
+            if input.dim() == 1:
+                part = part.unsqueeze(0)
+            if part.size(0) != batch:
                 raise RuntimeError(
-                    f"{name}: Expected hidden[{k}] to be {input.dim()}D like the input, got {part.dim()}D"
+                    f"Input batch size {batch} doesn't match hidden{k} batch size {part.size(0)}"
                 )
-            if input.dim() == 2 and part.size(0) != input.size(0):
-                raise RuntimeError(
-                    f"{name}: Input batch size {input.size(0)} doesn't match hidden{k} batch size "
-                    f"{part.size(0)}"
-                )
-            if part.size(-1) != size:
-                raise RuntimeError(
-                    f"{name}: hidden{k} has inconsistent hidden_size: got {part.size(-1)}, expected {size}"
-                )
+            if part.dim() != 2 or part.size(1) != size:
+                got = part.size(1) if part.dim() >= 2 else part.size(-1)
+                raise RuntimeError(f"hidden{k} has inconsistent hidden_size: got {got}, expected {size}")
 
     def forward(self, input: Tensor, hx: State | None = None) -> State:
         """One step, as ``torch.nn.*Cell.forward``.

@@ -34,11 +34,14 @@ class GRUCell(RecurrentCell):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        factory = {"device": device, "dtype": dtype}
+        # allocated before any check, as torch does: a bad size fails with torch's own error
+        weight_ih = torch.empty((3 * hidden_size, input_size), **factory)
+        weight_hh = torch.empty((3 * hidden_size, hidden_size), **factory)
         super().__init__(input_size, hidden_size)
         self.bias = bias
-        factory = {"device": device, "dtype": dtype}
-        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **factory))
+        self.weight_ih = nn.Parameter(weight_ih)
+        self.weight_hh = nn.Parameter(weight_hh)
         if bias:
             self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **factory))
             self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **factory))

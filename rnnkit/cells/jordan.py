@@ -49,8 +49,8 @@ class JordanCell(RecurrentCell):
         if not isinstance(output_size, int) or output_size <= 0:
             raise ValueError(f"output_size must be a positive integer, got {output_size!r}")
         super().__init__(input_size, hidden_size, state_size=output_size)
-        self.act = activation(nonlinearity)
-        self.out_act = activation(output_nonlinearity, "output_nonlinearity")
+        activation(nonlinearity)  # unknown names fail here; modules keep names, not functions
+        activation(output_nonlinearity, "output_nonlinearity")
         self.nonlinearity = nonlinearity
         self.output_nonlinearity = output_nonlinearity
         self.bias = bias
@@ -74,8 +74,9 @@ class JordanCell(RecurrentCell):
         return linear_with_both_biases(x, self.weight_ih, self.bias_ih, self.bias_hh)  # (*, H)
 
     def step(self, xp: Tensor, y_prev: Tensor) -> Tensor:
-        h_t = self.act(torch.addmm(xp, y_prev, self.weight_hh.t()))  # (B, H)
-        return self.out_act(torch.nn.functional.linear(h_t, self.weight_ho, self.bias_ho))  # (B, O)
+        h_t = activation(self.nonlinearity)(torch.addmm(xp, y_prev, self.weight_hh.t()))  # (B, H)
+        y_t = torch.nn.functional.linear(h_t, self.weight_ho, self.bias_ho)  # (B, O)
+        return activation(self.output_nonlinearity)(y_t)
 
     def forward(self, input: Tensor, y_prev: Tensor | None = None) -> Tensor:  # type: ignore[override]
         """One step: ``input (B, I)`` or ``(I)``, ``y_prev (B, O)`` -> ``y_t (B, O)``."""

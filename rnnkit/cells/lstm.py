@@ -54,17 +54,20 @@ class LSTMCell(RecurrentCell):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        if proj_size < 0 or proj_size >= hidden_size:
-            raise ValueError(
-                f"proj_size must be 0 or a positive integer below hidden_size={hidden_size}, got {proj_size}"
-            )
+        if proj_size < 0:  # torch.nn.LSTM's checks and words
+            raise ValueError("proj_size should be a positive integer or zero to disable projections")
+        if proj_size and proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
         h_size = proj_size or hidden_size
+        factory = {"device": device, "dtype": dtype}
+        # allocated before any check, as torch does: a bad size fails with torch's own error
+        weight_ih = torch.empty((4 * hidden_size, input_size), **factory)
+        weight_hh = torch.empty((4 * hidden_size, h_size), **factory)
         super().__init__(input_size, hidden_size, state_size=(h_size, hidden_size))
         self.bias = bias
         self.proj_size = proj_size
-        factory = {"device": device, "dtype": dtype}
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, h_size, **factory))
+        self.weight_ih = nn.Parameter(weight_ih)
+        self.weight_hh = nn.Parameter(weight_hh)
         if bias:
             self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size, **factory))
             self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size, **factory))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnkit.cells.base import RecurrentCell, activation
+from rnnkit.cells.base import RecurrentCell, find_activation
 from rnnkit.cells.registry import register_cell
 
 
@@ -23,7 +23,7 @@ class RNNCell(RecurrentCell):
         hidden_size: features H of h_t.
         bias: whether to learn ``bias_ih`` and ``bias_hh``.
         nonlinearity: ``"tanh"`` (default), ``"relu"``, or ``"sigmoid"`` (the logistic "logsig" of
-            the classic BPTT derivation).
+            the classic BPTT derivation). As in torch, an unknown name raises at the first step.
 
     Parameters (names, shapes and init as torch: U(-1/sqrt(H), 1/sqrt(H))):
         weight_ih ``(H, I)``, weight_hh ``(H, H)``, bias_ih ``(H)``, bias_hh ``(H)``.
@@ -40,16 +40,18 @@ class RNNCell(RecurrentCell):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(input_size, hidden_size)
-        self.act = activation(nonlinearity)
-        self.nonlinearity = nonlinearity
-        self.bias = bias
         factory = {"device": device, "dtype": dtype}
-        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size, **factory))
+        # allocated before any check, as torch does: a bad size fails with torch's own error
+        weight_ih = torch.empty((1 * hidden_size, input_size), **factory)  # 1 gate, as torch's shapes
+        weight_hh = torch.empty((1 * hidden_size, hidden_size), **factory)
+        super().__init__(input_size, hidden_size)
+        self.nonlinearity = nonlinearity  # a name, looked up per step (torch raises on unknown at forward)
+        self.bias = bias
+        self.weight_ih = nn.Parameter(weight_ih)
+        self.weight_hh = nn.Parameter(weight_hh)
         if bias:
-            self.bias_ih = nn.Parameter(torch.empty(hidden_size, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(hidden_size, **factory))
+            self.bias_ih = nn.Parameter(torch.empty(1 * hidden_size, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(1 * hidden_size, **factory))
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
@@ -63,7 +65,10 @@ class RNNCell(RecurrentCell):
         return linear_with_both_biases(x, self.weight_ih, self.bias_ih, self.bias_hh)
 
     def step(self, xp: Tensor, h: Tensor) -> Tensor:
-        return self.act(torch.addmm(xp, h, self.weight_hh.t()))  # (B, H)
+        act = find_activation(self.nonlinearity)
+        if act is None:
+            raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
+        return act(torch.addmm(xp, h, self.weight_hh.t()))  # (B, H)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

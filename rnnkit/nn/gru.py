@@ -30,14 +30,15 @@ class GRU(TorchLayoutRecurrent):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
-        proj_size: int = 0,
+        proj_size: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         backend: str = "auto",
     ) -> None:
-        if proj_size != 0:  # torch's RNNBase: projections are an LSTM feature
+        if proj_size is not None:  # torch's RNNBase: projections are an LSTM feature
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         self.bias = bias
+        self.mode = "GRU"
         super().__init__(
             GRUCell,
             input_size,

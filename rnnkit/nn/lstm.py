@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from rnnkit.cells.lstm import LSTMCell
 from rnnkit.nn.torch_layout import TorchLayoutRecurrent
@@ -38,6 +39,7 @@ class LSTM(TorchLayoutRecurrent):
     ) -> None:
         self.bias = bias
         self.proj_size = proj_size
+        self.mode = "LSTM"
         super().__init__(
             LSTMCell,
             input_size,
@@ -53,6 +55,6 @@ class LSTM(TorchLayoutRecurrent):
             backend=backend,
         )
 
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        return s + (f", proj_size={self.proj_size}" if self.proj_size else "")
+    def get_expected_cell_size(self, input: Tensor, batch_sizes: Tensor | None) -> tuple[int, int, int]:
+        """``(L*D, B, H)`` of c_0, as ``torch.nn.LSTM``."""
+        return self._expected_state_sizes(self._mini_batch(input, batch_sizes))[1]

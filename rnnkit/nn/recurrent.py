@@ -67,6 +67,42 @@ def resolve_cell(cell: str | CellFactory) -> CellFactory:
     raise TypeError(f"cell must be a registered name or a RecurrentCell class/factory, got {cell!r}")
 
 
+def check_layer_arguments(
+    input_size: object,
+    hidden_size: object,
+    num_layers: object,
+    dropout: object,
+    batch_first: object,
+    cell_kwargs: dict[str, object],
+) -> None:
+    """torch.nn.RNNBase's constructor checks, in its order, with its exception types and words."""
+    if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+        raise ValueError(
+            "dropout should be a number in range [0, 1] representing the probability of an element "
+            "being zeroed"
+        )
+    if dropout > 0 and num_layers == 1:
+        warnings.warn(
+            "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+            f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+            stacklevel=3,
+        )
+    bias = cell_kwargs.get("bias", True)
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}")
+    if not isinstance(batch_first, bool):
+        raise TypeError(f"batch_first should be of type bool, got: {type(batch_first).__name__}")
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+        if not isinstance(value, int):
+            raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+        if value <= 0:
+            raise ValueError(f"{name} must be greater than zero")
+    if not isinstance(num_layers, int):  # torch fails later with a TypeError of Python's
+        raise TypeError(f"num_layers should be of type int, got: {type(num_layers).__name__}")
+    if num_layers <= 0:
+        raise ValueError("num_layers must be greater than zero")
+
+
 class Recurrent(nn.Module):
     r"""Runs any recurrent cell over a sequence, stacked and optionally bidirectional.
 
@@ -114,24 +150,9 @@ class Recurrent(nn.Module):
         **cell_kwargs: object,
     ) -> None:
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_layer_arguments(input_size, hidden_size, num_layers, dropout, batch_first, cell_kwargs)
         kernels.check_backend_name(backend)
         self.backend = backend
-        if not isinstance(num_layers, int) or num_layers <= 0:
-            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
-        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
-            raise ValueError(
-                "dropout should be a number in range [0, 1] representing the probability of an "
-                f"element being zeroed, got {dropout!r}"
-            )
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
-                f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
-                stacklevel=2,
-            )
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -174,51 +195,103 @@ class Recurrent(nn.Module):
     def _name(self) -> str:
         return type(self).__name__
 
-    def _check_input(self, input: Tensor) -> None:
-        if input.dim() not in (2, 3):
-            raise ValueError(f"{self._name()}: Expected input to be 2D or 3D, got {input.dim()}D instead")
-        if input.size(1 if self.batch_first and input.dim() == 3 else 0) == 0:
-            raise RuntimeError(f"{self._name()}: Expected sequence length to be larger than 0 in RNN")
-        if input.size(-1) != self.input_size:
-            raise RuntimeError(
-                f"{self._name()}: input.size(-1) must be equal to input_size. "
-                f"Expected {self.input_size}, got {input.size(-1)}"
-            )
+    _INPUT_DIMS_ERROR = "{name}: Expected input to be 2D or 3D, got {dim}D instead"
+
+    def check_input(self, input: Tensor, batch_sizes: Tensor | None) -> None:
+        """torch.nn.RNNBase's input checks, in its order and words: the dtype matches the weights
+        (ValueError; waived under autocast, which casts), the input is 3-D (2-D when packed), and its
+        last dimension is ``input_size``."""
         weight = next(self.parameters(), None)
-        if weight is not None and input.dtype != weight.dtype:
+        if (
+            weight is not None
+            and input.dtype != weight.dtype
+            and not torch._C._is_any_autocast_enabled()
+        ):
+            raise ValueError(
+                f"RNN input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "
+                f"Convert input: input.to({weight.dtype}), or convert model: model.to({input.dtype})"
+            )
+        expected_dim = 2 if batch_sizes is not None else 3
+        if input.dim() != expected_dim:
+            raise RuntimeError(f"input must have {expected_dim} dimensions, got {input.dim()}")
+        if self.input_size != input.size(-1):
             raise RuntimeError(
-                f"{self._name()}: input must have the type {weight.dtype}, got type {input.dtype}"
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.size(-1)}"
             )
 
-    def _split_hidden(self, hx: State, batch: int, batched: bool) -> list[State]:
-        """Validate a user's ``hx`` and split it into one state per (layer, direction)."""
+    def _expected_state_sizes(self, batch: int) -> list[tuple[int, int, int]]:
+        layers = self.num_layers * self.num_directions
+        return [(layers, batch, size) for size in self.layer_cells()[0].state_sizes()]
+
+    def _mini_batch(self, input: Tensor, batch_sizes: Tensor | None) -> int:
+        if batch_sizes is not None:
+            return int(batch_sizes[0])
+        return input.size(0) if self.batch_first else input.size(1)
+
+    def get_expected_hidden_size(self, input: Tensor, batch_sizes: Tensor | None) -> tuple[int, int, int]:
+        """``(L*D, B, S)`` of the state (its first part, h, for multi-part states), as torch."""
+        return self._expected_state_sizes(self._mini_batch(input, batch_sizes))[0]
+
+    def check_hidden_size(
+        self, hx: Tensor, expected_hidden_size: tuple[int, ...], msg: str = "Expected hidden size {}, got {}"
+    ) -> None:
+        if hx.size() != expected_hidden_size:
+            raise RuntimeError(msg.format(expected_hidden_size, list(hx.size())))
+
+    def check_forward_args(self, input: Tensor, hidden: State, batch_sizes: Tensor | None) -> None:
+        """``check_input`` and the size of every state part, as torch (input in the layer's layout)."""
+        self.check_input(input, batch_sizes)
+        parts = (hidden,) if isinstance(hidden, Tensor) else tuple(hidden)
+        self._check_state_sizes(parts, self._mini_batch(input, batch_sizes))
+
+    def permute_hidden(self, hx: State, permutation: Tensor | None) -> State:
+        """Reorder the batch of a state by ``permutation`` (torch's PackedSequence sorting)."""
+        if permutation is None:
+            return hx
+        return map_state(lambda part: part.index_select(1, permutation), hx)
+
+    def _state_parts(self, hx: State | None) -> tuple[Tensor, ...] | None:
+        """The user's ``hx`` as a tuple of its parts, with the count checked."""
+        if hx is None:
+            return None
         sizes = self.layer_cells()[0].state_sizes()
         parts = (hx,) if isinstance(hx, Tensor) else tuple(hx)
         if len(parts) != len(sizes):
-            raise ValueError(
-                f"{self._name()}: Expected hx to hold {len(sizes)} tensor(s) "
-                f"(state sizes {sizes}), got {len(parts)}"
+            raise RuntimeError(
+                f"{self._name()}: Expected hx to hold {len(sizes)} tensor(s) (state sizes {sizes}), "
+                f"got {len(parts)}"
             )
-        want_dim = 3 if batched else 2
-        for part in parts:
-            if part.dim() != want_dim:
-                kind = "batched 3-D" if batched else "unbatched 2-D"
+        return parts
+
+    @staticmethod
+    def _check_state_dims(parts: tuple[Tensor, ...], batched: bool) -> None:
+        want = 3 if batched else 2
+        kind = "batched 3-D" if batched else "unbatched 2-D"
+        if all(part.dim() == want for part in parts):
+            return
+        if len(parts) == 1:
+            raise RuntimeError(
+                f"For {kind} input, hx should also be {want}-D but got {parts[0].dim()}-D tensor"
+            )
+        dims = ", ".join(f"{part.dim()}-D" for part in parts)
+        names = "hx and cx" if len(parts) == 2 else "every part of hx"
+        raise RuntimeError(f"For {kind} input, {names} should also be {want}-D but got ({dims}) tensors")
+
+    def _check_state_sizes(self, parts: tuple[Tensor, ...], batch: int) -> None:
+        expected = self._expected_state_sizes(batch)
+        for k, (part, want) in enumerate(zip(parts, expected, strict=True)):
+            label = "hidden" if len(parts) == 1 else f"hidden[{k}]"
+            self.check_hidden_size(part, want, f"Expected {label} size {{}}, got {{}}")
+
+    def _check_state_dtypes(self, parts: tuple[Tensor, ...], input: Tensor) -> None:
+        if torch._C._is_any_autocast_enabled():
+            return  # autocast casts the states with the weights
+        for k, part in enumerate(parts):
+            if part.dtype != input.dtype:
+                label = "hx" if len(parts) == 1 else f"hx[{k}]"
                 raise RuntimeError(
-                    f"{self._name()}: For {kind} input, hx should also be {want_dim}-D but got "
-                    f"{part.dim()}-D tensor"
+                    f"{self._name()}: {label} dtype ({part.dtype}) does not match input dtype ({input.dtype})"
                 )
-        parts = tuple(p if batched else p.unsqueeze(1) for p in parts)
-        for k, (part, size) in enumerate(zip(parts, sizes, strict=True)):
-            expected = (self.num_layers * self.num_directions, batch, size)
-            if tuple(part.shape) != expected:
-                label = "hidden" if len(sizes) == 1 else f"hidden[{k}]"
-                got = list(part.shape) if batched else [part.size(0), part.size(2)]
-                want = expected if batched else (expected[0], expected[2])
-                raise RuntimeError(f"{self._name()}: Expected {label} size {want}, got {got}")
-        per_cell = [p.unbind(0) for p in parts]
-        if len(sizes) == 1:
-            return list(per_cell[0])
-        return [tuple(leaves) for leaves in zip(*per_cell, strict=True)]
 
     @staticmethod
     def _check_lengths(
@@ -241,23 +314,43 @@ class Recurrent(nn.Module):
         hx: State | None = None,
         lengths: Tensor | Sequence[int] | None = None,
     ) -> tuple[Tensor | PackedSequence, State]:
+        """Every check runs first, in torch's order, before any work."""
         packed = isinstance(input, PackedSequence)
         if packed:
             if lengths is not None:
                 raise ValueError("lengths must not be given with a PackedSequence: it carries its own")
-            self._check_input(input.data)
-            x, lengths = unpack_to_padded(input)  # (T, B, I), original batch order
+            parts = self._state_parts(hx)
+            self.check_input(input.data, input.batch_sizes)
+            batch = int(input.batch_sizes[0])
             batched = True
+            data = input.data
         else:
-            self._check_input(input)
+            if input.dim() not in (2, 3):
+                raise ValueError(self._INPUT_DIMS_ERROR.format(name=self._name(), dim=input.dim()))
             batched = input.dim() == 3
+            parts = self._state_parts(hx)
+            if parts is not None:
+                self._check_state_dims(parts, batched)
+                if not batched:
+                    parts = tuple(part.unsqueeze(1) for part in parts)
             x = input if batched else input.unsqueeze(1)
             if batched and self.batch_first:
-                x = x.transpose(0, 1)
-        steps, batch = x.shape[0], x.shape[1]
+                x = x.transpose(0, 1)  # (T, B, I)
+            self.check_input(x, None)
+            batch = x.size(1)
+            data = x
+        if parts is not None:
+            self._check_state_sizes(parts, batch)
+        if not packed and x.size(0) == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+        if parts is not None:
+            self._check_state_dtypes(parts, data)
         if lengths is not None and not batched:
             raise ValueError("lengths needs batched input: got unbatched (2-D) input")
-        states = None if hx is None else self._split_hidden(hx, batch, batched)
+        if packed:
+            x, lengths = unpack_to_padded(input)  # (T, B, I), original batch order
+        steps = x.shape[0]
+        states = None if parts is None else self._split_state(parts)
         mask = None
         if lengths is not None:
             lengths = self._check_lengths(lengths, steps, batch, x.device)
@@ -276,6 +369,14 @@ class Recurrent(nn.Module):
         if self.batch_first:
             output = output.transpose(0, 1)
         return output, h_n
+
+    @staticmethod
+    def _split_state(parts: tuple[Tensor, ...]) -> list[State]:
+        """Checked state parts ``(L*D, B, S)`` -> one state per (layer, direction)."""
+        per_cell = [part.unbind(0) for part in parts]
+        if len(parts) == 1:
+            return list(per_cell[0])
+        return [tuple(leaves) for leaves in zip(*per_cell, strict=True)]
 
     def _run(
         self, x: Tensor, states: list[State] | None, lengths: Tensor | None, mask: Tensor | None

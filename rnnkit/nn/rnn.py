@@ -8,6 +8,9 @@ from rnnkit.cells.rnn import RNNCell
 from rnnkit.nn.torch_layout import TorchLayoutRecurrent
 
 
+MODES = {"tanh": "RNN_TANH", "relu": "RNN_RELU", "sigmoid": "RNN_SIGMOID"}  # torch.nn.RNN's ``mode``
+
+
 class RNN(TorchLayoutRecurrent):
     r"""Multi-layer Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), as :class:`torch.nn.RNN`.
 
@@ -21,6 +24,8 @@ class RNN(TorchLayoutRecurrent):
     ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` (+ ``_reverse``).
     """
 
+    _INPUT_DIMS_ERROR = "{name}: Expected input to be 2D or 3D, got {dim}D tensor instead"  # torch's words
+
     def __init__(
         self,
         input_size: int,
@@ -31,14 +36,20 @@ class RNN(TorchLayoutRecurrent):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
-        proj_size: int = 0,
+        proj_size: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         backend: str = "auto",
     ) -> None:
-        self.nonlinearity = nonlinearity
-        if proj_size != 0:  # torch's RNNBase: projections are an LSTM feature
+        if proj_size is not None:  # torch's RNNBase: projections are an LSTM feature
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if nonlinearity not in MODES:
+            raise ValueError(
+                f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'. "
+                "(rnnkit also takes 'sigmoid')"
+            )
+        self.nonlinearity = nonlinearity
+        self.mode = MODES[nonlinearity]
         self.bias = bias
         super().__init__(
             RNNCell,

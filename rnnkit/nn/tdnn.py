@@ -63,7 +63,8 @@ class TDNN(nn.Module):
         self.delay = delay
         self.num_layers = num_layers
         self.batch_first = batch_first
-        self.act = activation(nonlinearity)
+        activation(nonlinearity)  # unknown names fail here; the module keeps the name
+        self.nonlinearity = nonlinearity
         self.dropout = dropout
         widths = [(delay + 1) * input_size] + [hidden_size] * num_layers
         self.layers = nn.ModuleList(
@@ -99,8 +100,9 @@ class TDNN(nn.Module):
         # window t holds frames t .. t+k of padded = x_{t-k} .. x_t: (T, B, I, k+1) -> (T, B, (k+1) I)
         windows = padded.unfold(0, self.delay + 1, 1).transpose(-1, -2).reshape(steps, batch, -1)
         out = windows
+        act = activation(self.nonlinearity)
         for i, layer in enumerate(self.layers):
-            out = self.act(layer(out))  # (T, B, H)
+            out = act(layer(out))  # (T, B, H)
             if self.dropout and self.training and i < self.num_layers - 1:
                 out = nn.functional.dropout(out, self.dropout, training=True)
         if lengths is None:

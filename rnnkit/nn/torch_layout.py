@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from rnnkit.cells.base import RecurrentCell
 from rnnkit.nn.recurrent import Recurrent
@@ -16,13 +17,25 @@ class TorchLayoutRecurrent(Recurrent):
     The parameters of cell (layer l, direction d) are registered on the layer itself as
     ``{name}_l{l}`` / ``{name}_l{l}_reverse``, in torch's order, so ``state_dict()``,
     ``named_parameters()`` and attribute access match ``torch.nn.RNN/LSTM/GRU`` and state dicts load
-    both ways with ``strict=True``. The cells are kept unregistered and re-bound to the layer's
-    current parameters before each run, so ``.to()``, ``load_state_dict(assign=True)`` and copies
-    need no care.
+    both ways with ``strict=True``.
+
+    The cells are templates kept outside the module tree. Each forward runs shallow copies of them
+    bound to what ``getattr(layer, name)`` returns at that moment, so everything that swaps, wraps or
+    recomputes a weight by its name works as on torch's layers: ``.to()``, ``load_state_dict(
+    assign=True)``, ``torch.func.functional_call``, weight norm and spectral norm (both APIs),
+    pruning, and DataParallel replicas running in threads (no shared cell is mutated).
+
+    Also as ``torch.nn.RNNBase``: ``mode``, ``proj_size``, ``_flat_weights_names``, ``_all_weights``,
+    ``_flat_weights`` and ``all_weights`` (always the current tensors, parametrized ones included),
+    ``flatten_parameters()`` (a no-op: each weight is its own tensor, there is no cuDNN blob to
+    compact), ``reset_parameters()``, ``check_input`` / ``check_forward_args`` / ``permute_hidden``.
     """
 
+    mode: str = ""
+    proj_size: int = 0
+
     def _register_cells(self, cells: list[RecurrentCell]) -> None:
-        self._cells = cells  # a plain list: not a submodule, not in state_dict
+        self._cells = cells  # templates: not submodules, not in state_dict
         self._param_names: list[list[tuple[str, str]]] = []
         for index, cell in enumerate(cells):
             names = []
@@ -33,23 +46,70 @@ class TorchLayoutRecurrent(Recurrent):
                 self.register_parameter(flat, param)
                 names.append((name, flat))
             self._param_names.append(names)
+        self._all_weights = [[flat for _, flat in names] for names in self._param_names]
+        self._flat_weights_names = [flat for names in self._all_weights for flat in names]
 
     def _flat_name(self, name: str, index: int) -> str:
         layer, direction = divmod(index, self.num_directions)
         return f"{name}_l{layer}{'_reverse' if direction else ''}"
 
     def layer_cells(self) -> Sequence[RecurrentCell]:
-        params = self._parameters
+        bound = []
         for cell, names in zip(self._cells, self._param_names, strict=True):
-            for name, flat in names:
-                cell._parameters[name] = params[flat]
-        return self._cells
+            copy = object.__new__(type(cell))
+            copy.__dict__.update(cell.__dict__)
+            copy.__dict__["_parameters"] = {
+                **cell._parameters,
+                **{name: getattr(self, flat) for name, flat in names},
+            }
+            bound.append(copy)
+        return bound
+
+    # ----------------------------------------------------------------- torch.nn.RNNBase's surface
+    @property
+    def _flat_weights(self) -> list[Tensor | None]:
+        """The current weight tensors in ``_flat_weights_names`` order (parametrizations applied)."""
+        return [getattr(self, name) if hasattr(self, name) else None for name in self._flat_weights_names]
 
     @property
-    def all_weights(self) -> list[list[nn.Parameter]]:
-        """Parameters per (layer, direction), as ``torch.nn.RNNBase.all_weights``."""
-        return [[self._parameters[flat] for _, flat in names] for names in self._param_names]
+    def all_weights(self) -> list[list[Tensor]]:
+        """Weights per (layer, direction), as ``torch.nn.RNNBase.all_weights``."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    def _init_flat_weights(self) -> None:
+        """Kept for code that calls torch's private refresh: ``_flat_weights`` is always current."""
+
+    def flatten_parameters(self) -> None:
+        """As ``torch.nn.RNNBase.flatten_parameters``; a no-op here (torch's is one off cuDNN too):
+        every weight is its own tensor and the kernels read them in place."""
 
     def reset_parameters(self) -> None:
-        for cell in self.layer_cells():
-            cell.reset_parameters()
+        """torch's init: every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order."""
+        bound = 1.0 / self.hidden_size**0.5 if self.hidden_size > 0 else 0.0
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def extra_repr(self) -> str:
+        """torch.nn.RNNBase's repr, plus ``backend`` when it is not ``"auto"``."""
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.batch_first is not False:
+            s += f", batch_first={self.batch_first}"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional is not False:
+            s += f", bidirectional={self.bidirectional}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        return s
+
+
+def register_safe_globals(*classes: type) -> None:
+    """Allow ``torch.load(weights_only=True)`` (torch's default) to rebuild whole saved modules of
+    these classes. rnnkit's modules keep only tensors, numbers, strings and containers as state."""
+    torch.serialization.add_safe_globals(list(classes))

@@ -202,11 +202,7 @@ class Recurrent(nn.Module):
         (ValueError; waived under autocast, which casts), the input is 3-D (2-D when packed), and its
         last dimension is ``input_size``."""
         weight = next(self.parameters(), None)
-        if (
-            weight is not None
-            and input.dtype != weight.dtype
-            and not torch._C._is_any_autocast_enabled()
-        ):
+        if weight is not None and input.dtype != weight.dtype and not torch._C._is_any_autocast_enabled():
             raise ValueError(
                 f"RNN input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "
                 f"Convert input: input.to({weight.dtype}), or convert model: model.to({input.dtype})"
@@ -216,7 +212,8 @@ class Recurrent(nn.Module):
             raise RuntimeError(f"input must have {expected_dim} dimensions, got {input.dim()}")
         if self.input_size != input.size(-1):
             raise RuntimeError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.size(-1)}"
+                "input.size(-1) must be equal to input_size. "
+                f"Expected {self.input_size}, got {input.size(-1)}"
             )
 
     def _expected_state_sizes(self, batch: int) -> list[tuple[int, int, int]]:

@@ -7,7 +7,6 @@ import torch
 from rnnkit.cells.rnn import RNNCell
 from rnnkit.nn.torch_layout import TorchLayoutRecurrent
 
-
 MODES = {"tanh": "RNN_TANH", "relu": "RNN_RELU", "sigmoid": "RNN_SIGMOID"}  # torch.nn.RNN's ``mode``
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import torch
+
 from rnnkit.cells.base import RecurrentCell
 
 _CELLS: dict[str, type[RecurrentCell]] = {}
@@ -16,7 +18,9 @@ def register_cell(name: str, cls: C | None = None, *, overwrite: bool = False) -
     """Register a :class:`RecurrentCell` subclass under ``name``.
 
     Use as a decorator (``@register_cell("mycell")``) or a call (``register_cell("mycell", MyCell)``).
-    Re-registering a taken name raises unless ``overwrite=True``.
+    Re-registering a taken name raises unless ``overwrite=True``. A registered class is also allowed
+    by ``torch.load(weights_only=True)``, so whole models built on it load back as torch's default
+    asks (the cell must keep only tensors, numbers, strings and containers as attributes).
     """
 
     def add(cell_cls: C) -> C:
@@ -28,6 +32,7 @@ def register_cell(name: str, cls: C | None = None, *, overwrite: bool = False) -
                 "pass overwrite=True to replace it"
             )
         _CELLS[name] = cell_cls
+        torch.serialization.add_safe_globals([cell_cls])
         return cell_cls
 
     return add if cls is None else add(cls)

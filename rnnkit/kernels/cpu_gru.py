@@ -12,6 +12,7 @@ from torch import Tensor
 
 from rnnkit.kernels.cpu_lstm import _sigmoid_backward, _tanh_backward, needs_grad
 from rnnkit.kernels.cpu_matmul import RecurrentProduct
+from rnnkit.kernels.double_backward import gru_vjp
 from rnnkit.kernels.lengths import full_lengths, step_mask
 
 
@@ -107,12 +108,14 @@ def _(d_output, d_hn, h0, weight_hh, lengths, hs, acts):
 def _setup_context(ctx, inputs, output):
     xp, h0, weight_hh, bias_hh, lengths = inputs
     _, _, hs, acts = output
-    ctx.save_for_backward(h0, weight_hh, lengths, hs, acts)
+    ctx.save_for_backward(xp, h0, weight_hh, bias_hh, lengths, hs, acts)
     ctx.mark_non_differentiable(hs, acts)
 
 
 def _backward(ctx, d_output, d_hn, d_hs, d_acts):
-    h0, weight_hh, lengths, hs, acts = ctx.saved_tensors
+    xp, h0, weight_hh, bias_hh, lengths, hs, acts = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
+        return (*gru_vjp(xp, h0, weight_hh, bias_hh, lengths, d_output, d_hn), None)
     d_output = torch.zeros_like(hs) if d_output is None else d_output
     d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
     d_xp, d_h0, d_w, d_b = gru_recurrence_backward(d_output, d_hn, h0, weight_hh, lengths, hs, acts)

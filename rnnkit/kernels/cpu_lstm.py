@@ -6,6 +6,7 @@ buffers, in-place pointwise work with fused derivative kernels (``sigmoid_backwa
 (:mod:`.cpu_matmul`), and the recurrent weight gradient as one GEMM over all steps. Being a
 ``torch.library.custom_op`` with a fake implementation, it is a single node under ``torch.compile``:
 the graph does not break at every step. Without gradients a lighter op runs (nothing saved).
+Higher-order gradients re-run the reference cell (:mod:`.double_backward`).
 
 Semantics are those of :func:`rnnkit.nn.recurrent.run_cell` with :class:`rnnkit.cells.LSTMCell`
 (no projection): the input projection ``xp = x W_ih^T + b_ih + b_hh`` is computed outside, past a
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels.cpu_matmul import RecurrentProduct
+from rnnkit.kernels.double_backward import lstm_vjp
 from rnnkit.kernels.lengths import full_lengths, step_mask
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # grad * y * (1 - y), one pass
@@ -140,12 +142,14 @@ def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_c
 def _setup_context(ctx, inputs, output):
     xp, h0, c0, weight_hh, lengths = inputs
     _, _, _, hs, gates, cells, tanh_cells = output
-    ctx.save_for_backward(h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells)
+    ctx.save_for_backward(xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells)
     ctx.mark_non_differentiable(hs, gates, cells, tanh_cells)
 
 
 def _backward(ctx, d_output, d_hn, d_cn, *_saved_grads):
-    h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells = ctx.saved_tensors
+    xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
+        return (*lstm_vjp(xp, h0, c0, weight_hh, lengths, d_output, d_hn, d_cn), None)
     d_output = torch.zeros_like(hs) if d_output is None else d_output
     d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
     d_cn = torch.zeros_like(c0) if d_cn is None else d_cn

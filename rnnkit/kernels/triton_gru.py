@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.kernels.double_backward import gru_vjp
 from rnnkit.kernels.lengths import full_lengths
 from rnnkit.kernels.triton_common import compile_meta, state_dtype, tl, triton
 from rnnkit.kernels.triton_paths import barrier_counters, plan, run_persistent, stepwise_fallback
@@ -317,6 +318,7 @@ class GRUTriton(torch.autograd.Function):
     def forward(ctx, xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, path):
         steps, batch, three_h = xp.shape
         hidden = three_h // 3
+        inputs = (xp, h0, weight_hh, bias_hh)  # as given: what a higher-order gradient differentiates
         xp, weight_hh, bias_hh = xp.contiguous(), weight_hh.contiguous(), bias_hh.contiguous()
         keep = state_dtype(xp.dtype)
         hs = xp.new_empty(steps + 1, batch, hidden)  # slot 0: h_0, slot t + 1: h_t
@@ -353,12 +355,15 @@ class GRUTriton(torch.autograd.Function):
                     **launch.meta(),
                 )
         ctx.path = path
-        ctx.save_for_backward(weight_hh, lengths, hs, acts)
+        ctx.save_for_backward(weight_hh, lengths, hs, acts, *inputs)
         return out, hs[-1].clone()
 
     @staticmethod
     def backward(ctx, d_out: Tensor, d_hn: Tensor):
-        weight_hh, lengths, hs, acts = ctx.saved_tensors
+        weight_hh, lengths, hs, acts, *inputs = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
+            xp, h0, w, b = inputs
+            return (*gru_vjp(xp, h0, w, b, lengths, d_out, d_hn), None, None)
         steps, batch, four_h = acts.shape
         hidden = four_h // 4
         keep = acts.dtype

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.kernels.double_backward import lstm_vjp
 from rnnkit.kernels.lengths import full_lengths
 from rnnkit.kernels.triton_common import compile_meta, state_dtype, tl, triton
 from rnnkit.kernels.triton_paths import barrier_counters, plan, run_persistent, stepwise_fallback
@@ -364,6 +365,7 @@ class LSTMTriton(torch.autograd.Function):
     def forward(ctx, xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor, path):
         steps, batch, four_h = xp.shape
         hidden = four_h // 4
+        inputs = (xp, h0, c0, weight_hh)  # as given: what a higher-order gradient differentiates
         xp, weight_hh = xp.contiguous(), weight_hh.contiguous()
         keep = state_dtype(xp.dtype)
         hs = xp.new_empty(steps + 1, batch, hidden)  # slot 0: h_0, slot t + 1: h_t
@@ -414,12 +416,15 @@ class LSTMTriton(torch.autograd.Function):
                     **launch.meta(),
                 )
         ctx.path = path
-        ctx.save_for_backward(weight_hh, lengths, hs, cells, gates)
+        ctx.save_for_backward(weight_hh, lengths, hs, cells, gates, *inputs)
         return out, hs[-1].clone(), cells[-1].to(xp.dtype)
 
     @staticmethod
     def backward(ctx, d_out: Tensor, d_hn: Tensor, d_cn: Tensor):
-        weight_hh, lengths, hs, cells, gates = ctx.saved_tensors
+        weight_hh, lengths, hs, cells, gates, *inputs = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
+            xp, h0, c0, w = inputs
+            return (*lstm_vjp(xp, h0, c0, w, lengths, d_out, d_hn, d_cn), None, None)
         steps, batch, four_h = gates.shape
         hidden = four_h // 4
         keep = gates.dtype

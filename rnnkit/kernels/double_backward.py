@@ -1,0 +1,85 @@
+"""Higher-order gradients of the fused recurrences: the backward recomputed by the reference cell.
+
+The fused ops (:mod:`.cpu_lstm`, :mod:`.cpu_gru`, :mod:`.triton_lstm`, :mod:`.triton_gru`) have a
+hand-written first-order backward that is itself not differentiable. When a caller asks for a
+differentiable gradient (``torch.autograd.grad(..., create_graph=True)``: ``gradgradcheck``,
+gradient penalties, MAML-style inner loops), autograd runs the op's backward with grad mode on.
+The ops then call :func:`lstm_vjp` / :func:`gru_vjp`, which re-run the forward with the reference
+cell (:class:`~rnnkit.cells.LSTMCell` / :class:`~rnnkit.cells.GRUCell` stepped by
+:func:`rnnkit.nn.recurrent.run_cell`, the code every fused path is tested against) on the op's saved
+inputs and return ``torch.autograd.grad(..., create_graph=True)`` of it. The gradients are the same
+numbers (to rounding) and carry a graph for the next derivative. The first-order path, the common
+case, keeps the fused backward. Cost of the higher-order path: one reference forward per backward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit.cells.gru import GRUCell
+from rnnkit.cells.lstm import LSTMCell
+from rnnkit.kernels.lengths import step_mask
+
+
+def _cell_on(cls: type, hidden: int, **weights: Tensor) -> LSTMCell | GRUCell:
+    """A reference cell whose recurrent weights are the given tensors (its own are never allocated)."""
+    cell = cls(1, hidden, device="meta")
+    for name, tensor in weights.items():
+        cell._parameters[name] = tensor
+    return cell
+
+
+def _vjp(
+    cell: LSTMCell | GRUCell,
+    xp: Tensor,
+    state: Tensor | tuple[Tensor, ...],
+    lengths: Tensor,
+    inputs: tuple[Tensor, ...],
+    grads: tuple[Tensor | None, ...],
+) -> tuple[Tensor | None, ...]:
+    from rnnkit.nn.recurrent import run_cell  # the layer module imports the kernels
+
+    with torch.enable_grad():
+        output, final = run_cell(cell, xp, state, step_mask(lengths, xp.shape[0]))
+        outputs = (output, *((final,) if isinstance(final, Tensor) else final))
+        pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if g is not None]
+        wanted = [t for t in inputs if t.requires_grad]
+        if not wanted or not pairs:
+            return tuple(None for _ in inputs)
+        found = torch.autograd.grad(
+            [o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True, allow_unused=True
+        )
+    by_input = iter(found)
+    return tuple(next(by_input) if t.requires_grad else None for t in inputs)
+
+
+def lstm_vjp(
+    xp: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    lengths: Tensor,
+    d_output: Tensor | None,
+    d_hn: Tensor | None,
+    d_cn: Tensor | None,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """Differentiable ``(d_xp, d_h0, d_c0, d_weight_hh)`` of the LSTM recurrence."""
+    cell = _cell_on(LSTMCell, h0.shape[-1], weight_hh=weight_hh)
+    inputs = (xp, h0, c0, weight_hh)
+    return _vjp(cell, xp, (h0, c0), lengths, inputs, (d_output, d_hn, d_cn))  # type: ignore[return-value]
+
+
+def gru_vjp(
+    xp: Tensor,
+    h0: Tensor,
+    weight_hh: Tensor,
+    bias_hh: Tensor,
+    lengths: Tensor,
+    d_output: Tensor | None,
+    d_hn: Tensor | None,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """Differentiable ``(d_xp, d_h0, d_weight_hh, d_bias_hh)`` of the GRU recurrence."""
+    cell = _cell_on(GRUCell, h0.shape[-1], weight_hh=weight_hh, bias_hh=bias_hh)
+    inputs = (xp, h0, weight_hh, bias_hh)
+    return _vjp(cell, xp, h0, lengths, inputs, (d_output, d_hn))  # type: ignore[return-value]

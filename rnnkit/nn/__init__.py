@@ -3,6 +3,7 @@
 from torch import nn
 
 from rnnkit.cells import GRUCell, JordanCell, LSTMCell, RecurrentCell, RNNCell, get_cell, register_cell
+from rnnkit.nn.compat import swap_into_torch
 from rnnkit.nn.gru import GRU
 from rnnkit.nn.lstm import LSTM
 from rnnkit.nn.recurrent import Recurrent, run_cell
@@ -30,4 +31,5 @@ __all__ = [
     "get_cell",
     "register_cell",
     "run_cell",
+    "swap_into_torch",
 ]

@@ -1,0 +1,40 @@
+"""Running an existing torch.nn program on rnnkit's recurrent modules without editing it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch.nn
+import torch.nn.modules
+import torch.nn.modules.rnn
+
+DROP_INS = ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
+
+
+@contextmanager
+def swap_into_torch() -> Iterator[None]:
+    """Within the block, ``torch.nn.RNN/LSTM/GRU`` and the three cells are rnnkit's classes.
+
+    For a program or test suite that builds torch's recurrent modules by name: wrap it and it builds
+    rnnkit's instead, with the same arguments, parameter names, initialisation draws and numbers.
+    The names are restored on exit (also on error). Modules built inside stay rnnkit's.
+    ``isinstance(m, torch.nn.RNNBase)`` remains False for them: they are not subclasses of torch's.
+
+    Example::
+
+        with rnnkit.nn.swap_into_torch():
+            model = build_model_from_some_repo()   # its nn.LSTM(...) is rnnkit.nn.LSTM
+    """
+    import rnnkit.nn as ours
+
+    namespaces = (torch.nn, torch.nn.modules, torch.nn.modules.rnn)
+    saved = [(space, name, getattr(space, name)) for space in namespaces for name in DROP_INS]
+    try:
+        for space in namespaces:
+            for name in DROP_INS:
+                setattr(space, name, getattr(ours, name))
+        yield
+    finally:
+        for space, name, original in saved:
+            setattr(space, name, original)

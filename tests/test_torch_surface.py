@@ -81,6 +81,23 @@ def test_public_attributes_and_methods_match_torch(kind):
     assert rnn_sigmoid.mode == nn.RNN(2, 3, nonlinearity="relu").mode == "RNN_RELU"
 
 
+@pytest.mark.parametrize("kind", CELL_KINDS)
+@pytest.mark.parametrize("kwargs", [{}, {"bias": False}, {"nonlinearity": "relu"}])
+def test_cell_attributes_repr_and_reset_match_torch(kind, kwargs):
+    if "nonlinearity" in kwargs and kind != "RNNCell":
+        kwargs = {}
+    theirs, ours = pair(kind, 4, 5, **kwargs)
+    for name in ["input_size", "hidden_size", "bias", *(["nonlinearity"] if kind == "RNNCell" else [])]:
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert repr(ours) == repr(theirs)
+    torch.manual_seed(5)
+    theirs.reset_parameters()
+    torch.manual_seed(5)
+    ours.reset_parameters()
+    for (name, a), (other, b) in zip(theirs.named_parameters(), ours.named_parameters(), strict=True):
+        assert name == other and torch.equal(a, b)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_reset_parameters_draws_as_torch(kind):
     theirs, ours = pair(kind, 4, 5, num_layers=2)

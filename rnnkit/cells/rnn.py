@@ -75,7 +75,7 @@ class RNNCell(RecurrentCell):
         if not self.bias:
             s += ", bias=False"
         if self.nonlinearity != "tanh":
-            s += f", nonlinearity={self.nonlinearity!r}"
+            s += f", nonlinearity={self.nonlinearity}"  # torch's repr: no quotes
         return s
 
 

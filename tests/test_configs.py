@@ -25,7 +25,16 @@ TASK_DATA = {
 
 def test_every_group_has_its_options():
     assert set(GROUPS["task"]) == set(TASK_DATA)
-    assert set(GROUPS["cell"]) == {"rnn", "jordan", "lstm", "gru", "tdnn"}
+    assert set(GROUPS["cell"]) == {
+        "rnn",
+        "jordan",
+        "lstm",
+        "gru",
+        "tdnn",
+        "layernorm_lstm",
+        "layernorm_gru",
+        "peephole_lstm",
+    }
     assert set(GROUPS["trainer"]) >= {"default", "cpu", "gpu", "ddp", "ddp_sim"}
 
 

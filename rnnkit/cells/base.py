@@ -97,6 +97,13 @@ class RecurrentCell(nn.Module):
         state_size: width of the carried state; an int, or a tuple of ints for a multi-part state.
             Defaults to ``hidden_size``.
         output_size: width of the output y_t read off the state. Defaults to the first state part.
+        zoneout: probability p that a state unit keeps its previous value at a step (Krueger et al.
+            2016): in training s_t = m * s_{t-1} + (1 - m) * s~_t with m ~ Bernoulli(p) per unit and
+            step, on every part of the state; in eval mode its expectation, p s_{t-1} + (1-p) s~_t.
+        recurrent_dropout: variational dropout of the recurrent input (Gal & Ghahramani 2016): in
+            training, one mask per sequence, m / (1 - q) with m ~ Bernoulli(1 - q), multiplies
+            h_{t-1} where it enters the recurrent product (:meth:`recurrent_input`), the same mask at
+            every step. A cell that calls :meth:`recurrent_input` supports it; eval mode: no mask.
     """
 
     def __init__(
@@ -105,10 +112,19 @@ class RecurrentCell(nn.Module):
         hidden_size: int,
         state_size: int | Sequence[int] | None = None,
         output_size: int | None = None,
+        *,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check_size("input_size", input_size)
         check_size("hidden_size", hidden_size)
+        for name, value in (("zoneout", zoneout), ("recurrent_dropout", recurrent_dropout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
+        self.zoneout = float(zoneout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self._recurrent_mask: Tensor | None = None  # set on a per-sequence copy (for_sequence)
         self.input_size = input_size
         self.hidden_size = hidden_size
         if state_size is None:
@@ -127,6 +143,43 @@ class RecurrentCell(nn.Module):
     def step(self, xp: Tensor, state: State) -> State:
         """One recurrence step from the projected input ``xp`` (B, G) and the previous state."""
         raise NotImplementedError(f"{type(self).__name__} must implement step(xp, state)")
+
+    # ------------------------------------------------------------------ regularizers
+    @property
+    def regularized(self) -> bool:
+        """True when zoneout or recurrent dropout changes this cell's math now (fused kernels skip it)."""
+        return self.zoneout > 0 or (self.training and self.recurrent_dropout > 0)
+
+    def for_sequence(self, batch: int, device: torch.device, dtype: torch.dtype) -> RecurrentCell:
+        """The cell that runs one batch of sequences: itself, or (training with recurrent dropout) a
+        shallow copy holding this sequence's mask ``(B, S_0)``. The layers call it once per sequence."""
+        if not (self.training and self.recurrent_dropout > 0):
+            return self
+        keep = 1.0 - self.recurrent_dropout
+        width = self.state_sizes()[0]
+        mask = torch.empty(batch, width, device=device, dtype=dtype).bernoulli_(keep).div_(keep)
+        bound = object.__new__(type(self))
+        bound.__dict__.update(self.__dict__)
+        bound.__dict__["_recurrent_mask"] = mask
+        return bound
+
+    def recurrent_input(self, h: Tensor) -> Tensor:
+        """h_{t-1} as it enters the recurrent product: times the sequence's dropout mask, if any."""
+        mask = self._recurrent_mask
+        return h if mask is None else h * mask
+
+    def zone(self, new: State, old: State) -> State:
+        """Zoneout of a step's new state against the previous one (identity when ``zoneout`` is 0)."""
+        p = self.zoneout
+        if p == 0:
+            return new
+        if self.training:
+            return map_state(lambda n, o: torch.where(torch.rand_like(n) < p, o, n), new, old)
+        return map_state(lambda n, o: torch.lerp(n, o, p), new, old)  # p * old + (1 - p) * new
+
+    def advance(self, xp: Tensor, state: State) -> State:
+        """``step`` followed by zoneout: what the layers run at each time step."""
+        return self.zone(self.step(xp, state), state)
 
     def output(self, state: State) -> Tensor:
         """The output y_t read off the state. Default: the state, or its first part."""
@@ -201,5 +254,8 @@ class RecurrentCell(nn.Module):
             hx = self.init_state(input.size(0), device=input.device, dtype=input.dtype)
         elif not isinstance(hx, Tensor):
             hx = tuple(hx)
-        state = self.step(self.project_input(input), hx)
+        # one step is one sequence here: to keep one recurrent-dropout mask over a hand-written loop,
+        # step ``cell.for_sequence(...)`` instead
+        cell = self.for_sequence(input.size(0), input.device, input.dtype)
+        state = cell.advance(self.project_input(input), hx)
         return map_state(lambda s: s.squeeze(0), state) if unbatched else state

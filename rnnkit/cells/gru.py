@@ -20,6 +20,9 @@ class GRUCell(RecurrentCell):
         n_t = tanh (W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))  candidate state
         h_t = (1 - z_t) * n_t + z_t * h_{t-1}                       hidden state
 
+    Args: as ``torch.nn.GRUCell`` (input_size, hidden_size, bias, device, dtype);
+    zoneout, recurrent_dropout: training regularizers, see :class:`~rnnkit.cells.RecurrentCell`.
+
     Parameters: weight_ih ``(3H, I)``, weight_hh ``(3H, H)``, bias_ih ``(3H)``, bias_hh ``(3H)``,
     all ~ U(-1/sqrt(H), 1/sqrt(H)).
 
@@ -33,12 +36,15 @@ class GRUCell(RecurrentCell):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         factory = {"device": device, "dtype": dtype}
         # allocated before any check, as torch does: a bad size fails with torch's own error
         weight_ih = torch.empty((3 * hidden_size, input_size), **factory)
         weight_hh = torch.empty((3 * hidden_size, hidden_size), **factory)
-        super().__init__(input_size, hidden_size)
+        super().__init__(input_size, hidden_size, zoneout=zoneout, recurrent_dropout=recurrent_dropout)
         self.bias = bias
         self.weight_ih = nn.Parameter(weight_ih)
         self.weight_hh = nn.Parameter(weight_hh)
@@ -58,10 +64,11 @@ class GRUCell(RecurrentCell):
         return torch.nn.functional.linear(x, self.weight_ih, self.bias_ih)
 
     def step(self, xp: Tensor, h_prev: Tensor) -> Tensor:
+        h_in = self.recurrent_input(h_prev)  # the carry below uses h_prev itself
         if self.bias_hh is None:
-            gh = torch.matmul(h_prev, self.weight_hh.t())  # (B, 3H)
+            gh = torch.matmul(h_in, self.weight_hh.t())  # (B, 3H)
         else:
-            gh = torch.addmm(self.bias_hh, h_prev, self.weight_hh.t())  # (B, 3H)
+            gh = torch.addmm(self.bias_hh, h_in, self.weight_hh.t())  # (B, 3H)
         xr, xz, xn = xp.chunk(3, dim=1)
         hr, hz, hn = gh.chunk(3, dim=1)
         r_t = torch.sigmoid(xr + hr)  # reset gate

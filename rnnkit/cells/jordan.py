@@ -30,6 +30,7 @@ class JordanCell(RecurrentCell):
         bias: whether to learn ``bias_ih``, ``bias_hh`` and ``bias_ho``.
         nonlinearity: act, ``"tanh"`` (default), ``"relu"``, ``"sigmoid"`` or ``"identity"``.
         output_nonlinearity: out_act, ``"identity"`` (default) or one of the above.
+        zoneout, recurrent_dropout: training regularizers, see :class:`~rnnkit.cells.RecurrentCell`.
 
     Parameters: weight_ih ``(H, I)``, weight_hh ``(H, O)``, weight_ho ``(O, H)``, bias_ih ``(H)``,
     bias_hh ``(H)``, bias_ho ``(O)``, all ~ U(-1/sqrt(H), 1/sqrt(H)).
@@ -45,10 +46,19 @@ class JordanCell(RecurrentCell):
         output_nonlinearity: str = "identity",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         if not isinstance(output_size, int) or output_size <= 0:
             raise ValueError(f"output_size must be a positive integer, got {output_size!r}")
-        super().__init__(input_size, hidden_size, state_size=output_size)
+        super().__init__(
+            input_size,
+            hidden_size,
+            state_size=output_size,
+            zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout,
+        )
         activation(nonlinearity)  # unknown names fail here; modules keep names, not functions
         activation(output_nonlinearity, "output_nonlinearity")
         self.nonlinearity = nonlinearity
@@ -74,7 +84,9 @@ class JordanCell(RecurrentCell):
         return linear_with_both_biases(x, self.weight_ih, self.bias_ih, self.bias_hh)  # (*, H)
 
     def step(self, xp: Tensor, y_prev: Tensor) -> Tensor:
-        h_t = activation(self.nonlinearity)(torch.addmm(xp, y_prev, self.weight_hh.t()))  # (B, H)
+        h_t = activation(self.nonlinearity)(
+            torch.addmm(xp, self.recurrent_input(y_prev), self.weight_hh.t())
+        )  # (B, H)
         y_t = torch.nn.functional.linear(h_t, self.weight_ho, self.bias_ho)  # (B, O)
         return activation(self.output_nonlinearity)(y_t)
 

@@ -38,6 +38,7 @@ class LSTMCell(RecurrentCell):
         hidden_size: features H of C_t (and of h_t unless projected).
         bias: whether to learn ``bias_ih`` and ``bias_hh``.
         proj_size: P, 0 for none.
+        zoneout, recurrent_dropout: training regularizers, see :class:`~rnnkit.cells.RecurrentCell`.
 
     Parameters: weight_ih ``(4H, I)``, weight_hh ``(4H, H or P)``, bias_ih ``(4H)``, bias_hh ``(4H)``,
     weight_hr ``(P, H)`` when projected; all ~ U(-1/sqrt(H), 1/sqrt(H)).
@@ -53,6 +54,9 @@ class LSTMCell(RecurrentCell):
         proj_size: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         if proj_size < 0:  # torch.nn.LSTM's checks and words
             raise ValueError("proj_size should be a positive integer or zero to disable projections")
@@ -63,7 +67,13 @@ class LSTMCell(RecurrentCell):
         # allocated before any check, as torch does: a bad size fails with torch's own error
         weight_ih = torch.empty((4 * hidden_size, input_size), **factory)
         weight_hh = torch.empty((4 * hidden_size, h_size), **factory)
-        super().__init__(input_size, hidden_size, state_size=(h_size, hidden_size))
+        super().__init__(
+            input_size,
+            hidden_size,
+            state_size=(h_size, hidden_size),
+            zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout,
+        )
         self.bias = bias
         self.proj_size = proj_size
         self.weight_ih = nn.Parameter(weight_ih)
@@ -89,7 +99,9 @@ class LSTMCell(RecurrentCell):
 
     def step(self, xp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h_prev, c_prev = state  # (B, H or P), (B, H)
-        gates = torch.addmm(xp, h_prev, self.weight_hh.t())  # (B, 4H): W [h_{t-1}, x_t] + b
+        gates = torch.addmm(
+            xp, self.recurrent_input(h_prev), self.weight_hh.t()
+        )  # (B, 4H): W [h_{t-1}, x_t] + b
         i_pre, f_pre, c_pre, o_pre = gates.chunk(4, dim=1)
         f_t = torch.sigmoid(f_pre)  # forget gate
         i_t = torch.sigmoid(i_pre)  # input gate

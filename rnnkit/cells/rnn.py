@@ -24,6 +24,7 @@ class RNNCell(RecurrentCell):
         bias: whether to learn ``bias_ih`` and ``bias_hh``.
         nonlinearity: ``"tanh"`` (default), ``"relu"``, or ``"sigmoid"`` (the logistic "logsig" of
             the classic BPTT derivation). As in torch, an unknown name raises at the first step.
+        zoneout, recurrent_dropout: training regularizers, see :class:`~rnnkit.cells.RecurrentCell`.
 
     Parameters (names, shapes and init as torch: U(-1/sqrt(H), 1/sqrt(H))):
         weight_ih ``(H, I)``, weight_hh ``(H, H)``, bias_ih ``(H)``, bias_hh ``(H)``.
@@ -39,12 +40,15 @@ class RNNCell(RecurrentCell):
         nonlinearity: str = "tanh",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         factory = {"device": device, "dtype": dtype}
         # allocated before any check, as torch does: a bad size fails with torch's own error
         weight_ih = torch.empty((1 * hidden_size, input_size), **factory)  # 1 gate, as torch's shapes
         weight_hh = torch.empty((1 * hidden_size, hidden_size), **factory)
-        super().__init__(input_size, hidden_size)
+        super().__init__(input_size, hidden_size, zoneout=zoneout, recurrent_dropout=recurrent_dropout)
         self.nonlinearity = nonlinearity  # a name, looked up per step (torch raises on unknown at forward)
         self.bias = bias
         self.weight_ih = nn.Parameter(weight_ih)
@@ -68,7 +72,7 @@ class RNNCell(RecurrentCell):
         act = find_activation(self.nonlinearity)
         if act is None:
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
-        return act(torch.addmm(xp, h, self.weight_hh.t()))  # (B, H)
+        return act(torch.addmm(xp, self.recurrent_input(h), self.weight_hh.t()))  # (B, H)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

@@ -112,6 +112,8 @@ def check_backend_name(backend: str) -> None:
 def _unsupported(cell: RecurrentCell) -> str | None:
     if isinstance(cell, LSTMCell) and cell.proj_size:
         return "LSTM with proj_size > 0 has no fused kernel"
+    if cell.regularized:
+        return "zoneout and (in training) recurrent dropout have no fused kernel yet"
     return None
 
 

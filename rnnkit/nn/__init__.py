@@ -2,7 +2,18 @@
 
 from torch import nn
 
-from rnnkit.cells import GRUCell, JordanCell, LSTMCell, RecurrentCell, RNNCell, get_cell, register_cell
+from rnnkit.cells import (
+    GRUCell,
+    JordanCell,
+    LayerNormGRUCell,
+    LayerNormLSTMCell,
+    LSTMCell,
+    PeepholeLSTMCell,
+    RecurrentCell,
+    RNNCell,
+    get_cell,
+    register_cell,
+)
 from rnnkit.nn.compat import swap_into_torch
 from rnnkit.nn.gru import GRU
 from rnnkit.nn.lstm import LSTM
@@ -23,6 +34,9 @@ __all__ = [
     "JordanCell",
     "LSTM",
     "LSTMCell",
+    "LayerNormGRUCell",
+    "LayerNormLSTMCell",
+    "PeepholeLSTMCell",
     "RNN",
     "RNNCell",
     "Recurrent",

@@ -14,7 +14,9 @@ class GRU(TorchLayoutRecurrent):
     Args: as ``torch.nn.GRU`` (input_size, hidden_size, num_layers, bias, batch_first, dropout,
     bidirectional, device, dtype).
     ``backend`` picks the implementation (``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"``; see
-    :mod:`rnnkit.kernels`).
+    :mod:`rnnkit.kernels`). ``zoneout`` and ``recurrent_dropout`` (rnnkit's, off by default) regularize
+    every cell in training (see :class:`~rnnkit.cells.RecurrentCell`); with either on, the layer runs
+    the reference loop.
 
     Shapes: input ``(T, B, I)`` / ``(B, T, I)`` / ``(T, I)`` / PackedSequence; h_0 ``(L*D, B, H)``;
     returns output ``(T, B, D*H)`` and h_n ``(L*D, B, H)``. Parameters ``weight_ih_l{k}``,
@@ -34,6 +36,9 @@ class GRU(TorchLayoutRecurrent):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         backend: str = "auto",
+        *,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         if proj_size is not None:  # torch's RNNBase: projections are an LSTM feature
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
@@ -51,4 +56,6 @@ class GRU(TorchLayoutRecurrent):
             device=device,
             dtype=dtype,
             backend=backend,
+            zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout,
         )

@@ -15,7 +15,9 @@ class LSTM(TorchLayoutRecurrent):
     Args: as ``torch.nn.LSTM`` (input_size, hidden_size, num_layers, bias, batch_first, dropout,
     bidirectional, proj_size, device, dtype).
     ``backend`` picks the implementation (``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"``; see
-    :mod:`rnnkit.kernels`).
+    :mod:`rnnkit.kernels`). ``zoneout`` and ``recurrent_dropout`` (rnnkit's, off by default) regularize
+    every cell in training (see :class:`~rnnkit.cells.RecurrentCell`); with either on, the layer runs
+    the reference loop.
 
     Shapes: input ``(T, B, I)`` / ``(B, T, I)`` / ``(T, I)`` / PackedSequence; (h_0, c_0) with h_0
     ``(L*D, B, P or H)`` and c_0 ``(L*D, B, H)``; returns output ``(T, B, D*(P or H))`` and
@@ -36,6 +38,9 @@ class LSTM(TorchLayoutRecurrent):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         backend: str = "auto",
+        *,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         self.bias = bias
         self.proj_size = proj_size
@@ -53,6 +58,8 @@ class LSTM(TorchLayoutRecurrent):
             device=device,
             dtype=dtype,
             backend=backend,
+            zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout,
         )
 
     def get_expected_cell_size(self, input: Tensor, batch_sizes: Tensor | None) -> tuple[int, int, int]:

@@ -25,7 +25,7 @@ CellFactory = Callable[..., RecurrentCell]
 def run_cell(
     cell: RecurrentCell, xp: Tensor, state: State, mask: Tensor | None = None
 ) -> tuple[Tensor, State]:
-    """Run ``cell.step`` over the time axis of a projected input.
+    """Run ``cell.advance`` (``step`` + zoneout) over the time axis of a projected input.
 
     Args:
         cell: the cell; its ``project_input`` has already been applied.
@@ -38,15 +38,16 @@ def run_cell(
         ``(outputs (T, B, O), final state)``.
     """
     outputs = []
+    cell = cell.for_sequence(xp.shape[1], xp.device, xp.dtype)  # this sequence's dropout mask, if any
     # unbind (not xp[t]): indexing would make backward build a full-size zero tensor per step.
     steps = xp.unbind(0)
     if mask is None:
         for xp_t in steps:  # (B, G)
-            state = cell.step(xp_t, state)
+            state = cell.advance(xp_t, state)
             outputs.append(cell.output(state))
         return torch.stack(outputs), state
     for xp_t, m_t in zip(steps, mask.unbind(0), strict=True):  # (B, G), (B, 1)
-        new = cell.step(xp_t, state)
+        new = cell.advance(xp_t, state)
         state = map_state(lambda n, o, m=m_t: torch.where(m, n, o), new, state)
         outputs.append(cell.output(state))
     return torch.stack(outputs).masked_fill(~mask, 0.0), state

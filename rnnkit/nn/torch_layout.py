@@ -58,6 +58,7 @@ class TorchLayoutRecurrent(Recurrent):
         for cell, names in zip(self._cells, self._param_names, strict=True):
             copy = object.__new__(type(cell))
             copy.__dict__.update(cell.__dict__)
+            copy.__dict__["training"] = self.training  # the templates are not submodules
             copy.__dict__["_parameters"] = {
                 **cell._parameters,
                 **{name: getattr(self, flat) for name, flat in names},

@@ -12,7 +12,18 @@ from rnnkit.training.config_check import ConfigError, check_config
 
 GROUPS = {
     group: sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
-    for group in ("task", "cell", "model", "trainer", "callbacks", "logger", "data", "debug", "experiment")
+    for group in (
+        "task",
+        "cell",
+        "model",
+        "optimizer",
+        "trainer",
+        "callbacks",
+        "logger",
+        "data",
+        "debug",
+        "experiment",
+    )
 }
 TASK_DATA = {
     "timeseries": ["airline", "sine", "mackey_glass", "radar"],

@@ -1,9 +1,9 @@
 """LightningModules for the four sequence task shapes; each takes any registered cell."""
 
-from rnnkit.tasks.base import SequenceTask
+from rnnkit.tasks.base import NonFiniteError, SequenceTask
 from rnnkit.tasks.many_to_many import ManyToMany
 from rnnkit.tasks.many_to_one import ManyToOne
 from rnnkit.tasks.next_step import NextStep
 from rnnkit.tasks.one_to_many import OneToMany
 
-__all__ = ["ManyToMany", "ManyToOne", "NextStep", "OneToMany", "SequenceTask"]
+__all__ = ["ManyToMany", "ManyToOne", "NextStep", "NonFiniteError", "OneToMany", "SequenceTask"]

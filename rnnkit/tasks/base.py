@@ -45,6 +45,10 @@ def merge_directions(state: State, num_directions: int) -> State:
     return map_state(lambda s: s.view(-1, num_directions, *s.shape[1:]).sum(1), state)
 
 
+class NonFiniteError(RuntimeError):
+    """A loss or gradient became NaN or infinite during training (see ``nonfinite``)."""
+
+
 class SequenceTask(L.LightningModule):
     """Base LightningModule of rnnkit's tasks.
 
@@ -58,7 +62,12 @@ class SequenceTask(L.LightningModule):
         tbptt_steps: truncated BPTT: when > 0, each batch is split along time into chunks of this
             many steps, the state is carried and detached between chunks, and the optimizer steps after
             each chunk that has a loss (manual optimization).
-        gradient_clip_val: clip the gradient norm to this value (0: off).
+        gradient_clip_val: clip the gradient norm to this value (0: off). The total gradient norm
+            before clipping is logged every step as ``train/grad_norm``.
+        nonfinite: what a non-finite loss or gradient does: ``"stop"`` (default) ends the run with a
+            :class:`NonFiniteError` naming the step and the last checkpoint, before the optimizer
+            touches the weights (so no checkpoint ever holds NaN weights); ``"skip"`` skips that
+            optimizer step (logged as ``train/skipped_steps``) and trains on.
     """
 
     def __init__(
@@ -69,8 +78,11 @@ class SequenceTask(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         tbptt_steps: int = 0,
         gradient_clip_val: float = 0.0,
+        nonfinite: str = "stop",
     ) -> None:
         super().__init__()
+        if nonfinite not in ("stop", "skip"):
+            raise ValueError(f"nonfinite must be 'stop' or 'skip', got {nonfinite!r}")
         if tbptt_steps < 0:
             raise ValueError(f"tbptt_steps must be >= 0, got {tbptt_steps}")
         if gradient_clip_val < 0:
@@ -81,6 +93,8 @@ class SequenceTask(L.LightningModule):
         self.scheduler_factory = scheduler
         self.tbptt_steps = tbptt_steps
         self.gradient_clip_val = gradient_clip_val
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0
         self.automatic_optimization = tbptt_steps == 0
         self.baseline_metrics = nn.ModuleDict()
         self.test_predictions: list[Tensor] = []
@@ -117,9 +131,51 @@ class SequenceTask(L.LightningModule):
             self.val_metrics = self.metrics().clone(prefix="val/")
             self.test_metrics = self.metrics().clone(prefix="test/")
 
+    # ------------------------------------------------------------------ non-finite guard
+    def _last_checkpoint(self) -> str:
+        callback = getattr(self.trainer, "checkpoint_callback", None)
+        path = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
+        return path or "none written yet"
+
+    def _nonfinite(self, what: str, batch_idx: int) -> bool:
+        """Handle a non-finite loss or gradient: raise (stop) or count a skipped step (skip)."""
+        where = f"global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        if self.nonfinite == "stop":
+            raise NonFiniteError(
+                f"non-finite {what} at {where}; the weights were not updated with it and no checkpoint "
+                f"holds them. Last checkpoint: {self._last_checkpoint()}. Lower the learning rate, clip "
+                "gradients (model.gradient_clip_val), or pass model.nonfinite=skip to skip such steps."
+            )
+        self.skipped_steps += 1
+        self.log("train/skipped_steps", float(self.skipped_steps))
+        return True
+
+    def _gradient_norm(self) -> Tensor:
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if not grads:
+            return torch.zeros(())
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+    def _check_gradients(self, optimizer, batch_idx: int) -> bool:
+        """Log the total gradient norm before clipping; False when the step must not be taken."""
+        norm = self._gradient_norm()
+        self.log("train/grad_norm", norm)
+        if bool(torch.isfinite(norm)):
+            return True
+        self._nonfinite(f"gradient (total norm {norm.item()})", batch_idx)
+        optimizer.zero_grad(set_to_none=True)  # skip: no gradient, no update (momenta untouched)
+        return False
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.automatic_optimization:
+            self._check_gradients(optimizer, self._batch_idx)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
+        self._batch_idx = batch_idx
         if self.automatic_optimization:
             loss = self.loss(batch)
+            if not bool(torch.isfinite(loss)) and self._nonfinite(f"loss ({loss.item()})", batch_idx):
+                return None  # skip: Lightning takes no backward and no step
             self.log("train/loss", loss, prog_bar=True, batch_size=self._batch_size(batch))
             return loss
         optimizer = self.optimizers()
@@ -129,8 +185,12 @@ class SequenceTask(L.LightningModule):
             state = detach_state(state)  # truncate: no gradient flows into earlier chunks
             if loss is None:
                 continue
+            if not bool(torch.isfinite(loss)) and self._nonfinite(f"loss ({loss.item()})", batch_idx):
+                continue
             optimizer.zero_grad()
             self.manual_backward(loss)
+            if not self._check_gradients(optimizer, batch_idx):
+                continue
             if self.gradient_clip_val:
                 self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val)
             optimizer.step()

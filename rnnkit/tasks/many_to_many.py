@@ -48,10 +48,13 @@ class ManyToMany(SequenceTask):
         scheduler: SchedulerFactory | None = None,
         tbptt_steps: int = 0,
         gradient_clip_val: float = 0.0,
+        nonfinite: str = "stop",
         embedding_dim: int = 32,
         teacher_forcing: float = 1.0,
     ) -> None:
-        super().__init__(spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val)
+        super().__init__(
+            spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val, nonfinite=nonfinite
+        )
         if not 0 <= teacher_forcing <= 1:
             raise ValueError(f"teacher_forcing must lie in [0, 1], got {teacher_forcing}")
         self.teacher_forcing = teacher_forcing

@@ -51,9 +51,12 @@ class ManyToOne(SequenceTask):
         scheduler: SchedulerFactory | None = None,
         tbptt_steps: int = 0,
         gradient_clip_val: float = 0.0,
+        nonfinite: str = "stop",
         head_hidden: int = 0,
     ) -> None:
-        super().__init__(spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val)
+        super().__init__(
+            spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val, nonfinite=nonfinite
+        )
         self.encoder = self.build_encoder(spec.input_size)
         self.num_directions = getattr(self.encoder, "num_directions", 1)
         width = encoder_width(self.encoder)

@@ -43,9 +43,12 @@ class NextStep(SequenceTask):
         scheduler: SchedulerFactory | None = None,
         tbptt_steps: int = 0,
         gradient_clip_val: float = 0.0,
+        nonfinite: str = "stop",
         residual: bool = True,
     ) -> None:
-        super().__init__(spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val)
+        super().__init__(
+            spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val, nonfinite=nonfinite
+        )
         self.encoder = self.build_encoder(spec.input_size)
         if getattr(self.encoder, "num_directions", 1) != 1:
             raise ValueError(

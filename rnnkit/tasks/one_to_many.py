@@ -40,10 +40,13 @@ class OneToMany(SequenceTask):
         scheduler: SchedulerFactory | None = None,
         tbptt_steps: int = 0,
         gradient_clip_val: float = 0.0,
+        nonfinite: str = "stop",
         teacher_forcing: float = 1.0,
         embedding_dim: int = 16,
     ) -> None:
-        super().__init__(spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val)
+        super().__init__(
+            spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val, nonfinite=nonfinite
+        )
         if tbptt_steps:
             raise ValueError("OneToMany generates from one vector: tbptt_steps is not supported, set it to 0")
         if not 0 <= teacher_forcing <= 1:

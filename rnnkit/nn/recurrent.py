@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import PackedSequence
 from rnnkit import kernels
 from rnnkit.cells.base import RecurrentCell, State, map_state
 from rnnkit.cells.registry import get_cell
+from rnnkit.nn.probe import active_probe
 from rnnkit.nn.sequence import pack_like, reverse_padded, unpack_to_padded
 
 CellFactory = Callable[..., RecurrentCell]
@@ -39,16 +40,23 @@ def run_cell(
     """
     outputs = []
     cell = cell.for_sequence(xp.shape[1], xp.device, xp.dtype)  # this sequence's dropout mask, if any
+    probe = active_probe()  # measuring dL/dh_t (rnnkit.nn.probe): a zero tap per step
+    if probe is not None:
+        probe.start_sequence()
     # unbind (not xp[t]): indexing would make backward build a full-size zero tensor per step.
     steps = xp.unbind(0)
     if mask is None:
         for xp_t in steps:  # (B, G)
             state = cell.advance(xp_t, state)
+            if probe is not None:
+                state = probe.tap(state)
             outputs.append(cell.output(state))
         return torch.stack(outputs), state
     for xp_t, m_t in zip(steps, mask.unbind(0), strict=True):  # (B, G), (B, 1)
         new = cell.advance(xp_t, state)
         state = map_state(lambda n, o, m=m_t: torch.where(m, n, o), new, state)
+        if probe is not None:
+            state = probe.tap(state)
         outputs.append(cell.output(state))
     return torch.stack(outputs).masked_fill(~mask, 0.0), state
 
@@ -397,7 +405,8 @@ class Recurrent(nn.Module):
                 xp = cell.project_input(layer_input)  # (T, B, G): all steps in one call
                 if direction == 1:
                     xp = reverse_padded(xp, lengths)
-                fused = kernels.select(self.backend, cell, x.device)
+                # a state-gradient probe needs the per-step states: the reference loop runs
+                fused = None if active_probe() is not None else kernels.select(self.backend, cell, x.device)
                 if fused is None:
                     out, final = run_cell(cell, xp, state, mask)  # (T, B, O)
                 else:

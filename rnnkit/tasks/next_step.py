@@ -33,6 +33,13 @@ class NextStep(SequenceTask):
 
     Args (besides :class:`SequenceTask`'s):
         residual: series only; predict v_{t+1} - v_t and add v_t back.
+        teacher_forcing: series only; the probability, drawn per time step of a training batch, that
+            input step t carries the true v_t. Otherwise it carries the model's own prediction of
+            v_t made at step t-1 (closed loop, seed 001's "use the dx from the previous step"), and
+            the gradient flows through that fed-back prediction into the steps that made it. 1.0
+            (default) is plain teacher forcing in one parallel pass; 0.0 trains fully closed-loop.
+        teacher_forcing_end: if set, the probability moves linearly from ``teacher_forcing`` at the
+            first epoch to this value at the last (``trainer.max_epochs``): scheduled sampling.
     """
 
     def __init__(
@@ -45,6 +52,8 @@ class NextStep(SequenceTask):
         gradient_clip_val: float = 0.0,
         nonfinite: str = "stop",
         residual: bool = True,
+        teacher_forcing: float = 1.0,
+        teacher_forcing_end: float | None = None,
     ) -> None:
         super().__init__(
             spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val, nonfinite=nonfinite
@@ -64,6 +73,22 @@ class NextStep(SequenceTask):
         self.register_buffer(
             "feedback_index", torch.tensor(spec.feedback, dtype=torch.long), persistent=False
         )
+        for name, value in (
+            ("teacher_forcing", teacher_forcing),
+            ("teacher_forcing_end", teacher_forcing_end),
+        ):
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        closed = teacher_forcing < 1 or (teacher_forcing_end is not None and teacher_forcing_end < 1)
+        if closed and (spec.classification or not spec.feedback):
+            raise ValueError(
+                "teacher_forcing < 1 feeds predictions back into the series' own input features: it needs a "
+                "series task with feedback features (symbol tasks and series without feedback cannot)"
+            )
+        if closed and tbptt_steps:
+            raise ValueError("teacher_forcing < 1 runs step by step: set tbptt_steps to 0")
+        self.teacher_forcing = teacher_forcing
+        self.teacher_forcing_end = teacher_forcing_end
 
     def metrics(self) -> MetricCollection:
         return symbol_metrics() if self.spec.classification else series_metrics(self.spec.mase_scale)
@@ -93,9 +118,39 @@ class NextStep(SequenceTask):
             return F.cross_entropy(pred.flatten(0, 1), y[..., 0].flatten(), ignore_index=-100)
         return F.mse_loss(pred, y)
 
+    def current_teacher_forcing(self) -> float:
+        """The teacher-forcing probability of this epoch (constant, or scheduled linearly)."""
+        if self.teacher_forcing_end is None or self._trainer is None:
+            return self.teacher_forcing
+        last = max(1, (self.trainer.max_epochs or 1) - 1)
+        progress = min(1.0, self.current_epoch / last)
+        return self.teacher_forcing + (self.teacher_forcing_end - self.teacher_forcing) * progress
+
+    def closed_loop(self, x: Tensor, teacher_forcing: float) -> Tensor:
+        """Predictions ``(B, T, O)`` where each input step t > 0 carries, with probability
+        ``1 - teacher_forcing``, the model's own prediction of v_t instead of v_t (gradient kept)."""
+        state, preds, previous = None, [], None
+        for t in range(x.shape[1]):
+            step = x[:, t : t + 1]  # (B, 1, F)
+            if previous is not None and not bool(torch.rand(()) < teacher_forcing):
+                own = previous.unsqueeze(1).to(step.dtype)  # (B, 1, O): the prediction of v_t
+                step = step.index_copy(-1, self.feedback_index, own)  # out of place: differentiable
+            pred, state = self(step, state)
+            previous = pred[:, 0]
+            preds.append(previous)
+        return torch.stack(preds, dim=1)
+
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        pred, _ = self(batch["x"])
+        teacher_forcing = self.current_teacher_forcing()
+        if teacher_forcing >= 1:
+            pred, _ = self(batch["x"])
+        else:
+            pred = self.closed_loop(batch["x"], teacher_forcing)
         return self._step_loss(pred, batch["y"])
+
+    def on_train_epoch_start(self) -> None:
+        if self.teacher_forcing_end is not None:
+            self.log("train/teacher_forcing", self.current_teacher_forcing())
 
     def time_chunks(self, batch: dict[str, Tensor], steps: int) -> Iterator[dict[str, Tensor]]:
         for start in range(0, batch["x"].shape[1], steps):

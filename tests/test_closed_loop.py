@@ -98,3 +98,21 @@ def test_scheduled_teacher_forcing_trains_from_the_command_line(tmp_path):
     )
     text = "".join(p.read_text() for p in Path(tmp_path).rglob("metrics.csv"))
     assert "train/teacher_forcing" in text
+
+
+@pytest.mark.parametrize("task_name", ["next_step", "one_to_many"])
+def test_teacher_forcing_schedule_is_linear_over_the_epochs(task_name):
+    import types
+
+    from rnnkit.tasks import OneToMany
+
+    if task_name == "next_step":
+        task = model(teacher_forcing=1.0, teacher_forcing_end=0.2)
+    else:
+        encoder = functools.partial(rnn.Recurrent, cell="gru", hidden_size=5)
+        task = OneToMany(DataSpec(input_size=2, output_size=1), encoder, ADAM, teacher_forcing_end=0.2)
+    seen = []
+    for epoch in range(5):
+        object.__setattr__(task, "_trainer", types.SimpleNamespace(max_epochs=5, current_epoch=epoch))
+        seen.append(task.current_teacher_forcing())
+    assert seen == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.2])

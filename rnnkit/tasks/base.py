@@ -131,6 +131,23 @@ class SequenceTask(L.LightningModule):
             self.val_metrics = self.metrics().clone(prefix="val/")
             self.test_metrics = self.metrics().clone(prefix="test/")
 
+    # ------------------------------------------------------------------ teacher forcing schedule
+    teacher_forcing: float = 1.0
+    teacher_forcing_end: float | None = None
+
+    def current_teacher_forcing(self) -> float:
+        """The teacher-forcing probability of this epoch: ``teacher_forcing``, or, when
+        ``teacher_forcing_end`` is set, moved linearly to it over ``trainer.max_epochs``."""
+        if self.teacher_forcing_end is None or self._trainer is None:
+            return self.teacher_forcing
+        last = max(1, (self.trainer.max_epochs or 1) - 1)
+        progress = min(1.0, self.current_epoch / last)
+        return self.teacher_forcing + (self.teacher_forcing_end - self.teacher_forcing) * progress
+
+    def on_train_epoch_start(self) -> None:
+        if self.teacher_forcing_end is not None:
+            self.log("train/teacher_forcing", self.current_teacher_forcing())
+
     # ------------------------------------------------------------------ non-finite guard
     def _last_checkpoint(self) -> str:
         callback = getattr(self.trainer, "checkpoint_callback", None)

@@ -118,14 +118,6 @@ class NextStep(SequenceTask):
             return F.cross_entropy(pred.flatten(0, 1), y[..., 0].flatten(), ignore_index=-100)
         return F.mse_loss(pred, y)
 
-    def current_teacher_forcing(self) -> float:
-        """The teacher-forcing probability of this epoch (constant, or scheduled linearly)."""
-        if self.teacher_forcing_end is None or self._trainer is None:
-            return self.teacher_forcing
-        last = max(1, (self.trainer.max_epochs or 1) - 1)
-        progress = min(1.0, self.current_epoch / last)
-        return self.teacher_forcing + (self.teacher_forcing_end - self.teacher_forcing) * progress
-
     def closed_loop(self, x: Tensor, teacher_forcing: float) -> Tensor:
         """Predictions ``(B, T, O)`` where each input step t > 0 carries, with probability
         ``1 - teacher_forcing``, the model's own prediction of v_t instead of v_t (gradient kept)."""
@@ -147,10 +139,6 @@ class NextStep(SequenceTask):
         else:
             pred = self.closed_loop(batch["x"], teacher_forcing)
         return self._step_loss(pred, batch["y"])
-
-    def on_train_epoch_start(self) -> None:
-        if self.teacher_forcing_end is not None:
-            self.log("train/teacher_forcing", self.current_teacher_forcing())
 
     def time_chunks(self, batch: dict[str, Tensor], steps: int) -> Iterator[dict[str, Tensor]]:
         for start in range(0, batch["x"].shape[1], steps):

@@ -30,6 +30,9 @@ class OneToMany(SequenceTask):
         teacher_forcing: probability, per training batch step, of feeding the true previous output;
             1.0 trains in one parallel pass, lower values train on the model's own outputs too.
         embedding_dim: token embedding width (symbol outputs).
+        teacher_forcing_end: if set, the probability moves linearly from ``teacher_forcing`` at the
+            first epoch to this value at the last (scheduled sampling). Fed-back values keep their
+            gradient (training through the outputs); fed-back tokens are argmax ids (no gradient).
     """
 
     def __init__(
@@ -43,15 +46,21 @@ class OneToMany(SequenceTask):
         nonfinite: str = "stop",
         teacher_forcing: float = 1.0,
         embedding_dim: int = 16,
+        teacher_forcing_end: float | None = None,
     ) -> None:
         super().__init__(
             spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val, nonfinite=nonfinite
         )
         if tbptt_steps:
             raise ValueError("OneToMany generates from one vector: tbptt_steps is not supported, set it to 0")
-        if not 0 <= teacher_forcing <= 1:
-            raise ValueError(f"teacher_forcing must lie in [0, 1], got {teacher_forcing}")
+        for name, value in (
+            ("teacher_forcing", teacher_forcing),
+            ("teacher_forcing_end", teacher_forcing_end),
+        ):
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
         self.teacher_forcing = teacher_forcing
+        self.teacher_forcing_end = teacher_forcing_end
         if spec.classification:
             self.embedding = nn.Embedding(len(spec.vocab), embedding_dim, padding_idx=PAD)
             feedback, outputs = embedding_dim, len(spec.vocab)
@@ -92,7 +101,7 @@ class OneToMany(SequenceTask):
             make_input,
             own,
             teacher=teacher,
-            teacher_forcing=self.teacher_forcing if teacher is not None else 0.0,
+            teacher_forcing=self.current_teacher_forcing() if teacher is not None else 0.0,
         )
 
     def forward(self, v: Tensor, y: Tensor) -> Tensor:
@@ -113,7 +122,8 @@ class OneToMany(SequenceTask):
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         v, y = batch["v"], batch["y"]
         # one parallel pass under full teacher forcing, else step by step
-        pred = self(v, y) if self.teacher_forcing >= 1 else self.generate(v, y.shape[1], teacher=y)
+        forced = self.current_teacher_forcing() >= 1
+        pred = self(v, y) if forced else self.generate(v, y.shape[1], teacher=y)
         return self._loss(pred, y)
 
     def evaluate(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:

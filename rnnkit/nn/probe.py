@@ -11,14 +11,13 @@ vanishing or explosion seeds 000, 003 and 004 discuss). ``probe.taps[k]`` holds 
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-
 import torch
 from torch import Tensor
 
 from rnnkit.cells.base import State
 
-_ACTIVE: ContextVar[StateGradientProbe | None] = ContextVar("rnnkit_state_probe", default=None)
+# the probes entered and not yet left (a plain list: torch.compile traces reads of it, not of ContextVars)
+_ACTIVE: list[StateGradientProbe] = []
 
 
 class StateGradientProbe:
@@ -26,14 +25,13 @@ class StateGradientProbe:
 
     def __init__(self) -> None:
         self.taps: list[list[Tensor]] = []
-        self._token = None
 
     def __enter__(self) -> StateGradientProbe:
-        self._token = _ACTIVE.set(self)
+        _ACTIVE.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _ACTIVE.reset(self._token)
+        _ACTIVE.remove(self)
 
     def start_sequence(self) -> None:
         self.taps.append([])
@@ -47,4 +45,5 @@ class StateGradientProbe:
 
 
 def active_probe() -> StateGradientProbe | None:
-    return _ACTIVE.get()
+    """The innermost probe entered, or None (the common case: no measurement)."""
+    return _ACTIVE[-1] if _ACTIVE else None

@@ -4,6 +4,7 @@ from rnnkit.data.base import DataSpec, SequenceDataModule
 from rnnkit.data.classify import AddingDataModule, DigitsDataModule
 from rnnkit.data.generate import DigitNamesDataModule, WaveformDataModule
 from rnnkit.data.language import ReberDataModule
+from rnnkit.data.sequence_files import SequenceFileDataModule
 from rnnkit.data.text import AdditionDataModule, EchoDataModule, ReversalDataModule, TextPairsDataModule
 from rnnkit.data.timeseries import TimeSeriesDataModule
 
@@ -17,6 +18,7 @@ __all__ = [
     "ReberDataModule",
     "ReversalDataModule",
     "SequenceDataModule",
+    "SequenceFileDataModule",
     "TextPairsDataModule",
     "TimeSeriesDataModule",
     "WaveformDataModule",

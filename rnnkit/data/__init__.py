@@ -5,7 +5,13 @@ from rnnkit.data.classify import AddingDataModule, DigitsDataModule
 from rnnkit.data.generate import DigitNamesDataModule, WaveformDataModule
 from rnnkit.data.language import ReberDataModule
 from rnnkit.data.sequence_files import SequenceFileDataModule
-from rnnkit.data.text import AdditionDataModule, EchoDataModule, ReversalDataModule, TextPairsDataModule
+from rnnkit.data.text import (
+    AdditionDataModule,
+    EchoDataModule,
+    ReversalDataModule,
+    TextPairsDataModule,
+    TextPairsFileDataModule,
+)
 from rnnkit.data.timeseries import TimeSeriesDataModule
 
 __all__ = [
@@ -20,6 +26,7 @@ __all__ = [
     "SequenceDataModule",
     "SequenceFileDataModule",
     "TextPairsDataModule",
+    "TextPairsFileDataModule",
     "TimeSeriesDataModule",
     "WaveformDataModule",
 ]

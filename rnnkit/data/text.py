@@ -66,9 +66,13 @@ class TextPairsDataModule(SequenceDataModule):
     def alphabet(self) -> str:
         raise NotImplementedError
 
+    def make_vocab(self, pairs: dict[str, list[tuple[str, str]]]) -> Vocab:
+        """The vocabulary (default: the characters of :meth:`alphabet`)."""
+        return Vocab(self.alphabet())
+
     def build(self) -> None:
         pairs = self.make_pairs(np.random.default_rng(self.seed))
-        self.vocab = Vocab(self.alphabet())
+        self.vocab = self.make_vocab(pairs)
         self.pairs = pairs
         src_len = max(len(s) for split in pairs.values() for s, _ in split)
         tgt_len = max(len(t) for split in pairs.values() for _, t in split) + 1
@@ -226,3 +230,95 @@ class EchoDataModule(SequenceDataModule):
 
     def baseline(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return {"majority_label": torch.full_like(batch["y"], self.majority)}
+
+
+class TextPairsFileDataModule(TextPairsDataModule):
+    """Your own source -> target pairs from a TSV file, one pair per line: ``source<TAB>target``
+    (optionally a third column ``train``/``val``/``test``; else the splits are drawn with ``seed``).
+
+    ``tokens="char"`` (default) reads characters, ``"word"`` whitespace-separated words. The
+    vocabulary is built from the training pairs only (sources and targets share it) and travels in
+    the checkpoint (:class:`~rnnkit.data.DataSpec` ``vocab``). A validation or test symbol never seen
+    in training is encoded as ``<unk>``: the model reads it as one unknown symbol and can never
+    produce it, so a target containing one cannot be matched exactly (counted as wrong).
+
+        python train.py task=seq2seq data=pairs data.path=pairs.tsv [data.tokens=word]
+    """
+
+    def __init__(
+        self,
+        path: str,
+        tokens: str = "char",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        batch_size: int = 64,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(0, 0, 0, batch_size, seed, num_workers)
+        if tokens not in ("char", "word"):
+            raise ValueError(f"tokens must be 'char' or 'word', got {tokens!r}")
+        if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1):
+            raise ValueError(
+                f"val_fraction + test_fraction must lie in (0, 1), got {val_fraction}, {test_fraction}"
+            )
+        self.path = Path(path)
+        self.tokens = tokens
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+
+    def read(self) -> tuple[list[tuple[str, str]], list[str | None]]:
+        if not self.path.exists():
+            raise FileNotFoundError(f"data.path: no such file {self.path}")
+        pairs, splits = [], []
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) not in (2, 3) or not fields[0].strip() or not fields[1].strip():
+                raise ValueError(
+                    f"{self.path}: line {number}: expected 'source<TAB>target[<TAB>split]' with both "
+                    f"texts non-empty, got {line[:80]!r}"
+                )
+            split = fields[2].strip() if len(fields) == 3 else None
+            if split is not None and split not in ("train", "val", "test"):
+                raise ValueError(
+                    f"{self.path}: line {number}: split must be train, val or test, got {split!r}"
+                )
+            pairs.append((fields[0].strip(), fields[1].strip()))
+            splits.append(split)
+        if not pairs:
+            raise ValueError(f"{self.path}: no pairs in the file")
+        if len({s is None for s in splits}) > 1:
+            raise ValueError(f"{self.path}: give a split column on every line or on none")
+        return pairs, splits
+
+    def make_pairs(self, rng: np.random.Generator) -> dict[str, list[tuple[str, str]]]:
+        pairs, splits = self.read()
+        if splits[0] is not None:
+            out = {
+                name: [p for p, s in zip(pairs, splits, strict=True) if s == name]
+                for name in ("train", "val", "test")
+            }
+        else:
+            order = rng.permutation(len(pairs))
+            n_test = max(1, round(self.test_fraction * len(pairs)))
+            n_val = max(1, round(self.val_fraction * len(pairs)))
+            parts = {
+                "test": order[:n_test],
+                "val": order[n_test : n_test + n_val],
+                "train": order[n_test + n_val :],
+            }
+            out = {name: [pairs[i] for i in index] for name, index in parts.items()}
+        empty = [name for name, rows in out.items() if not rows]
+        if empty:
+            raise ValueError(f"{self.path}: the {empty} split(s) are empty ({len(pairs)} pairs in the file)")
+        return out
+
+    def make_vocab(self, pairs: dict[str, list[tuple[str, str]]]) -> Vocab:
+        separator = "" if self.tokens == "char" else " "
+        probe = Vocab([], separator=separator)
+        seen = [
+            t for source, target in pairs["train"] for text in (source, target) for t in probe.split(text)
+        ]
+        return Vocab(seen, separator=separator, unknown=True)

@@ -1,4 +1,4 @@
-"""Character vocabularies with the three special tokens every token task uses."""
+"""Token vocabularies (characters or words) with the special tokens every token task uses."""
 
 from __future__ import annotations
 
@@ -9,24 +9,43 @@ from torch import Tensor
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = ["<pad>", "<bos>", "<eos>"]
+UNKNOWN = "<unk>"
 
 
 class Vocab:
-    """Index <-> character map; indices 0, 1, 2 are ``<pad>``, ``<bos>``, ``<eos>``."""
+    """Index <-> token map; indices 0, 1, 2 are ``<pad>``, ``<bos>``, ``<eos>``.
 
-    def __init__(self, characters: Iterable[str]) -> None:
-        chars = sorted(set(characters))
-        self.itos: list[str] = SPECIALS + chars
+    Args:
+        tokens: the known tokens (characters, or words with ``separator=" "``).
+        separator: ``""`` splits text into characters; ``" "`` into whitespace-separated words (and
+            :meth:`decode` joins with a space).
+        unknown: add ``<unk>`` (index 3) and encode tokens never seen as it; without it an unknown
+            token raises ValueError naming it.
+    """
+
+    def __init__(self, tokens: Iterable[str], separator: str = "", unknown: bool = False) -> None:
+        known = sorted(set(tokens) - set(SPECIALS) - {UNKNOWN})
+        self.itos: list[str] = SPECIALS + ([UNKNOWN] if unknown else []) + known
         self.stoi = {c: i for i, c in enumerate(self.itos)}
+        self.separator = separator
+        self.unknown = self.stoi[UNKNOWN] if unknown else None
 
     def __len__(self) -> int:
         return len(self.itos)
 
+    def split(self, text: str) -> list[str]:
+        return list(text) if self.separator == "" else text.split()
+
     def encode(self, text: str, eos: bool = False) -> list[int]:
-        try:
-            ids = [self.stoi[c] for c in text]
-        except KeyError as err:
-            raise ValueError(f"character {err.args[0]!r} is not in the vocabulary {self.itos[3:]}") from None
+        tokens = self.split(text)
+        if self.unknown is not None:
+            ids = [self.stoi.get(c, self.unknown) for c in tokens]
+        else:
+            try:
+                ids = [self.stoi[c] for c in tokens]
+            except KeyError as err:
+                kind = "character" if self.separator == "" else "token"
+                raise ValueError(f"{kind} {err.args[0]!r} is not in the vocabulary {self.itos[3:]}") from None
         return ids + [EOS] if eos else ids
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -37,7 +56,7 @@ class Vocab:
                 break
             if i >= len(SPECIALS):
                 out.append(self.itos[i])
-        return "".join(out)
+        return self.separator.join(out)
 
     def pad(self, sequences: Sequence[list[int]], length: int | None = None) -> Tensor:
         """``(N, length)`` long tensor, right-padded with ``<pad>``."""

@@ -3,6 +3,7 @@ metrics for the model and for the data's naive baseline, and the test prediction
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Iterator
 
@@ -130,6 +131,18 @@ class SequenceTask(L.LightningModule):
         if not hasattr(self, "val_metrics"):
             self.val_metrics = self.metrics().clone(prefix="val/")
             self.test_metrics = self.metrics().clone(prefix="test/")
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Every checkpoint carries the data's :class:`DataSpec` (sizes, class names, the vocabulary
+        built from the training data) under ``"rnnkit_spec"``, so it can be used without the data."""
+        spec = self.spec
+        if dataclasses.is_dataclass(spec):
+            checkpoint["rnnkit_spec"] = dataclasses.asdict(spec)
+        else:  # Hydra's instantiate hands dataclass arguments over as DictConfig
+            from omegaconf import OmegaConf
+
+            checkpoint["rnnkit_spec"] = OmegaConf.to_container(spec, resolve=True)
 
     # ------------------------------------------------------------------ teacher forcing schedule
     teacher_forcing: float = 1.0

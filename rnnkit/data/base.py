@@ -138,6 +138,14 @@ class SequenceDataModule(L.LightningDataModule):
         return f"{type(self).__name__}({sizes})"
 
 
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Validation and test shares of a dataset: both positive, together below 1."""
+    if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction + test_fraction must lie in (0, 1), got {val_fraction}, {test_fraction}"
+        )
+
+
 def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[Tensor]:
     """A seeded random partition of range(n) into parts of the given fractions (the last takes the rest)."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))

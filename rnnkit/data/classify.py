@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset, split_indices
+from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset, check_fractions, split_indices
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -40,10 +40,7 @@ class DigitsDataModule(SequenceDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__(batch_size, seed, num_workers)
-        if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1):
-            raise ValueError(
-                f"val_fraction + test_fraction must lie in (0, 1), got {val_fraction}, {test_fraction}"
-            )
+        check_fractions(val_fraction, test_fraction)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset, split_indices
+from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset, check_fractions, split_indices
 
 FORMATS = ("auto", "npz", "csv", "tsv", "ts")
 SPLITS = ("train", "val", "test")
@@ -218,10 +218,7 @@ class SequenceFileDataModule(SequenceDataModule):
         super().__init__(batch_size, seed, num_workers)
         if format not in FORMATS:
             raise ValueError(f"format must be one of {list(FORMATS)}, got {format!r}")
-        if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1):
-            raise ValueError(
-                f"val_fraction + test_fraction must lie in (0, 1), got {val_fraction}, {test_fraction}"
-            )
+        check_fractions(val_fraction, test_fraction)
         self.path = Path(path)
         self.format = format
         self.val_fraction = val_fraction

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset
+from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset, check_fractions
 from rnnkit.data.tokens import Vocab, majority_per_position
 
 
@@ -258,10 +258,7 @@ class TextPairsFileDataModule(TextPairsDataModule):
         super().__init__(0, 0, 0, batch_size, seed, num_workers)
         if tokens not in ("char", "word"):
             raise ValueError(f"tokens must be 'char' or 'word', got {tokens!r}")
-        if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1):
-            raise ValueError(
-                f"val_fraction + test_fraction must lie in (0, 1), got {val_fraction}, {test_fraction}"
-            )
+        check_fractions(val_fraction, test_fraction)
         self.path = Path(path)
         self.tokens = tokens
         self.val_fraction = val_fraction

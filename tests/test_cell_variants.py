@@ -165,14 +165,43 @@ def test_torch_twins_take_the_options_and_pick_the_loop_that_runs_them(kind):
     layer = getattr(rnn, kind)(3, 4, 2, recurrent_dropout=0.3)
     cell = layer.layer_cells()[0]
     assert cell.recurrent_dropout == 0.3 and cell.training
-    assert kernels.select("auto", cell, torch.device("cpu")) is None  # training: the reference loop
+    cpu = torch.device("cpu")
+    fused = kernels.select("auto", cell, cpu)
+    assert (fused is None) == (kind == "RNN")  # the CPU kernels take the dropout mask
     layer.eval()
     cell = layer.layer_cells()[0]
     assert not cell.training  # the layer's mode reaches its cells
-    fused = kernels.select("auto", cell, torch.device("cpu"))
-    assert (fused is None) == (kind == "RNN")  # eval without zoneout: the fused kernel again
+    assert (kernels.select("auto", cell, cpu) is None) == (kind == "RNN")
+    zoned = getattr(rnn, kind)(3, 4, zoneout=0.1).layer_cells()[0]
+    assert kernels.select("auto", zoned, cpu) is None  # zoneout: the reference loop
     with pytest.raises(ValueError, match=r"zoneout must be a probability in \[0, 1\), got 1.5"):
         getattr(rnn, kind)(3, 4, zoneout=1.5)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_recurrent_dropout_in_the_cpu_kernel_equals_the_reference_loop(kind, bidirectional):
+    """Same seed, same masks (drawn at the same point), same numbers: outputs, states, every gradient,
+    and a gradient of a gradient."""
+    results = []
+    for backend in ("reference", "cpu"):
+        torch.manual_seed(0)
+        layer = getattr(rnn, kind)(
+            3, 5, 2, bidirectional=bidirectional, recurrent_dropout=0.4, dtype=D, backend=backend
+        )
+        x = torch.randn(7, 4, 3, dtype=D, requires_grad=True)
+        torch.manual_seed(1)
+        out, state = layer(x, lengths=torch.tensor([7, 3, 5, 7]))
+        loss = out.pow(2).sum() + sum(s.pow(2).sum() for s in torch.utils._pytree.tree_leaves(state))
+        (dx,) = torch.autograd.grad(loss, x, create_graph=True)
+        grads = torch.autograd.grad(loss + dx.pow(2).sum(), [x, *layer.parameters()])
+        results.append([out, *torch.utils._pytree.tree_leaves(state), *grads])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-10)
+    layer.eval()  # eval: no mask, the plain recurrence
+    plain = getattr(rnn, kind)(3, 5, 2, bidirectional=bidirectional, dtype=D)
+    plain.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(layer(x)[0], plain(x)[0], atol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.slow

@@ -145,11 +145,6 @@ class RecurrentCell(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement step(xp, state)")
 
     # ------------------------------------------------------------------ regularizers
-    @property
-    def regularized(self) -> bool:
-        """True when zoneout or recurrent dropout changes this cell's math now (fused kernels skip it)."""
-        return self.zoneout > 0 or (self.training and self.recurrent_dropout > 0)
-
     def for_sequence(self, batch: int, device: torch.device, dtype: torch.dtype) -> RecurrentCell:
         """The cell that runs one batch of sequences: itself, or (training with recurrent dropout) a
         shallow copy holding this sequence's mask ``(B, S_0)``. The layers call it once per sequence."""

@@ -48,13 +48,19 @@ def _like(xp: Tensor, *tensors: Tensor | None) -> list[Tensor | None]:
     return [t if t is None or t.dtype == xp.dtype else t.to(xp.dtype) for t in tensors]
 
 
+def _recurrent_dropout_mask(cell: RecurrentCell, xp: Tensor) -> Tensor | None:
+    """The sequence's recurrent-dropout mask, drawn as the reference loop draws it (same RNG use)."""
+    return cell.for_sequence(xp.shape[1], xp.device, xp.dtype)._recurrent_mask
+
+
 def _lstm_cpu(cell: LSTMCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
     h0, c0, w = _like(xp, *state, cell.weight_hh)
-    return cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths)
+    return cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths, _recurrent_dropout_mask(cell, xp))
 
 
 def _gru_cpu(cell: GRUCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
-    return cpu_gru.gru_forward(xp, *_like(xp, state, cell.weight_hh, cell.bias_hh), lengths)
+    h0, w, b = _like(xp, state, cell.weight_hh, cell.bias_hh)
+    return cpu_gru.gru_forward(xp, h0, w, b, lengths, _recurrent_dropout_mask(cell, xp))
 
 
 def _lstm_triton(
@@ -109,20 +115,23 @@ def check_backend_name(backend: str) -> None:
         raise RuntimeError(f"backend={backend!r} needs the triton package: pip install 'rnnkit[triton]'")
 
 
-def _unsupported(cell: RecurrentCell) -> str | None:
+def _unsupported(cell: RecurrentCell, backend: str) -> str | None:
+    """Why ``backend`` has no kernel for this configured cell, or None."""
     if isinstance(cell, LSTMCell) and cell.proj_size:
         return "LSTM with proj_size > 0 has no fused kernel"
-    if cell.regularized:
-        return "zoneout and (in training) recurrent dropout have no fused kernel yet"
+    if cell.zoneout > 0:
+        return "zoneout has no fused kernel yet"
+    if cell.training and cell.recurrent_dropout > 0 and backend in TRITON_BACKENDS:
+        return "recurrent dropout has no Triton kernel yet (the cpu backend runs it)"
     return None
 
 
 def runnable_backends(cell: RecurrentCell, device: torch.device) -> list[str]:
     """The backends that can run ``cell`` on ``device`` here."""
     names = ["reference"]
-    if type(cell) in KERNELS["cpu"] and _unsupported(cell) is None:
+    if type(cell) in KERNELS["cpu"] and _unsupported(cell, "cpu") is None:
         names.append("cpu")
-        if why_triton_cannot_run(device) is None:
+        if why_triton_cannot_run(device) is None and _unsupported(cell, "triton") is None:
             names.extend(TRITON_BACKENDS)
     return names
 
@@ -142,13 +151,15 @@ def select(backend: str, cell: RecurrentCell, device: torch.device) -> Runner | 
             f"backend={backend!r} has no kernel for {kind.__name__}; backends that can run it: "
             f"{runnable_backends(cell, device)} (or 'auto')"
         )
-    reason = _unsupported(cell)
+    dropping = cell.training and cell.recurrent_dropout > 0
+    effective = "cpu" if backend == "auto" and (device.type != "cuda" or dropping) else backend
+    reason = _unsupported(cell, effective)
     if reason is not None:
         if backend != "auto":
             warnings.warn(f"{reason}: backend={backend!r} falls back to 'reference'", stacklevel=3)
         return None
     if backend == "auto":
-        if device.type == "cuda" and why_triton_cannot_run(device) is None:
+        if device.type == "cuda" and why_triton_cannot_run(device) is None and not dropping:
             return _auto_on_cuda
         return KERNELS["cpu"][kind]
     if backend in TRITON_BACKENDS:

@@ -18,20 +18,23 @@ from rnnkit.kernels.lengths import full_lengths, step_mask
 
 @torch.library.custom_op("rnnkit::gru_recurrence", mutates_args=(), device_types=("cpu", "cuda"))
 def gru_recurrence(
-    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor
+    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, drop: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(output (T, B, H), h_n)`` and, saved for backward, ``hs (T, B, H)`` (states, frozen past the
-    end) and ``acts (T, B, 4H)``: r_t, z_t, n_t and the recurrent candidate part W_hn h + b_hn."""
+    end) and ``acts (T, B, 4H)``: r_t, z_t, n_t and the recurrent candidate part W_hn h + b_hn.
+    ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (not in the carry), or
+    an empty tensor for none."""
     steps, batch, three_h = xp.shape
     hidden = three_h // 3
     mask = step_mask(lengths, steps)
+    dropping = drop.numel() > 0
     hs = xp.new_empty(steps, batch, hidden)
     acts = xp.new_empty(steps, batch, 4 * hidden)
     gh = xp.new_empty(batch, three_h)
     product = RecurrentProduct(weight_hh, batch, steps)
     h = h0
     for t in range(steps):
-        product.add_into(bias_hh, h, out=gh)  # (B, 3H): W_h{r,z,n} h_{t-1} + b_h{r,z,n}
+        product.add_into(bias_hh, h * drop if dropping else h, out=gh)  # (B, 3H): W_h{r,z,n} h_{t-1} + b_h
         a = acts[t]
         rz = torch.add(xp[t, :, : 2 * hidden], gh[:, : 2 * hidden], out=a[:, : 2 * hidden]).sigmoid_()  # r, z
         r, z = rz.split(hidden, dim=1)
@@ -46,7 +49,7 @@ def gru_recurrence(
 
 
 @gru_recurrence.register_fake
-def _(xp, h0, weight_hh, bias_hh, lengths):
+def _(xp, h0, weight_hh, bias_hh, lengths, drop):
     steps, batch, three_h = xp.shape
     hidden = three_h // 3
     seq = xp.new_empty(steps, batch, hidden)
@@ -55,12 +58,20 @@ def _(xp, h0, weight_hh, bias_hh, lengths):
 
 @torch.library.custom_op("rnnkit::gru_recurrence_backward", mutates_args=(), device_types=("cpu", "cuda"))
 def gru_recurrence_backward(
-    d_output: Tensor, d_hn: Tensor, h0: Tensor, weight_hh: Tensor, lengths: Tensor, hs: Tensor, acts: Tensor
+    d_output: Tensor,
+    d_hn: Tensor,
+    h0: Tensor,
+    weight_hh: Tensor,
+    lengths: Tensor,
+    hs: Tensor,
+    acts: Tensor,
+    drop: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_weight_hh, d_bias_hh)``."""
     steps, batch, four_h = acts.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
+    dropping = drop.numel() > 0
     d_xp = acts.new_empty(steps, batch, 3 * hidden)  # d(x-side pre-activations) r, z, n
     d_gh = acts.new_empty(steps, batch, 3 * hidden)  # d(h-side pre-activations) r, z, hn
     through_w = RecurrentProduct(weight_hh.t(), batch, steps)  # dGh_t W_hh
@@ -80,21 +91,27 @@ def gru_recurrence_backward(
         _sigmoid_backward(torch.sub(h_prev, n, out=tmp).mul_(dh), z, grad_input=dxz)  # d z_pre
         dhr.copy_(dxr)
         dhz.copy_(dxz)
+        via_w = through_w(d_gh[t])  # into h_{t-1} * drop through W_hh
+        if dropping:
+            via_w.mul_(drop)
         if mask is None:
-            dh = through_w(d_gh[t]).add_(dh_z)
+            dh = via_w.add_(dh_z)
         else:
             m = mask[t]
             d_xp[t].mul_(m)
             d_gh[t].mul_(m)
-            dh = torch.where(m, through_w(d_gh[t]).add_(dh_z), dh)
+            via_w.mul_(m)  # a frozen step's d_gh is zero: so is its product
+            dh = torch.where(m, via_w.add_(dh_z), dh)
     h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
+    if dropping:
+        h_prev = h_prev * drop  # what the product saw
     d_gh_flat = d_gh.reshape(-1, 3 * hidden)
     d_weight_hh = torch.mm(d_gh_flat.t(), h_prev.reshape(-1, hidden))  # one GEMM over all steps
     return d_xp, dh, d_weight_hh, d_gh_flat.sum(0)
 
 
 @gru_recurrence_backward.register_fake
-def _(d_output, d_hn, h0, weight_hh, lengths, hs, acts):
+def _(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop):
     steps, batch, four_h = acts.shape
     three_h = 3 * (four_h // 4)
     return (
@@ -106,20 +123,20 @@ def _(d_output, d_hn, h0, weight_hh, lengths, hs, acts):
 
 
 def _setup_context(ctx, inputs, output):
-    xp, h0, weight_hh, bias_hh, lengths = inputs
+    xp, h0, weight_hh, bias_hh, lengths, drop = inputs
     _, _, hs, acts = output
-    ctx.save_for_backward(xp, h0, weight_hh, bias_hh, lengths, hs, acts)
+    ctx.save_for_backward(xp, h0, weight_hh, bias_hh, lengths, hs, acts, drop)
     ctx.mark_non_differentiable(hs, acts)
 
 
 def _backward(ctx, d_output, d_hn, d_hs, d_acts):
-    xp, h0, weight_hh, bias_hh, lengths, hs, acts = ctx.saved_tensors
+    xp, h0, weight_hh, bias_hh, lengths, hs, acts, drop = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
-        return (*gru_vjp(xp, h0, weight_hh, bias_hh, lengths, d_output, d_hn), None)
+        return (*gru_vjp(xp, h0, weight_hh, bias_hh, lengths, d_output, d_hn, drop), None, None)
     d_output = torch.zeros_like(hs) if d_output is None else d_output
     d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
-    d_xp, d_h0, d_w, d_b = gru_recurrence_backward(d_output, d_hn, h0, weight_hh, lengths, hs, acts)
-    return d_xp, d_h0, d_w, d_b, None
+    d_xp, d_h0, d_w, d_b = gru_recurrence_backward(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop)
+    return d_xp, d_h0, d_w, d_b, None, None
 
 
 gru_recurrence.register_autograd(_backward, setup_context=_setup_context)
@@ -127,7 +144,7 @@ gru_recurrence.register_autograd(_backward, setup_context=_setup_context)
 
 @torch.library.custom_op("rnnkit::gru_inference", mutates_args=(), device_types=("cpu", "cuda"))
 def gru_inference(
-    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor
+    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, drop: Tensor
 ) -> tuple[Tensor, Tensor]:
     """:func:`gru_recurrence` without gradients: nothing saved, step buffers reused."""
     steps, batch, three_h = xp.shape
@@ -140,8 +157,9 @@ def gru_inference(
     states = [h0, xp.new_empty(batch, hidden), xp.new_empty(batch, hidden)]
     product = RecurrentProduct(weight_hh, batch, steps)
     h = h0
+    dropping = drop.numel() > 0
     for t in range(steps):
-        product.add_into(bias_hh, h, out=gh)
+        product.add_into(bias_hh, h * drop if dropping else h, out=gh)
         torch.add(xp[t, :, : 2 * hidden], gh[:, : 2 * hidden], out=rz).sigmoid_()
         r, z = rz.split(hidden, dim=1)
         torch.addcmul(xp[t, :, 2 * hidden :], r, gh[:, 2 * hidden :], out=n).tanh_()
@@ -157,19 +175,26 @@ def gru_inference(
 
 
 @gru_inference.register_fake
-def _(xp, h0, weight_hh, bias_hh, lengths):
+def _(xp, h0, weight_hh, bias_hh, lengths, drop):
     steps, batch, three_h = xp.shape
     return xp.new_empty(steps, batch, three_h // 3), h0.new_empty(h0.shape)
 
 
 def gru_forward(
-    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, lengths: Tensor | None
+    xp: Tensor,
+    h0: Tensor,
+    weight_hh: Tensor,
+    bias_hh: Tensor | None,
+    lengths: Tensor | None,
+    drop: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """The fused GRU recurrence: ``xp (T, B, 3H)``, ``h0 (B, H)`` -> ``(output (T, B, H), h_n)``."""
+    """The fused GRU recurrence: ``xp (T, B, 3H)``, ``h0 (B, H)`` -> ``(output (T, B, H), h_n)``.
+    ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or None."""
     lengths = full_lengths(xp, lengths)
+    drop = xp.new_empty(0) if drop is None else drop
     if bias_hh is None:
         bias_hh = xp.new_zeros(weight_hh.shape[0])
     if not needs_grad(xp, h0, weight_hh, bias_hh):
-        return gru_inference(xp, h0, weight_hh, bias_hh, lengths)
-    output, h_n, *_ = gru_recurrence(xp, h0, weight_hh, bias_hh, lengths)
+        return gru_inference(xp, h0, weight_hh, bias_hh, lengths, drop)
+    output, h_n, *_ = gru_recurrence(xp, h0, weight_hh, bias_hh, lengths, drop)
     return output, h_n

@@ -40,13 +40,16 @@ def _activate(g: Tensor, hidden: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 @torch.library.custom_op("rnnkit::lstm_recurrence", mutates_args=(), device_types=("cpu", "cuda"))
 def lstm_recurrence(
-    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor
+    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor, drop: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(output (T, B, H), h_n, c_n)`` and, saved for backward, ``hs (T, B, H)`` (states, not
-    zeroed past the end), ``gates (T, B, 4H)`` (activated), ``cells (T, B, H)`` and their tanh."""
+    zeroed past the end), ``gates (T, B, 4H)`` (activated), ``cells (T, B, H)`` and their tanh.
+    ``drop``: the sequence's recurrent-dropout mask ``(B, H)`` multiplying h_{t-1} in the product,
+    or an empty tensor for none."""
     steps, batch, four_h = xp.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
+    dropping = drop.numel() > 0
     hs = xp.new_empty(steps, batch, hidden)  # h_t (frozen past the end)
     cells = xp.new_empty(steps, batch, hidden)  # C_t
     tanh_cells = xp.new_empty(steps, batch, hidden)  # tanh(C_t)
@@ -54,7 +57,9 @@ def lstm_recurrence(
     product = RecurrentProduct(weight_hh, batch, steps)
     h, c = h0, c0
     for t in range(steps):
-        g = product.add_into(xp[t], h, out=gates[t])  # (B, 4H): W [h_{t-1}, x_t] + b
+        g = product.add_into(
+            xp[t], h * drop if dropping else h, out=gates[t]
+        )  # (B, 4H): W [h_{t-1}, x_t] + b
         i, f, c_tilde, o = _activate(g, hidden)
         c_t = torch.mul(f, c, out=cells[t]).addcmul_(i, c_tilde)  # C_t = f * C_{t-1} + i * C~
         h_t = torch.mul(o, torch.tanh(c_t, out=tanh_cells[t]), out=hs[t])  # h_t = o * tanh(C_t)
@@ -67,7 +72,7 @@ def lstm_recurrence(
 
 
 @lstm_recurrence.register_fake
-def _(xp, h0, c0, weight_hh, lengths):
+def _(xp, h0, c0, weight_hh, lengths, drop):
     steps, batch, four_h = xp.shape
     seq = xp.new_empty(steps, batch, four_h // 4)
     return (
@@ -94,11 +99,13 @@ def lstm_recurrence_backward(
     gates: Tensor,
     cells: Tensor,
     tanh_cells: Tensor,
+    drop: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_c0, d_weight_hh)`` by BPTT over the saved activations."""
     steps, batch, four_h = gates.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
+    dropping = drop.numel() > 0
     d_gates = gates.new_empty(steps, batch, four_h)  # d(pre-activations) = d xp_t
     through_w = RecurrentProduct(weight_hh.t(), batch, steps)  # dG_t W_hh
     dh = d_hn.clone()  # dL/dh_t arriving from the future
@@ -118,19 +125,24 @@ def lstm_recurrence_backward(
         _tanh_backward(torch.mul(dc_t, i, out=tmp), c_tilde, grad_input=dg)  # d C~_pre
         if mask is None:
             dh = through_w(d_gates[t])  # (B, H): into h_{t-1} through W_hh
+            if dropping:
+                dh.mul_(drop)  # h_{t-1} entered the product as h_{t-1} * drop
             dc = dc_t.mul_(f)  # into C_{t-1}
         else:
             m = mask[t]
             d_gates[t].mul_(m)
-            dh = torch.where(m, through_w(d_gates[t]), dh)  # frozen steps pass it through
+            via_w = through_w(d_gates[t])
+            dh = torch.where(m, via_w * drop if dropping else via_w, dh)  # frozen steps pass it through
             dc = torch.where(m, dc_t * f, dc)
     h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, B, H): h_{t-1}
+    if dropping:
+        h_prev = h_prev * drop  # what the product saw
     d_weight_hh = torch.mm(d_gates.reshape(-1, four_h).t(), h_prev.reshape(-1, hidden))  # one GEMM, all steps
     return d_gates, dh, dc, d_weight_hh
 
 
 @lstm_recurrence_backward.register_fake
-def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells):
+def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop):
     return (
         gates.new_empty(gates.shape),
         h0.new_empty(h0.shape),
@@ -140,23 +152,23 @@ def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_c
 
 
 def _setup_context(ctx, inputs, output):
-    xp, h0, c0, weight_hh, lengths = inputs
+    xp, h0, c0, weight_hh, lengths, drop = inputs
     _, _, _, hs, gates, cells, tanh_cells = output
-    ctx.save_for_backward(xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells)
+    ctx.save_for_backward(xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop)
     ctx.mark_non_differentiable(hs, gates, cells, tanh_cells)
 
 
 def _backward(ctx, d_output, d_hn, d_cn, *_saved_grads):
-    xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells = ctx.saved_tensors
+    xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
-        return (*lstm_vjp(xp, h0, c0, weight_hh, lengths, d_output, d_hn, d_cn), None)
+        return (*lstm_vjp(xp, h0, c0, weight_hh, lengths, d_output, d_hn, d_cn, drop), None, None)
     d_output = torch.zeros_like(hs) if d_output is None else d_output
     d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
     d_cn = torch.zeros_like(c0) if d_cn is None else d_cn
     d_xp, d_h0, d_c0, d_w = lstm_recurrence_backward(
-        d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells
+        d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop
     )
-    return d_xp, d_h0, d_c0, d_w, None
+    return d_xp, d_h0, d_c0, d_w, None, None
 
 
 lstm_recurrence.register_autograd(_backward, setup_context=_setup_context)
@@ -164,7 +176,7 @@ lstm_recurrence.register_autograd(_backward, setup_context=_setup_context)
 
 @torch.library.custom_op("rnnkit::lstm_inference", mutates_args=(), device_types=("cpu", "cuda"))
 def lstm_inference(
-    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor
+    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor, drop: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`lstm_recurrence` without gradients: nothing is saved, so the step buffers are reused
     (no T-sized activation buffers to allocate and fault in)."""
@@ -177,8 +189,9 @@ def lstm_inference(
     frozen_h = [h0, xp.new_empty(batch, hidden)] if mask is not None else None
     product = RecurrentProduct(weight_hh, batch, steps)
     h = h0
+    dropping = drop.numel() > 0
     for t in range(steps):
-        i, f, c_tilde, o = _activate(product.add_into(xp[t], h, out=g), hidden)
+        i, f, c_tilde, o = _activate(product.add_into(xp[t], h * drop if dropping else h, out=g), hidden)
         c_prev, c_t = cells[t % 2], cells[(t + 1) % 2]
         torch.mul(f, c_prev, out=c_t).addcmul_(i, c_tilde)
         h_t = torch.tanh(c_t, out=output[t]).mul_(o)
@@ -193,19 +206,26 @@ def lstm_inference(
 
 
 @lstm_inference.register_fake
-def _(xp, h0, c0, weight_hh, lengths):
+def _(xp, h0, c0, weight_hh, lengths, drop):
     steps, batch, four_h = xp.shape
     return xp.new_empty(steps, batch, four_h // 4), h0.new_empty(h0.shape), c0.new_empty(c0.shape)
 
 
 def lstm_forward(
-    xp: Tensor, state: tuple[Tensor, Tensor], weight_hh: Tensor, lengths: Tensor | None
+    xp: Tensor,
+    state: tuple[Tensor, Tensor],
+    weight_hh: Tensor,
+    lengths: Tensor | None,
+    drop: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """The fused LSTM recurrence: ``xp (T, B, 4H)``, ``(h0, c0)`` -> ``(output (T, B, H), (h_n, c_n))``."""
+    """The fused LSTM recurrence: ``xp (T, B, 4H)``, ``(h0, c0)`` -> ``(output (T, B, H), (h_n, c_n))``.
+    ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (the cell's
+    :meth:`~rnnkit.cells.RecurrentCell.recurrent_input`), or None."""
     lengths = full_lengths(xp, lengths)
+    drop = xp.new_empty(0) if drop is None else drop
     h0, c0 = state
     if not needs_grad(xp, h0, c0, weight_hh):
-        output, h_n, c_n = lstm_inference(xp, h0, c0, weight_hh, lengths)
+        output, h_n, c_n = lstm_inference(xp, h0, c0, weight_hh, lengths, drop)
         return output, (h_n, c_n)
-    output, h_n, c_n, *_ = lstm_recurrence(xp, h0, c0, weight_hh, lengths)
+    output, h_n, c_n, *_ = lstm_recurrence(xp, h0, c0, weight_hh, lengths, drop)
     return output, (h_n, c_n)

@@ -22,11 +22,14 @@ from rnnkit.cells.lstm import LSTMCell
 from rnnkit.kernels.lengths import step_mask
 
 
-def _cell_on(cls: type, hidden: int, **weights: Tensor) -> LSTMCell | GRUCell:
-    """A reference cell whose recurrent weights are the given tensors (its own are never allocated)."""
+def _cell_on(cls: type, hidden: int, drop: Tensor | None, **weights: Tensor) -> LSTMCell | GRUCell:
+    """A reference cell whose recurrent weights are the given tensors (its own are never allocated),
+    with the forward's recurrent-dropout mask if there was one."""
     cell = cls(1, hidden, device="meta")
     for name, tensor in weights.items():
         cell._parameters[name] = tensor
+    if drop is not None and drop.numel() > 0:
+        cell.__dict__["_recurrent_mask"] = drop
     return cell
 
 
@@ -63,9 +66,11 @@ def lstm_vjp(
     d_output: Tensor | None,
     d_hn: Tensor | None,
     d_cn: Tensor | None,
+    drop: Tensor | None = None,
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
-    """Differentiable ``(d_xp, d_h0, d_c0, d_weight_hh)`` of the LSTM recurrence."""
-    cell = _cell_on(LSTMCell, h0.shape[-1], weight_hh=weight_hh)
+    """Differentiable ``(d_xp, d_h0, d_c0, d_weight_hh)`` of the LSTM recurrence (``drop``: the
+    recurrent-dropout mask the forward used, empty or None for none)."""
+    cell = _cell_on(LSTMCell, h0.shape[-1], drop, weight_hh=weight_hh)
     inputs = (xp, h0, c0, weight_hh)
     return _vjp(cell, xp, (h0, c0), lengths, inputs, (d_output, d_hn, d_cn))  # type: ignore[return-value]
 
@@ -78,8 +83,9 @@ def gru_vjp(
     lengths: Tensor,
     d_output: Tensor | None,
     d_hn: Tensor | None,
+    drop: Tensor | None = None,
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
     """Differentiable ``(d_xp, d_h0, d_weight_hh, d_bias_hh)`` of the GRU recurrence."""
-    cell = _cell_on(GRUCell, h0.shape[-1], weight_hh=weight_hh, bias_hh=bias_hh)
+    cell = _cell_on(GRUCell, h0.shape[-1], drop, weight_hh=weight_hh, bias_hh=bias_hh)
     inputs = (xp, h0, weight_hh, bias_hh)
     return _vjp(cell, xp, h0, lengths, inputs, (d_output, d_hn))  # type: ignore[return-value]

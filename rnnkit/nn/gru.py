@@ -15,8 +15,8 @@ class GRU(TorchLayoutRecurrent):
     bidirectional, device, dtype).
     ``backend`` picks the implementation (``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"``; see
     :mod:`rnnkit.kernels`). ``zoneout`` and ``recurrent_dropout`` (rnnkit's, off by default) regularize
-    every cell in training (see :class:`~rnnkit.cells.RecurrentCell`); with either on, the layer runs
-    the reference loop.
+    every cell in training (see :class:`~rnnkit.cells.RecurrentCell`); zoneout runs the reference loop,
+    recurrent dropout also the fused CPU kernels of LSTM and GRU.
 
     Shapes: input ``(T, B, I)`` / ``(B, T, I)`` / ``(T, I)`` / PackedSequence; h_0 ``(L*D, B, H)``;
     returns output ``(T, B, D*H)`` and h_n ``(L*D, B, H)``. Parameters ``weight_ih_l{k}``,

@@ -16,8 +16,8 @@ class LSTM(TorchLayoutRecurrent):
     bidirectional, proj_size, device, dtype).
     ``backend`` picks the implementation (``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"``; see
     :mod:`rnnkit.kernels`). ``zoneout`` and ``recurrent_dropout`` (rnnkit's, off by default) regularize
-    every cell in training (see :class:`~rnnkit.cells.RecurrentCell`); with either on, the layer runs
-    the reference loop.
+    every cell in training (see :class:`~rnnkit.cells.RecurrentCell`); zoneout runs the reference loop,
+    recurrent dropout also the fused CPU kernels of LSTM and GRU.
 
     Shapes: input ``(T, B, I)`` / ``(B, T, I)`` / ``(T, I)`` / PackedSequence; (h_0, c_0) with h_0
     ``(L*D, B, P or H)`` and c_0 ``(L*D, B, H)``; returns output ``(T, B, D*(P or H))`` and

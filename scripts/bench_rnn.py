@@ -8,6 +8,8 @@ the median of the repeats after warm-up and the ratio rnnkit / torch.nn (below 1
     python scripts/bench_rnn.py --device cuda               # standard + long-sequence cases, adds triton
     python scripts/bench_rnn.py --device cuda --dtype bfloat16 --kinds lstm
     python scripts/bench_rnn.py --kinds lstm --cases standard --backends cpu --repeats 51
+    python scripts/bench_rnn.py --recurrent-dropout 0.25 --modes fwd+bwd   # rnnkit with variational
+        # recurrent dropout in training against plain torch.nn (which has none): the option's cost
 """
 
 from __future__ import annotations
@@ -112,6 +114,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument(
+        "--recurrent-dropout",
+        type=float,
+        default=0.0,
+        help="rnnkit layers get this recurrent_dropout (active in fwd+bwd, which trains); torch.nn has none",
+    )
+    parser.add_argument(
         "--tf32",
         choices=["off", "on"],
         default="off",
@@ -131,6 +139,7 @@ def main() -> None:
     print(
         f"# torch {torch.__version__}, device {device}, dtype {args.dtype}, "
         f"threads {torch.get_num_threads()}, median of {args.repeats} after {args.warmup} warm-up, "
+        f"rnnkit recurrent_dropout {args.recurrent_dropout}, "
         f"TF32 {args.tf32} (torch.backends.cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
         f"torch.backends.cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32})"
     )
@@ -149,7 +158,13 @@ def main() -> None:
             reference = torch_cls(case.input_size, case.hidden_size, **kw).to(device, dtype)
             ours = []
             for backend in kind_backends:
-                layer = ours_cls(case.input_size, case.hidden_size, backend=backend, **kw).to(device, dtype)
+                layer = ours_cls(
+                    case.input_size,
+                    case.hidden_size,
+                    backend=backend,
+                    recurrent_dropout=args.recurrent_dropout,
+                    **kw,
+                ).to(device, dtype)
                 layer.load_state_dict(reference.state_dict())
                 ours.append(layer)
             x = torch.randn(case.steps, case.batch, case.input_size, device=device, dtype=dtype)

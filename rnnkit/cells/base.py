@@ -39,7 +39,7 @@ it is a tuple of ints (the LSTM's ``(h, c)``). Layers stack states over layers a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -79,6 +79,13 @@ def check_size(name: str, value: object) -> None:
         raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
     if value < 0:
         raise ValueError(f"{name} must not be negative, got {value}")
+
+
+def uniform_init(parameters: Iterable[Tensor], hidden_size: int) -> None:
+    """torch.nn's RNN init, in the given order: each ~ U(-1/sqrt(H), 1/sqrt(H)) (0 when H = 0)."""
+    bound = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0.0
+    for weight in parameters:
+        nn.init.uniform_(weight, -bound, bound)
 
 
 def map_state(fn: Callable[..., Tensor], *states: State) -> State:
@@ -194,9 +201,7 @@ class RecurrentCell(nn.Module):
 
     def reset_uniform(self) -> None:
         """torch.nn's RNN init: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
-        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        uniform_init(self.parameters(), self.hidden_size)
 
     def check_forward_args(self, input: Tensor, hx: State | None) -> None:
         """torch.nn.*Cell's checks, in torch's order and words: input and state of 1 or 2 dims, then

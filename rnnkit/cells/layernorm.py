@@ -71,10 +71,7 @@ class LayerNormLSTMCell(RecurrentCell):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / self.hidden_size**0.5 if self.hidden_size > 0 else 0.0
-        for weight in (self.weight_ih, self.weight_hh, self.bias_ih):
-            if weight is not None:
-                nn.init.uniform_(weight, -bound, bound)
+        self.reset_uniform()  # weights and bias; then the normalizations start as the identity
         for gain in (self.layernorm_ih_weight, self.layernorm_hh_weight, self.layernorm_cell_weight):
             nn.init.ones_(gain)
         nn.init.zeros_(self.layernorm_cell_bias)
@@ -144,10 +141,7 @@ class LayerNormGRUCell(RecurrentCell):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / self.hidden_size**0.5 if self.hidden_size > 0 else 0.0
-        for weight in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh):
-            if weight is not None:
-                nn.init.uniform_(weight, -bound, bound)
+        self.reset_uniform()  # weights and biases; then the normalizations start as the identity
         nn.init.ones_(self.layernorm_ih_weight)
         nn.init.ones_(self.layernorm_hh_weight)
 

@@ -225,9 +225,13 @@ class Recurrent(nn.Module):
                 f"Expected {self.input_size}, got {input.size(-1)}"
             )
 
+    def _state_sizes(self) -> tuple[int, ...]:
+        """The widths of the state's parts, from the cells built in ``__init__`` (no cell is bound)."""
+        return (self.state_size,) if isinstance(self.state_size, int) else tuple(self.state_size)
+
     def _expected_state_sizes(self, batch: int) -> list[tuple[int, int, int]]:
         layers = self.num_layers * self.num_directions
-        return [(layers, batch, size) for size in self.layer_cells()[0].state_sizes()]
+        return [(layers, batch, size) for size in self._state_sizes()]
 
     def _mini_batch(self, input: Tensor, batch_sizes: Tensor | None) -> int:
         if batch_sizes is not None:
@@ -260,7 +264,7 @@ class Recurrent(nn.Module):
         """The user's ``hx`` as a tuple of its parts, with the count checked."""
         if hx is None:
             return None
-        sizes = self.layer_cells()[0].state_sizes()
+        sizes = self._state_sizes()
         parts = (hx,) if isinstance(hx, Tensor) else tuple(hx)
         if len(parts) != len(sizes):
             raise RuntimeError(

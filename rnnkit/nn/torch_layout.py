@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from rnnkit.cells.base import RecurrentCell
+from rnnkit.cells.base import RecurrentCell, uniform_init
 from rnnkit.nn.recurrent import Recurrent
 
 
@@ -86,9 +86,7 @@ class TorchLayoutRecurrent(Recurrent):
 
     def reset_parameters(self) -> None:
         """torch's init: every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order."""
-        bound = 1.0 / self.hidden_size**0.5 if self.hidden_size > 0 else 0.0
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        uniform_init(self.parameters(), self.hidden_size)
 
     def extra_repr(self) -> str:
         """torch.nn.RNNBase's repr, plus ``backend`` when it is not ``"auto"``."""

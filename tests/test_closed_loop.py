@@ -62,7 +62,7 @@ def test_closed_loop_gradient_equals_the_unrolled_feedback():
             pred, state = task(step, state)
             prev = pred[:, 0]
             preds.append(prev)
-        return torch.stack(preds, dim=1)
+        return torch.stack(preds, dim=1), None
 
     task.closed_loop = detached
     cut = grads(task, task.loss({"x": x, "y": y}))

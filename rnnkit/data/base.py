@@ -27,6 +27,10 @@ class DataSpec:
         mase_scale: mean |v_t - v_{t-m}| over the training split, in original units.
         names: a readable name per output (series) or class.
         seq2seq: batches are source/target token sequences of different lengths (encoder-decoder).
+        evaluation: for series, ``"origin"`` (validation and test windows hold ``context`` observed
+            steps, then a whole horizon to forecast) or ``"rolling"`` (one target per window, ``horizon``
+            steps ahead).
+        context: observed steps before the forecast origin in an ``"origin"`` window.
     """
 
     input_size: int
@@ -39,6 +43,8 @@ class DataSpec:
     mase_scale: float = 1.0
     names: list[str] | None = None
     seq2seq: bool = False
+    evaluation: str = "rolling"
+    context: int = 0
 
 
 class TensorDictDataset(Dataset):

@@ -21,6 +21,14 @@ class Series:
     covariates: np.ndarray
     static: np.ndarray
     start: int = 0  # calendar index of step 0 (months since Jan of year 0, for monthly data)
+    name: str = ""
+    dates: list[str] | None = None  # a label per step (the file's dates), for reports and errors
+
+    def date(self, step: int) -> str:
+        """The label of a step: its date where the source has dates, else its index."""
+        if self.dates is not None and 0 <= step < len(self.dates):
+            return self.dates[step]
+        return str(step)
 
 
 def airline_passengers() -> np.ndarray:
@@ -43,7 +51,8 @@ def month_covariates(start: int, n: int) -> np.ndarray:
 def airline(seed: int = 0) -> list[Series]:
     values = airline_passengers()[:, None]
     start = 1949 * 12
-    return [Series(values, month_covariates(start, len(values)), np.zeros(0), start)]
+    dates = [f"{(start + k) // 12}-{(start + k) % 12 + 1:02d}" for k in range(len(values))]
+    return [Series(values, month_covariates(start, len(values)), np.zeros(0), start, "airline", dates)]
 
 
 def sine_mixture(
@@ -60,7 +69,7 @@ def sine_mixture(
         phases = rng.uniform(0, 2 * math.pi, components)
         v = (amps[:, None] * np.sin(2 * math.pi * freqs[:, None] * t + phases[:, None])).sum(0)
         v = v + noise * rng.standard_normal(length)
-        out.append(Series(v[:, None], np.zeros((length, 0)), np.sort(freqs) * 10))
+        out.append(Series(v[:, None], np.zeros((length, 0)), np.sort(freqs) * 10, name=f"sine{len(out)}"))
     return out
 
 
@@ -80,7 +89,7 @@ def mackey_glass(
         delayed = x[k - lag]
         x[k + 1] = x[k] + dt * (beta * delayed / (1 + delayed**n) - gamma * x[k])
     values = x[lag::sub][300 : 300 + length]
-    return [Series(values[:, None], np.zeros((length, 0)), np.zeros(0))]
+    return [Series(values[:, None], np.zeros((length, 0)), np.zeros(0), name="mackey_glass")]
 
 
 def radar_tracks(length: int = 200, num_series: int = 32, noise: float = 0.05, seed: int = 0) -> list[Series]:
@@ -103,7 +112,7 @@ def radar_tracks(length: int = 200, num_series: int = 32, noise: float = 0.05, s
             pos = pos + speed * np.array([math.cos(heading), math.sin(heading)])
             points[t] = pos
         observed = points + noise * speed * rng.standard_normal((length, 2)) * 4
-        out.append(Series(observed, np.zeros((length, 0)), np.zeros(0)))
+        out.append(Series(observed, np.zeros((length, 0)), np.zeros(0), name=f"track{len(out)}"))
     return out
 
 
@@ -134,7 +143,7 @@ def csv_file(path: str, columns: list[str] | None = None, seed: int = 0) -> list
     if len(rows) < 3:
         raise ValueError(f"{file}: expected at least 3 data rows, got {len(rows)}")
     values = np.array(rows)
-    return [Series(values, np.zeros((len(values), 0)), np.zeros(0))]
+    return [Series(values, np.zeros((len(values), 0)), np.zeros(0), name=file.stem)]
 
 
 SOURCES = {

@@ -10,52 +10,69 @@ import torch
 from torch import Tensor
 
 from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset
+from rnnkit.data.baselines import BASELINES, check_baselines, forecast_baselines
 from rnnkit.data.series import SEASONS, SOURCES, Series
+from rnnkit.training.checkpoint import atomic_write_text
 
 
 class TimeSeriesDataModule(SequenceDataModule):
     r"""Windows of a series for :class:`~rnnkit.tasks.NextStep`.
 
-    Every series is split by time: the last ``test_size`` steps are the test targets, the
-    ``val_size`` before them validation targets, the rest training. Values are (optionally logged
-    and) standardized with training statistics only. Input step s of a window carries the three
-    kinds of recurrent input of the lecture notes:
+    Input step s of a window carries the three kinds of recurrent input of the lecture notes:
 
     - the series' own value v_s (during a rollout: the model's previous output) -- ``feedback``;
     - known covariates of the step being predicted (month of year for monthly data);
     - static features, constant over the sequence (the mixture frequencies of ``sine``).
 
-    The target of step s is v_{s+1}. A window of ``window`` steps ends at target tau; with
-    ``horizon = h`` the evaluated forecast of v_tau is made from v_{tau-h} and earlier (the task
-    rolls out the last h-1 steps on its own predictions).
+    The target of step s is v_{s+1}. Values are (optionally logged and) standardized with training
+    statistics only.
 
-    Baselines (on the same test targets): seasonal naive v_{tau - m ceil(h/m)} when the series has
-    a season m, and last value v_{tau-h}.
+    **Evaluation from an origin** (``evaluation="origin"``, the default): each series of N steps is
+    cut at the test origin N - h (h = ``horizon``): the test forecasts v_{N-h}..v_{N-1}, all h steps,
+    from the ``window`` observed steps before the origin and nothing observed after it (the task rolls
+    out on its own predictions; only known covariates are read from the data). Validation does the
+    same from the origin ``val_size`` steps earlier, over ``val_size`` steps; training windows end
+    before the validation origin. Metrics cover every step of the horizon; the classical
+    ``baselines`` (:mod:`rnnkit.data.baselines`) forecast the same steps from the same history.
+
+    **Rolling evaluation** (``evaluation="rolling"``): every step of the last ``test_size`` steps is a
+    test target, forecast ``horizon`` steps ahead from a window that ends h steps before it (with h = 1:
+    the one-step forecast with the actual values fed in). Baselines: seasonal naive v_{tau - m
+    ceil(h/m)} and last value v_{tau-h}.
 
     Args:
-        source: ``"airline"``, ``"sine"``, ``"mackey_glass"``, ``"radar"``, or ``"csv"`` (your own file:
-            ``source_kwargs={"path": ..., "columns": [...]}``).
-        window: input steps per window.
-        horizon: forecast horizon h of the evaluated predictions.
-        val_size, test_size: time steps at the end of each series for validation and test targets.
+        source: ``"airline"``, ``"sine"``, ``"mackey_glass"``, ``"radar"``, ``"csv"`` (your own file:
+            ``source_kwargs={"path": ..., "columns": [...]}``) or ``"panel"`` (many series in a long CSV,
+            see :func:`~rnnkit.data.series.panel_file`).
+        window: input steps before a forecast origin (and per training window).
+        horizon: forecast horizon h.
+        evaluation: ``"origin"`` or ``"rolling"`` (above).
+        val_size: validation steps at the end of the history before the test period (default 12).
+        test_size: rolling evaluation only: test targets at the end of each series (default 24); from
+            an origin the test period is the horizon.
+        cutoff: drop the last ``cutoff`` steps of every series first (a backtest's earlier origins).
         log: model log-values (for multiplicative series such as airline).
         covariates, static: include the known covariates / static features in the inputs.
-        source_kwargs: passed to the generator (``length``, ``num_series``, ``noise`` ...).
-        season: the seasonal period m (default: 12 for airline, else 1).
+        source_kwargs: passed to the generator or reader (``length``, ``num_series``, ``path`` ...).
+        season: the seasonal period m (default: 12 for airline, from the file for panels, else 1).
+        baselines: origin evaluation: which classical forecasts to compute (the first is ``baseline/``).
     """
 
     def __init__(
         self,
         source: str = "airline",
         window: int = 36,
-        horizon: int = 1,
+        horizon: int = 24,
+        evaluation: str = "origin",
         val_size: int = 12,
-        test_size: int = 24,
+        test_size: int | None = None,
+        cutoff: int = 0,
         log: bool = False,
         covariates: bool = True,
         static: bool = True,
         source_kwargs: dict | None = None,
         season: int | None = None,
+        baselines: list[str] | tuple[str, ...] = BASELINES,
         batch_size: int = 32,
         seed: int = 0,
         num_workers: int = 0,
@@ -63,49 +80,102 @@ class TimeSeriesDataModule(SequenceDataModule):
         super().__init__(batch_size, seed, num_workers)
         if source not in SOURCES:
             raise ValueError(f"source must be one of {sorted(SOURCES)}, got {source!r}")
-        for name, value in (("window", window), ("horizon", horizon), ("test_size", test_size)):
-            if not isinstance(value, int) or value < 1:
+        if evaluation not in ("origin", "rolling"):
+            raise ValueError(f"evaluation must be 'origin' or 'rolling', got {evaluation!r}")
+        if test_size is None:
+            test_size = horizon if evaluation == "origin" else 24
+        elif evaluation == "origin" and test_size != horizon:
+            raise ValueError(
+                f"test_size ({test_size}) must equal horizon ({horizon}) with evaluation='origin': the test "
+                "period is the horizon from the origin (leave test_size unset)"
+            )
+        for name, value in (
+            ("window", window),
+            ("horizon", horizon),
+            ("test_size", test_size),
+            ("val_size", val_size),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if horizon > window:
-            raise ValueError(f"horizon ({horizon}) must not exceed window ({window})")
+        if not isinstance(cutoff, int) or cutoff < 0:
+            raise ValueError(f"cutoff must be a non-negative integer, got {cutoff!r}")
+        if evaluation == "rolling" and horizon > window:
+            raise ValueError(
+                f"horizon ({horizon}) must not exceed window ({window}) with evaluation='rolling'"
+            )
+        self.baseline_names = tuple(baselines) if evaluation == "origin" else ()
+        check_baselines(self.baseline_names)
         self.source = source
         self.window = window
         self.horizon = horizon
+        self.evaluation = evaluation
         self.val_size = val_size
         self.test_size = test_size
+        self.cutoff = cutoff
         self.log = log
         self.use_covariates = covariates
         self.use_static = static
         self.source_kwargs = dict(source_kwargs or {})
-        self.season = season if season is not None else SEASONS.get(source, 1)
-        if self.season < 1:
-            raise ValueError(f"season must be a positive integer, got {self.season}")
-        seasonal_lag = self.season * math.ceil(horizon / self.season)
-        if self.season > 1 and seasonal_lag > window:
-            raise ValueError(
-                f"window ({window}) must cover the seasonal naive lag m*ceil(h/m) = {seasonal_lag} "
-                f"(season {self.season}, horizon {horizon})"
-            )
+        self._season = season
+        if season is not None and season < 1:
+            raise ValueError(f"season must be a positive integer, got {season}")
+        if evaluation == "rolling":
+            m = season if season is not None else SEASONS.get(source, 1)
+            seasonal_lag = m * math.ceil(horizon / m)
+            if m > 1 and seasonal_lag > window:
+                raise ValueError(
+                    f"window ({window}) must cover the seasonal naive lag m*ceil(h/m) = {seasonal_lag} "
+                    f"(season {m}, horizon {horizon})"
+                )
 
     # ------------------------------------------------------------------ build
-    def build(self) -> None:
+    def _load(self) -> list[Series]:
         series = SOURCES[self.source](seed=self.seed, **self.source_kwargs)
-        n = len(series[0].values)
-        self.train_end = n - self.val_size - self.test_size
-        if self.train_end - self.window < 1:
+        for k, s in enumerate(series):
+            s.name = s.name or f"{self.source}{k}"
+        if self.cutoff:
+            short = [s.name for s in series if len(s.values) <= self.cutoff]
+            if short:
+                raise ValueError(f"cutoff={self.cutoff} removes every step of series {short}")
+            series = [
+                Series(
+                    s.values[: -self.cutoff],
+                    s.covariates[: -self.cutoff],
+                    s.static,
+                    s.start,
+                    s.name,
+                    None if s.dates is None else s.dates[: -self.cutoff],
+                )
+                for s in series
+            ]
+        return series
+
+    def build(self) -> None:
+        series = self._load()
+        self.season = self._season or SEASONS.get(self.source, 1)
+        held_out = self.val_size + self.test_size
+        too_short = [
+            f"{s.name} ({len(s.values)} steps)" for s in series if len(s.values) - held_out - self.window < 1
+        ]
+        if too_short:
             raise ValueError(
-                f"{self.source}: {n} steps leave {self.train_end} for training, too few for window "
-                f"{self.window}: lower window, val_size or test_size"
+                f"{self.source}: series {too_short[:5]}{' ...' if len(too_short) > 5 else ''} need more than "
+                f"window + val_size + test_size = {self.window} + {self.val_size} + {self.test_size} steps: "
+                "lower window, val_size or horizon, or leave those series out"
             )
-        transformed = [self._forward_transform(s.values) for s in series]
-        train = np.concatenate([v[: self.train_end] for v in transformed])
+        self.train_ends = [len(s.values) - held_out for s in series]
+        transformed = [self._forward_transform(s) for s in series]
+        train = np.concatenate([v[:end] for v, end in zip(transformed, self.train_ends, strict=True)])
         self.mean = train.mean(0)
         self.std = train.std(0) + 1e-8
         self.series = series
         outputs = series[0].values.shape[1]
         m = self.season
         diffs = np.concatenate(
-            [np.abs(s.values[m : self.train_end] - s.values[: self.train_end - m]) for s in series]
+            [
+                np.abs(s.values[m:end] - s.values[: end - m])
+                for s, end in zip(series, self.train_ends, strict=True)
+            ]
         )
         covs = series[0].covariates.shape[1] if self.use_covariates else 0
         statics = series[0].static.shape[0] if self.use_static else 0
@@ -115,38 +185,59 @@ class TimeSeriesDataModule(SequenceDataModule):
             feedback=list(range(outputs)),
             season=m,
             horizon=self.horizon,
-            mase_scale=float(diffs.mean()),
+            mase_scale=float(diffs.mean()) or 1.0,
             names=[f"{self.source}[{k}]" for k in range(outputs)],
+            evaluation=self.evaluation,
+            context=self.window,
         )
-        ranges = {
-            "train": (self.window, self.train_end),
-            "val": (self.train_end, n - self.test_size),
-            "test": (n - self.test_size, n),
-        }
         self.splits = {}
-        self.targets_index: dict[str, Tensor] = {}
-        for split, (lo, hi) in ranges.items():
+        self.items: dict[str, list[tuple[int, int]]] = {}  # split -> (series, first target step)
+        self.baseline_forecasts: dict[str, Tensor] = {}
+        for split in ("train", "val", "test"):
             xs, ys, where = [], [], []
             for k, (s, v) in enumerate(zip(series, transformed, strict=True)):
                 feats, targets = self._features(s, v)
-                for tau in range(max(lo, self.window), hi):
-                    xs.append(feats[tau - self.window : tau])
-                    ys.append(targets[tau - self.window : tau])
-                    where.append((k, tau))
+                for first, last in self._targets(split, len(s.values), self.train_ends[k]):
+                    xs.append(feats[first - self.window : last])  # inputs up to the step before `last`
+                    ys.append(targets[first - self.window : last])
+                    where.append((k, first if split != "train" and self.evaluation == "origin" else last))
             if not xs:
                 raise ValueError(f"{self.source}: the {split} split has no windows; check sizes")
             self.splits[split] = TensorDictDataset(
                 x=torch.tensor(np.stack(xs), dtype=torch.float32),
                 y=torch.tensor(np.stack(ys), dtype=torch.float32),
+                item=torch.arange(len(xs)),
             )
-            self.targets_index[split] = torch.tensor(where)
+            self.items[split] = where
+        if self.evaluation == "origin" and self.baseline_names:
+            per_item = [
+                forecast_baselines(self.baseline_names, self.series[k].values[:origin], self.horizon, m)
+                for k, origin in self.items["test"]
+            ]
+            for name in self.baseline_names:
+                stacked = np.stack([f[name] for f in per_item])  # (N, h, O)
+                self.baseline_forecasts[name] = torch.tensor(stacked, dtype=torch.float32)
 
-    def _forward_transform(self, values: np.ndarray) -> np.ndarray:
+    def _targets(self, split: str, n: int, train_end: int) -> list[tuple[int, int]]:
+        """(first, last) input ranges of a split's windows: a window's inputs end at step ``last - 1``
+        and its evaluated targets are v_first..v_last (one target per window except from an origin)."""
+        if split == "train":
+            return [(tau, tau) for tau in range(self.window, train_end)]
+        if self.evaluation == "origin":
+            origin = train_end if split == "val" else n - self.test_size
+            steps = self.val_size if split == "val" else self.test_size
+            return [(origin, origin + steps - 1)]
+        lo, hi = (train_end, n - self.test_size) if split == "val" else (n - self.test_size, n)
+        return [(tau, tau) for tau in range(max(lo, self.window), hi)]
+
+    def _forward_transform(self, s: Series) -> np.ndarray:
         if self.log:
-            if (values <= 0).any():
-                raise ValueError(f"{self.source}: log=True needs positive values")
-            return np.log(values)
-        return values
+            if (s.values <= 0).any():
+                raise ValueError(
+                    f"{self.source}: log=True needs positive values; series {s.name} has some <= 0"
+                )
+            return np.log(s.values)
+        return s.values
 
     def _features(self, s: Series, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inputs for steps 0..N-2 and their targets v_{s+1}, both scaled."""
@@ -166,23 +257,115 @@ class TimeSeriesDataModule(SequenceDataModule):
         return out.exp() if self.log else out
 
     def baseline(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Naive forecasts of the last target of each window, scaled like the targets."""
+        """The baselines' forecasts of a test batch in original units, shaped like the model's:
+        ``(B, h, O)`` from an origin, ``(B, O)`` (the last target of each window) when rolling."""
+        if self.evaluation == "origin":
+            items = batch["item"].cpu()
+            return {name: f[items].to(batch["x"].device) for name, f in self.baseline_forecasts.items()}
         x = batch["x"]  # (B, W, F)
         outputs = self.spec.output_size
-        last = x[:, self.window - self.horizon, :outputs]  # v_{tau-h}
+        last = self.inverse_target(x[:, self.window - self.horizon, :outputs])  # v_{tau-h}
         if self.season > 1:
             lag = self.season * math.ceil(self.horizon / self.season)
-            return {"seasonal_naive": x[:, self.window - lag, :outputs], "last_value": last}
+            seasonal = self.inverse_target(x[:, self.window - lag, :outputs])
+            return {"seasonal_naive": seasonal, "last_value": last}
         return {"last_value": last}
 
-    def plot_test(self, predictions: Tensor, path: Path) -> None:
-        """Forecasts of the test targets against the truth, for up to three series."""
+    def baseline_prefix(self, name: str) -> str:
+        """Metric prefix of a baseline: the first is ``baseline/``, the others ``baseline_<name>/``."""
+        names = list(self.baseline_names) if self.evaluation == "origin" else ["seasonal_naive", "last_value"]
+        if self.season == 1 and self.evaluation == "rolling":
+            names = ["last_value"]
+        return "baseline/" if names and name == names[0] else f"baseline_{name}/"
+
+    def _test_truth(self, count: int) -> Tensor:
+        """The test targets of the first ``count`` items in original units, ``(count, h, O)``."""
+        items = self.items["test"][:count]
+        rows = [self.series[k].values[first : first + self.test_size] for k, first in items]
+        return torch.tensor(np.stack(rows), dtype=torch.float32)
+
+    def forecast_report(self, predictions: Tensor) -> dict[str, list[float]]:
+        """MAE per horizon step (1..h) of the model and every baseline over the test items."""
+        if self.evaluation != "origin":
+            return {}
+        truth = self._test_truth(len(predictions))
+        report = {"test/mae_by_step": (predictions - truth).abs().mean((0, 2)).tolist()}
+        for name, forecast in self.baseline_forecasts.items():
+            error = (forecast[: len(truth)] - truth).abs().mean((0, 2))
+            report[f"{self.baseline_prefix(name)}mae_by_step"] = error.tolist()
+        return report
+
+    def write_forecasts(self, predictions: Tensor, quantiles: dict[float, Tensor], path: Path) -> None:
+        """One CSV row per (series, forecast step, output): date, truth, the model's forecast, its
+        quantiles and every baseline's forecast."""
+        if self.evaluation != "origin":
+            return
+        truth = self._test_truth(len(predictions))
+        header = ["series", "date", "step", "output", "truth", "forecast"]
+        header += [f"q{level:g}" for level in quantiles] + list(self.baseline_forecasts)
+        lines = [",".join(header)]
+        for i, (k, first) in enumerate(self.items["test"][: len(predictions)]):
+            s = self.series[k]
+            for step in range(self.test_size):
+                for o in range(truth.shape[2]):
+                    row = [s.name, s.date(first + step), str(step + 1), str(o)]
+                    row += [f"{float(truth[i, step, o]):.6g}", f"{float(predictions[i, step, o]):.6g}"]
+                    row += [f"{float(q[i, step, o]):.6g}" for q in quantiles.values()]
+                    row += [f"{float(f[i, step, o]):.6g}" for f in self.baseline_forecasts.values()]
+                    lines.append(",".join(row))
+        atomic_write_text(path, "\n".join(lines) + "\n")
+
+    def plot_test(
+        self, predictions: Tensor, path: Path, quantiles: dict[float, Tensor] | None = None
+    ) -> None:
+        """The test forecasts against the truth, for up to four series: from an origin, the recent
+        history, the model's forecast with its 80% and 95% intervals (when it has them) and the
+        ETS forecast; rolling, the h-step-ahead forecast of every test step."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        where = self.targets_index["test"][: len(predictions)]  # a limited test run covers a prefix
+        if self.evaluation == "origin":
+            fig = self._plot_origin(plt, predictions, quantiles or {})
+        else:
+            fig = self._plot_rolling(plt, predictions)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+    def _plot_origin(self, plt, predictions: Tensor, quantiles: dict[float, Tensor]):
+        shown = list(range(min(4, len(predictions))))
+        fig, axes = plt.subplots(len(shown), 1, figsize=(10, 3.4 * len(shown)), squeeze=False)
+        reference = next((n for n in ("ets", "holt_winters") if n in self.baseline_forecasts), None)
+        for ax, i in zip(axes[:, 0], shown, strict=True):
+            k, origin = self.items["test"][i]
+            s = self.series[k]
+            h = self.test_size
+            begin = max(0, origin - max(3 * h, 4 * self.season))
+            past = np.arange(begin, origin)
+            future = np.arange(origin, origin + h)
+            ax.plot(past, s.values[begin:origin, 0], color="0.3", lw=1.2, label="history")
+            ax.plot(future, s.values[origin : origin + h, 0], color="0.3", lw=1.2, ls=":", label="truth")
+            for (lo, hi), alpha in (((0.025, 0.975), 0.15), ((0.1, 0.9), 0.3)):
+                if lo in quantiles and hi in quantiles:
+                    band = (quantiles[lo][i, :, 0].numpy(), quantiles[hi][i, :, 0].numpy())
+                    label = f"{hi - lo:.0%} interval"
+                    ax.fill_between(future, *band, color="C3", alpha=alpha, lw=0, label=label)
+            ax.plot(future, predictions[i, :, 0].numpy(), color="C3", lw=1.6, label="rnnkit forecast")
+            if reference is not None:
+                forecast = self.baseline_forecasts[reference][i, :, 0].numpy()
+                label = reference.upper().replace("_", "-")
+                ax.plot(future, forecast, color="C0", lw=1.2, ls="--", label=label)
+            ticks = np.linspace(begin, origin + h - 1, 6).round().astype(int)
+            ax.set_xticks(ticks, [s.date(int(t)) for t in ticks])
+            ax.axvline(origin - 0.5, color="0.6", lw=0.8)
+            ax.set_title(f"{s.name}: {h}-step forecast from the origin {s.date(origin - 1)}")
+            ax.legend(loc="upper left", fontsize=8)
+        return fig
+
+    def _plot_rolling(self, plt, predictions: Tensor):
+        where = torch.tensor(self.items["test"][: len(predictions)])  # a limited test run covers a prefix
         shown = sorted(set(where[:, 0].tolist()))[:3]
         fig, axes = plt.subplots(len(shown), 1, figsize=(10, 3.2 * len(shown)), squeeze=False)
         for ax, k in zip(axes[:, 0], shown, strict=True):
@@ -199,6 +382,4 @@ class TimeSeriesDataModule(SequenceDataModule):
                 ax.axvspan(taus.min() - 0.5, taus.max() + 0.5, color="C0", alpha=0.08, label="test")
             ax.set_title(f"{self.source} series {k}: {self.horizon}-step-ahead test forecasts")
             ax.legend(loc="upper left")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        return fig

@@ -8,6 +8,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.regression import (
     MeanAbsoluteError,
+    MeanAbsolutePercentageError,
     MeanSquaredError,
     SymmetricMeanAbsolutePercentageError,
 )
@@ -103,8 +104,72 @@ def series_metrics(mase_scale: float) -> MetricCollection:
             "mae": MeanAbsoluteError(),
             "rmse": MeanSquaredError(squared=False),
             "smape": SymmetricMeanAbsolutePercentageError(),
+            "mape": MeanAbsolutePercentageError(),
             "mase": MeanAbsoluteScaledError(mase_scale),
         }
+    )
+
+
+class IntervalCoverage(Metric):
+    """Share of targets inside the central ``level`` interval of the sample paths (the quantiles
+    (1-level)/2 and (1+level)/2). ``preds``: samples ``(S, ...)``; ``target``: ``(...)``. A calibrated
+    forecast covers ``level`` of the targets."""
+
+    higher_is_better = None
+    full_state_update = False
+
+    def __init__(self, level: float) -> None:
+        super().__init__()
+        if not 0 < level < 1:
+            raise ValueError(f"interval level must lie in (0, 1), got {level}")
+        self.level = level
+        self.add_state("inside", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        levels = [(1 - self.level) / 2, (1 + self.level) / 2]
+        levels = torch.tensor(levels, dtype=preds.dtype, device=preds.device)
+        lo, hi = torch.quantile(preds, levels, dim=0)
+        self.inside += ((target >= lo) & (target <= hi)).sum()
+        self.count += target.numel()
+
+    def compute(self) -> Tensor:
+        return self.inside.float() / self.count.clamp(min=1)
+
+
+class SampleCRPS(Metric):
+    r"""Continuous ranked probability score of sample paths (lower is better, in the target's units):
+    CRPS(F, y) = E|X - y| - E|X - X'|/2 with X, X' ~ F, estimated from the S samples (the second term
+    from the sorted samples, O(S log S)). Equals the MAE for a point forecast."""
+
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        samples = preds.double()
+        s = samples.shape[0]
+        spread = (samples - target.double()).abs().mean(0)  # E|X - y|
+        ordered = samples.sort(dim=0).values
+        weights = (2 * torch.arange(1, s + 1, dtype=torch.float64, device=preds.device) - s - 1).view(
+            -1, *([1] * (samples.dim() - 1))
+        )
+        pairwise = 2 * (weights * ordered).sum(0) / (s * s)  # E|X - X'| over ordered pairs
+        self.total += (spread - pairwise / 2).sum()
+        self.count += target.numel()
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count).float()
+
+
+def interval_metrics() -> MetricCollection:
+    """Metrics of sample-path forecasts: 80% and 95% interval coverage, CRPS."""
+    return MetricCollection(
+        {"coverage80": IntervalCoverage(0.8), "coverage95": IntervalCoverage(0.95), "crps": SampleCRPS()}
     )
 
 

@@ -12,16 +12,27 @@ from torchmetrics import MetricCollection
 from rnnkit.cells.base import State
 from rnnkit.data.base import DataSpec
 from rnnkit.tasks.base import Factory, OptimizerFactory, SchedulerFactory, SequenceTask, encoder_width
-from rnnkit.tasks.metrics import series_metrics, symbol_metrics
+from rnnkit.tasks.metrics import interval_metrics, series_metrics, symbol_metrics
 
 
 class NextStep(SequenceTask):
     r"""Predict step t+1 from steps up to t (the lecture's "sequence prediction").
 
     Training uses teacher forcing: input step t carries the true v_t. Validation and test forecast
-    the last target of each window ``horizon`` steps ahead: the encoder reads the known part, then
-    the model feeds its own predictions back into the ``feedback`` input features (an
-    autoregressive rollout), with the known covariates still read from the data.
+    by autoregressive rollout: the encoder reads the observed part of a window, then the model feeds
+    its own predictions back into the ``feedback`` input features, with the known covariates still read
+    from the data. From an origin (``spec.evaluation == "origin"``) every step of the horizon is
+    evaluated; rolling, the last target of each window, ``horizon`` steps ahead.
+
+    **Probabilistic forecasts** (``distribution="normal"``): the head gives the mean mu_{t+1} and the
+    scale sigma_{t+1} of a Gaussian over the next scaled value, trained by its negative
+    log-likelihood. Gaussian because the series are standardized (and logged where multiplicative,
+    which makes the interval lognormal in original units), one step's noise is close to normal there,
+    and two numbers per step keep the head as cheap as the point head; the shape of a multi-step
+    forecast still comes out free, from ``samples`` Monte Carlo paths that feed each sampled value
+    back (as DeepAR does). Intervals are the paths' quantiles (80%: q0.1-q0.9, 95%: q0.025-q0.975);
+    metrics: their coverage and the CRPS of the paths. The point forecast, which the default metrics
+    judge, is the rollout of the means.
 
     Series (regression): y^_{t+1} = head(h_t) (+ v_t with ``residual``: the head predicts the change),
     MSE loss, metrics MAE, RMSE, sMAPE, MASE in original units.
@@ -40,7 +51,11 @@ class NextStep(SequenceTask):
             (default) is plain teacher forcing in one parallel pass; 0.0 trains fully closed-loop.
         teacher_forcing_end: if set, the probability moves linearly from ``teacher_forcing`` at the
             first epoch to this value at the last (``trainer.max_epochs``): scheduled sampling.
+        distribution: series only; ``None`` (point forecasts, MSE loss) or ``"normal"`` (above).
+        samples: sample paths per forecast with a distribution.
     """
+
+    QUANTILES = (0.025, 0.1, 0.5, 0.9, 0.975)
 
     def __init__(
         self,
@@ -54,6 +69,8 @@ class NextStep(SequenceTask):
         residual: bool = True,
         teacher_forcing: float = 1.0,
         teacher_forcing_end: float | None = None,
+        distribution: str | None = None,
+        samples: int = 200,
     ) -> None:
         super().__init__(
             spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val, nonfinite=nonfinite
@@ -63,7 +80,15 @@ class NextStep(SequenceTask):
             raise ValueError(
                 "NextStep predicts from the past only: model.encoder.bidirectional must be false"
             )
-        self.head = nn.Linear(encoder_width(self.encoder), spec.output_size)
+        if distribution not in (None, "normal"):
+            raise ValueError(f"distribution must be null or 'normal', got {distribution!r}")
+        if distribution is not None and spec.classification:
+            raise ValueError("distribution is for series; symbol tasks already predict a distribution")
+        if not isinstance(samples, int) or samples < 2:
+            raise ValueError(f"samples must be an integer >= 2, got {samples!r}")
+        self.distribution = distribution
+        self.samples = samples
+        self.head = nn.Linear(encoder_width(self.encoder), spec.output_size * (2 if distribution else 1))
         self.residual = residual and not spec.classification
         if self.residual and len(spec.feedback) != spec.output_size:
             raise ValueError(
@@ -93,76 +118,168 @@ class NextStep(SequenceTask):
     def metrics(self) -> MetricCollection:
         return symbol_metrics() if self.spec.classification else series_metrics(self.spec.mase_scale)
 
-    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """``x (B, T, F)`` -> predictions for steps 1..T ``(B, T, O)`` and the final state."""
-        out, state = self.encoder(x, state)
-        pred = self.head(out)
-        if self.residual:
-            pred = pred + x.index_select(-1, self.feedback_index)
-        return pred, state
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.distribution and not hasattr(self, "test_interval_metrics"):
+            self.test_interval_metrics = interval_metrics().clone(prefix="test/")
 
-    def forecast(self, x: Tensor, horizon: int) -> Tensor:
-        """Forecast the target of the last step of each window, ``horizon`` steps ahead: ``(B, O)``."""
-        known = x.shape[1] - horizon + 1
-        pred, state = self(x[:, :known])
-        last = pred[:, -1]  # (B, O)
+    def predict_distribution(
+        self, x: Tensor, state: State | None = None
+    ) -> tuple[Tensor, Tensor | None, State]:
+        """``x (B, T, F)`` -> the means ``(B, T, O)`` of steps 1..T, their scales ``(B, T, O)`` (None for
+        a point head) and the final state."""
+        out, state = self.encoder(x, state)
+        raw = self.head(out)  # (B, T, O) or (B, T, 2O)
+        outputs = self.spec.output_size
+        mean, scale = raw[..., :outputs], None
+        if self.residual:
+            mean = mean + x.index_select(-1, self.feedback_index)
+        if self.distribution:
+            scale = F.softplus(raw[..., outputs:]) + 1e-4
+        return mean, scale, state
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """``x (B, T, F)`` -> predictions (the means) for steps 1..T ``(B, T, O)`` and the final state."""
+        mean, _, state = self.predict_distribution(x, state)
+        return mean, state
+
+    def rollout(self, x: Tensor, known: int, generator: torch.Generator | None = None) -> Tensor:
+        """Autoregressive forecast: read ``x[:, :known]``, then feed each prediction back into the next
+        input step's feedback features (the known covariates still come from ``x``). Returns the
+        predictions of the targets of steps known-1 .. T-1, ``(B, T - known + 1, O)``. With a
+        ``generator`` the fed-back and returned values are draws from the predicted distribution
+        (one sample path per row) instead of its means."""
+        mean, scale, state = self.predict_distribution(x[:, :known])
+        last = self._draw(mean[:, -1], None if scale is None else scale[:, -1], generator)  # (B, O)
+        path = [last]
         for t in range(known, x.shape[1]):
             step = x[:, t : t + 1].clone()  # (B, 1, F) known covariates of step t
             step[..., self.feedback_index] = last.unsqueeze(1).to(step.dtype)  # own output fed back
-            pred, state = self(step, state)
-            last = pred[:, -1]
-        return last
+            mean, scale, state = self.predict_distribution(step, state)
+            last = self._draw(mean[:, -1], None if scale is None else scale[:, -1], generator)
+            path.append(last)
+        return torch.stack(path, dim=1)
 
-    def _step_loss(self, pred: Tensor, y: Tensor) -> Tensor:
+    @staticmethod
+    def _draw(mean: Tensor, scale: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        if generator is None or scale is None:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device="cpu").to(mean.device)
+        return mean + scale * noise
+
+    def forecast(self, x: Tensor, horizon: int) -> Tensor:
+        """Forecast the target of the last step of each window, ``horizon`` steps ahead: ``(B, O)``."""
+        return self.rollout(x, x.shape[1] - horizon + 1)[:, -1]
+
+    def sample_paths(self, x: Tensor, known: int, seed: int = 0) -> Tensor:
+        """``samples`` Monte Carlo forecast paths per row, ``(S, B, T - known + 1, O)`` (scaled),
+        reproducible for a given seed."""
+        generator = torch.Generator().manual_seed(seed)
+        repeated = x.repeat(self.samples, 1, 1)  # (S*B, T, F), sample-major
+        paths = self.rollout(repeated, known, generator)
+        return paths.view(self.samples, x.shape[0], *paths.shape[1:])
+
+    def _step_loss(self, pred: Tensor, y: Tensor, scale: Tensor | None = None) -> Tensor:
         if self.spec.classification:
             return F.cross_entropy(pred.flatten(0, 1), y[..., 0].flatten(), ignore_index=-100)
+        if scale is not None:
+            return F.gaussian_nll_loss(pred, y, scale.square(), full=True)
         return F.mse_loss(pred, y)
 
-    def closed_loop(self, x: Tensor, teacher_forcing: float) -> Tensor:
-        """Predictions ``(B, T, O)`` where each input step t > 0 carries, with probability
-        ``1 - teacher_forcing``, the model's own prediction of v_t instead of v_t (gradient kept)."""
-        state, preds, previous = None, [], None
+    def closed_loop(self, x: Tensor, teacher_forcing: float) -> tuple[Tensor, Tensor | None]:
+        """Predictions ``(B, T, O)`` (and scales, or None) where each input step t > 0 carries, with
+        probability ``1 - teacher_forcing``, the model's own prediction of v_t (its mean) instead of
+        v_t, gradient kept."""
+        state, preds, scales, previous = None, [], [], None
         for t in range(x.shape[1]):
             step = x[:, t : t + 1]  # (B, 1, F)
             if previous is not None and not bool(torch.rand(()) < teacher_forcing):
                 own = previous.unsqueeze(1).to(step.dtype)  # (B, 1, O): the prediction of v_t
                 step = step.index_copy(-1, self.feedback_index, own)  # out of place: differentiable
-            pred, state = self(step, state)
+            pred, scale, state = self.predict_distribution(step, state)
             previous = pred[:, 0]
             preds.append(previous)
-        return torch.stack(preds, dim=1)
+            scales.append(scale)
+        return torch.stack(preds, dim=1), None if self.distribution is None else torch.cat(scales, dim=1)
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         teacher_forcing = self.current_teacher_forcing()
         if teacher_forcing >= 1:
-            pred, _ = self(batch["x"])
+            pred, scale, _ = self.predict_distribution(batch["x"])
         else:
-            pred = self.closed_loop(batch["x"], teacher_forcing)
-        return self._step_loss(pred, batch["y"])
+            pred, scale = self.closed_loop(batch["x"], teacher_forcing)
+        return self._step_loss(pred, batch["y"], scale)
 
     def time_chunks(self, batch: dict[str, Tensor], steps: int) -> Iterator[dict[str, Tensor]]:
         for start in range(0, batch["x"].shape[1], steps):
             yield {"x": batch["x"][:, start : start + steps], "y": batch["y"][:, start : start + steps]}
 
     def chunk_loss(self, chunk: dict[str, Tensor], state: State | None) -> tuple[Tensor | None, State]:
-        pred, state = self(chunk["x"], state)
+        pred, scale, state = self.predict_distribution(chunk["x"], state)
         if self.spec.classification and bool((chunk["y"][..., 0] == -100).all()):
             return None, state  # only padding in this chunk
-        return self._step_loss(pred, chunk["y"]), state
+        return self._step_loss(pred, chunk["y"], scale), state
+
+    def _known(self, x: Tensor) -> int:
+        """Observed input steps of an evaluation window: the context before the origin, or all but the
+        last h-1 when rolling."""
+        if getattr(self.spec, "evaluation", "rolling") == "origin":
+            return self.spec.context
+        return x.shape[1] - getattr(self.spec, "horizon", 1) + 1
+
+    def _evaluated(self, values: Tensor) -> Tensor:
+        """The evaluated part of a rollout ``(..., B, steps, O)``: every step from an origin, else the
+        last."""
+        return values if getattr(self.spec, "evaluation", "rolling") == "origin" else values[..., -1, :]
 
     def evaluate(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         if self.spec.classification:
             logits, _ = self(batch["x"])  # (B, T, V)
             return self._step_loss(logits, batch["y"]), logits, batch["y"]
-        horizon = getattr(self.spec, "horizon", 1)
-        forecast = self.forecast(batch["x"], horizon)  # (B, O), scaled
-        target = batch["y"][:, -1]
+        known = self._known(batch["x"])
+        forecast = self._evaluated(self.rollout(batch["x"], known))  # (B, h, O) or (B, O), scaled
+        target = self._evaluated(batch["y"][:, known - 1 :])
         loss = F.mse_loss(forecast, target)
         inverse = self._inverse
         return loss, inverse(forecast), inverse(target)
 
+    # ------------------------------------------------------------------ probabilistic test outputs
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self.test_quantiles: list[Tensor] = []
+        self.test_report: dict[str, list[float]] = {}
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        super().test_step(batch, batch_idx)
+        if not self.distribution:
+            return
+        known = self._known(batch["x"])
+        paths = self._inverse(self._evaluated(self.sample_paths(batch["x"], known, seed=batch_idx)))
+        target = self._inverse(self._evaluated(batch["y"][:, known - 1 :]))
+        self.test_interval_metrics.update(paths, target)
+        levels = torch.tensor(self.QUANTILES, dtype=paths.dtype, device=paths.device)
+        self.test_quantiles.append(torch.quantile(paths, levels, dim=0).movedim(0, -1).cpu())  # (..., Q)
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        if self.distribution:
+            self.log_dict(self.test_interval_metrics.compute())
+            self.test_interval_metrics.reset()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "forecast_report") and self.test_predictions:
+            self.test_report = datamodule.forecast_report(torch.cat(self.test_predictions))
+
+    def test_quantile_forecasts(self) -> dict[float, Tensor]:
+        """The last test run's forecast quantiles in original units, by level (empty without a
+        distribution)."""
+        if not getattr(self, "test_quantiles", None):
+            return {}
+        stacked = torch.cat(self.test_quantiles)
+        return {level: stacked[..., q] for q, level in enumerate(self.QUANTILES)}
+
     def baseline_prediction(self, batch: dict[str, Tensor], raw: Tensor) -> Tensor:
-        return raw if self.spec.classification else self._inverse(raw)
+        """The series DataModule hands its baselines over in original units already."""
+        return raw
 
     def _inverse(self, y: Tensor) -> Tensor:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

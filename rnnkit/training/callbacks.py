@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 class PlotTestPredictions(L.Callback):
     """After testing, ask the DataModule to draw the model's test predictions into ``dirpath/filename``
-    (forecast against truth for series, sample outputs for the other tasks)."""
+    (forecast against truth for series, sample outputs for the other tasks). A forecasting DataModule
+    also writes every forecast, with its quantiles and the baselines', to ``dirpath/forecasts.csv``."""
 
     def __init__(self, dirpath: str, filename: str = "test_predictions.png") -> None:
         self.path = Path(dirpath) / filename
@@ -28,8 +29,17 @@ class PlotTestPredictions(L.Callback):
         if not hasattr(datamodule, "plot_test"):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        predictions = torch.cat(predictions)
+        quantiles = {}
+        if hasattr(pl_module, "test_quantile_forecasts"):
+            quantiles = pl_module.test_quantile_forecasts()
+        if hasattr(datamodule, "write_forecasts"):
+            datamodule.write_forecasts(predictions, quantiles, self.path.parent / "forecasts.csv")
         try:
-            datamodule.plot_test(torch.cat(predictions), self.path)
+            if quantiles:
+                datamodule.plot_test(predictions, self.path, quantiles=quantiles)
+            else:
+                datamodule.plot_test(predictions, self.path)
         except Exception:  # noqa: BLE001 - a failed picture must not cost the run its metrics
             log.exception("could not plot the test predictions to %s", self.path)
 

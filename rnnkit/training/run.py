@@ -71,6 +71,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.warning("no best checkpoint (fast_dev_run or checkpointing off): testing the current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         metrics.update(_collect(trainer, ("test/", "baseline")))
+        metrics.update(getattr(model, "test_report", None) or {})
         metrics["best_checkpoint"] = best or None
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
@@ -113,6 +114,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule, model, trainer = build(run_cfg)
     trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=False)
     metrics = _collect(trainer, ("test/", "baseline"))
+    metrics.update(getattr(model, "test_report", None) or {})
     metrics["checkpoint"] = str(ckpt)
     if trainer.is_global_zero:
         write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)

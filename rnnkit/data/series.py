@@ -146,11 +146,188 @@ def csv_file(path: str, columns: list[str] | None = None, seed: int = 0) -> list
     return [Series(values, np.zeros((len(values), 0)), np.zeros(0), name=file.stem)]
 
 
+MACRO_SOURCE = (
+    "US quarterly macroeconomic series 1959Q1-2009Q3 (public domain: FRED, Federal Reserve Bank of "
+    "St. Louis, as compiled in statsmodels.datasets.macrodata)"
+)
+
+
+def panel_file(
+    path: str | None = None,
+    id_column: str = "unique_id",
+    time_column: str = "ds",
+    target: str = "y",
+    known: list[str] | None = None,
+    static: list[str] | None = None,
+    missing: str = "error",
+    seed: int = 0,
+) -> list[Series]:
+    """Many series from one long-format CSV, one row per series and time step, as practitioners hold
+    them (the layout of Nixtla's and darts' panels)::
+
+        unique_id,ds,y,promo,store_size
+        store_1,2024-01-01,120.0,0,large
+        store_1,2024-01-08,135.5,1,large
+        ...
+
+    Args:
+        path: the CSV (default: the bundled :data:`MACRO_SOURCE` panel, 8 quarterly series).
+        id_column, time_column, target: the series id, the time stamp (dates, or integer steps) and
+            the value to forecast.
+        known: columns known in advance for every step, the horizon included (prices, promotions,
+            holidays, calendar): inputs of the step being predicted. Numeric.
+        static: columns constant within a series (store size, category): numeric, or text one-hot
+            encoded over the file's categories.
+        missing: what a gap does: ``"error"`` (default) raises naming the series and the dates; a gap
+            is an empty or NaN target, or a step absent from a regular series (dates are checked
+            against the frequency pandas infers, integer steps against a step of 1).
+            ``"interpolate"`` fills missing targets and absent steps linearly in time (known columns
+            too); leading or trailing gaps, which cannot be interpolated, still raise.
+
+    Every series is sorted by time; series may have different lengths and start dates.
+    """
+    import pandas as pd
+
+    if missing not in ("error", "interpolate"):
+        raise ValueError(f"data.source_kwargs.missing must be 'error' or 'interpolate', got {missing!r}")
+    if path is None:
+        file = resources.files("rnnkit.data") / "assets" / "us_macro_quarterly.csv"
+    else:
+        from pathlib import Path
+
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise FileNotFoundError(f"data.source_kwargs.path: no CSV file at {file}")
+    known, static = list(known or []), list(static or [])
+    with file.open() as f:
+        frame = pd.read_csv(f, dtype={id_column: str}, keep_default_na=True)
+    wanted = [id_column, time_column, target, *known, *static]
+    absent = [c for c in wanted if c not in frame.columns]
+    if absent:
+        raise ValueError(f"{file}: columns {absent} not found; the header has {list(frame.columns)}")
+    if frame.empty:
+        raise ValueError(f"{file}: no data rows")
+    frame["_line"] = frame.index + 2  # the file's line numbers, for messages
+    for column in [target, *known]:
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame[numbers.isna() & frame[column].notna()]
+        if len(bad):
+            row = bad.iloc[0]
+            raise ValueError(
+                f"{file}, line {row['_line']}: column {column!r} must be numeric, got {row[column]!r}"
+            )
+        frame[column] = numbers
+    times = _parse_times(frame[time_column], file, frame["_line"])
+    frame[time_column] = times
+    duplicated = frame[frame.duplicated([id_column, time_column], keep=False)]
+    if len(duplicated):
+        row = duplicated.iloc[0]
+        raise ValueError(
+            f"{file}, line {row['_line']}: series {row[id_column]!r} has more than one row for "
+            f"{time_column}={row[time_column]}"
+        )
+    statics = _static_features(frame, id_column, static, file)
+    out = []
+    for name, rows in frame.sort_values([id_column, time_column]).groupby(id_column, sort=False):
+        rows = _regular(rows, name, time_column, [target, *known], missing, file)
+        values = rows[target].to_numpy(dtype=np.float64)[:, None]
+        covariates = rows[known].to_numpy(dtype=np.float64).reshape(len(rows), len(known))
+        dates = [_label(t) for t in rows[time_column]]
+        out.append(Series(values, covariates, statics[name], name=str(name), dates=dates))
+    return out
+
+
+def _parse_times(column, file, lines):
+    """Integer steps when every stamp is an integer, else dates (pandas' parser)."""
+    import pandas as pd
+
+    as_int = pd.to_numeric(column, errors="coerce")
+    if as_int.notna().all() and (as_int == as_int.round()).all():
+        return as_int.astype("int64")
+    parsed = pd.to_datetime(column, errors="coerce")
+    bad = parsed.isna()
+    if bad.any():
+        first = bad.to_numpy().nonzero()[0][0]
+        raise ValueError(
+            f"{file}, line {lines.iloc[first]}: the time column must hold dates or integer steps, "
+            f"got {column.iloc[first]!r}"
+        )
+    return parsed
+
+
+def _label(stamp) -> str:
+    return stamp.date().isoformat() if hasattr(stamp, "date") else str(stamp)
+
+
+def _static_features(frame, id_column: str, static: list[str], file) -> dict[str, np.ndarray]:
+    """One vector per series: numeric columns as they are, text columns one-hot."""
+    import pandas as pd
+
+    columns = []
+    for column in static:
+        per_series = frame.groupby(id_column)[column].nunique(dropna=False)
+        varying = per_series[per_series > 1]
+        if len(varying):
+            raise ValueError(
+                f"{file}: static column {column!r} changes within series {list(varying.index[:5])}; "
+                "a static feature is constant per series (use it as a known column instead)"
+            )
+        first = frame.groupby(id_column)[column].first()
+        if first.isna().any():
+            empty = list(first[first.isna()].index)
+            raise ValueError(f"{file}: static column {column!r} is empty for series {empty}")
+        numbers = pd.to_numeric(first, errors="coerce")
+        if numbers.notna().all():
+            columns.append(numbers.to_frame(column))
+        else:
+            columns.append(pd.get_dummies(first.astype(str), prefix=column, dtype=float))
+    ids = frame[id_column].unique()
+    if not columns:
+        return {name: np.zeros(0) for name in ids}
+    table = pd.concat(columns, axis=1)
+    return {name: table.loc[name].to_numpy(dtype=np.float64) for name in ids}
+
+
+def _regular(rows, name, time_column: str, columns: list[str], missing: str, file):
+    """A series on its regular grid: absent steps and empty values raise, or are interpolated."""
+    import pandas as pd
+
+    times = rows[time_column]
+    if pd.api.types.is_integer_dtype(times):
+        grid = pd.RangeIndex(int(times.iloc[0]), int(times.iloc[-1]) + 1)
+    else:
+        frequency = pd.infer_freq(times.iloc[: min(len(times), 8)]) if len(times) >= 3 else None
+        if frequency is None:
+            raise ValueError(
+                f"{file}: series {name!r}: cannot infer a regular frequency from its first dates "
+                f"{[_label(t) for t in times.iloc[:4]]}; use integer steps in {time_column!r} instead"
+            )
+        grid = pd.date_range(times.iloc[0], times.iloc[-1], freq=frequency)
+    full = rows.set_index(time_column).reindex(grid)
+    gaps = full[columns].isna().any(axis=1)
+    if gaps.any():
+        where = [_label(t) for t in full.index[gaps.to_numpy()]]
+        shown = f"{where[:6]}{' ...' if len(where) > 6 else ''}"
+        if missing == "error":
+            raise ValueError(
+                f"{file}: series {name!r} has {len(where)} missing value(s) or absent step(s) at {shown}; "
+                "fill them, or pass data.source_kwargs.missing=interpolate"
+            )
+        if gaps.iloc[0] or gaps.iloc[-1]:
+            raise ValueError(
+                f"{file}: series {name!r}: missing values at its start or end ({shown}) cannot be "
+                "interpolated"
+            )
+        full[columns] = full[columns].interpolate(method="linear")
+    return full.rename_axis(time_column).reset_index()
+
+
 SOURCES = {
     "airline": airline,
     "sine": sine_mixture,
     "mackey_glass": mackey_glass,
     "radar": radar_tracks,
     "csv": csv_file,
+    "panel": panel_file,
 }
 SEASONS = {"airline": 12}

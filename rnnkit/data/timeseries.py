@@ -24,8 +24,8 @@ class TimeSeriesDataModule(SequenceDataModule):
     - known covariates of the step being predicted (month of year for monthly data);
     - static features, constant over the sequence (the mixture frequencies of ``sine``).
 
-    The target of step s is v_{s+1}. Values are (optionally logged and) standardized with training
-    statistics only.
+    The target of step s is v_{s+1}. Values and known covariates are (values optionally logged and)
+    standardized with training statistics only; static features across the series.
 
     **Evaluation from an origin** (``evaluation="origin"``, the default): each series of N steps is
     cut at the test origin N - h (h = ``horizon``): the test forecasts v_{N-h}..v_{N-1}, all h steps,
@@ -45,6 +45,8 @@ class TimeSeriesDataModule(SequenceDataModule):
             ``source_kwargs={"path": ..., "columns": [...]}``) or ``"panel"`` (many series in a long CSV,
             see :func:`~rnnkit.data.series.panel_file`).
         window: input steps before a forecast origin (and per training window).
+        train_window: steps per training window (default ``window``); from an origin,
+            ``window + horizon - 1`` trains on windows as long as the evaluated ones.
         horizon: forecast horizon h.
         evaluation: ``"origin"`` or ``"rolling"`` (above).
         val_size: validation steps at the end of the history before the test period (default 12).
@@ -62,6 +64,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         self,
         source: str = "airline",
         window: int = 36,
+        train_window: int | None = None,
         horizon: int = 24,
         evaluation: str = "origin",
         val_size: int = 12,
@@ -89,8 +92,10 @@ class TimeSeriesDataModule(SequenceDataModule):
                 f"test_size ({test_size}) must equal horizon ({horizon}) with evaluation='origin': the test "
                 "period is the horizon from the origin (leave test_size unset)"
             )
+        train_window = window if train_window is None else train_window
         for name, value in (
             ("window", window),
+            ("train_window", train_window),
             ("horizon", horizon),
             ("test_size", test_size),
             ("val_size", val_size),
@@ -107,6 +112,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         check_baselines(self.baseline_names)
         self.source = source
         self.window = window
+        self.train_window = train_window
         self.horizon = horizon
         self.evaluation = evaluation
         self.val_size = val_size
@@ -154,13 +160,14 @@ class TimeSeriesDataModule(SequenceDataModule):
         series = self._load()
         self.season = self._season or SEASONS.get(self.source, 1)
         held_out = self.val_size + self.test_size
+        longest = max(self.window, self.train_window)
         too_short = [
-            f"{s.name} ({len(s.values)} steps)" for s in series if len(s.values) - held_out - self.window < 1
+            f"{s.name} ({len(s.values)} steps)" for s in series if len(s.values) - held_out - longest < 1
         ]
         if too_short:
             raise ValueError(
                 f"{self.source}: series {too_short[:5]}{' ...' if len(too_short) > 5 else ''} need more than "
-                f"window + val_size + test_size = {self.window} + {self.val_size} + {self.test_size} steps: "
+                f"window + val_size + test_size = {longest} + {self.val_size} + {self.test_size} steps: "
                 "lower window, val_size or horizon, or leave those series out"
             )
         self.train_ends = [len(s.values) - held_out for s in series]
@@ -168,6 +175,9 @@ class TimeSeriesDataModule(SequenceDataModule):
         train = np.concatenate([v[:end] for v, end in zip(transformed, self.train_ends, strict=True)])
         self.mean = train.mean(0)
         self.std = train.std(0) + 1e-8
+        known = np.concatenate([s.covariates[:end] for s, end in zip(series, self.train_ends, strict=True)])
+        self.covariate_mean, self.covariate_std = _moments(known)
+        self.static_mean, self.static_std = _moments(np.stack([s.static for s in series]))
         self.series = series
         outputs = series[0].values.shape[1]
         m = self.season
@@ -197,10 +207,10 @@ class TimeSeriesDataModule(SequenceDataModule):
             xs, ys, where = [], [], []
             for k, (s, v) in enumerate(zip(series, transformed, strict=True)):
                 feats, targets = self._features(s, v)
-                for first, last in self._targets(split, len(s.values), self.train_ends[k]):
-                    xs.append(feats[first - self.window : last])  # inputs up to the step before `last`
-                    ys.append(targets[first - self.window : last])
-                    where.append((k, first if split != "train" and self.evaluation == "origin" else last))
+                for start, stop, step in self._windows(split, len(s.values), self.train_ends[k]):
+                    xs.append(feats[start:stop])  # inputs of steps start..stop-1
+                    ys.append(targets[start:stop])  # their targets v_{start+1}..v_stop
+                    where.append((k, step))
             if not xs:
                 raise ValueError(f"{self.source}: the {split} split has no windows; check sizes")
             self.splits[split] = TensorDictDataset(
@@ -218,17 +228,18 @@ class TimeSeriesDataModule(SequenceDataModule):
                 stacked = np.stack([f[name] for f in per_item])  # (N, h, O)
                 self.baseline_forecasts[name] = torch.tensor(stacked, dtype=torch.float32)
 
-    def _targets(self, split: str, n: int, train_end: int) -> list[tuple[int, int]]:
-        """(first, last) input ranges of a split's windows: a window's inputs end at step ``last - 1``
-        and its evaluated targets are v_first..v_last (one target per window except from an origin)."""
+    def _windows(self, split: str, n: int, train_end: int) -> list[tuple[int, int, int]]:
+        """``(start, stop, step)`` per window of a split: its inputs are steps start..stop-1, and
+        ``step`` labels it in reports (the first forecast step from an origin, else the last target)."""
         if split == "train":
-            return [(tau, tau) for tau in range(self.window, train_end)]
+            length = self.train_window
+            return [(tau - length, tau, tau) for tau in range(length, train_end)]
         if self.evaluation == "origin":
             origin = train_end if split == "val" else n - self.test_size
             steps = self.val_size if split == "val" else self.test_size
-            return [(origin, origin + steps - 1)]
+            return [(origin - self.window, origin + steps - 1, origin)]
         lo, hi = (train_end, n - self.test_size) if split == "val" else (n - self.test_size, n)
-        return [(tau, tau) for tau in range(max(lo, self.window), hi)]
+        return [(tau - self.window, tau, tau) for tau in range(max(lo, self.window), hi)]
 
     def _forward_transform(self, s: Series) -> np.ndarray:
         if self.log:
@@ -244,9 +255,11 @@ class TimeSeriesDataModule(SequenceDataModule):
         z = (v - self.mean) / self.std  # (N, O)
         parts = [z[:-1]]
         if self.use_covariates and s.covariates.shape[1]:
-            parts.append(s.covariates[1:])  # covariates of the step being predicted
+            known = (s.covariates[1:] - self.covariate_mean) / self.covariate_std
+            parts.append(known)  # covariates of the step being predicted
         if self.use_static and s.static.shape[0]:
-            parts.append(np.broadcast_to(s.static, (len(z) - 1, s.static.shape[0])))
+            static = (s.static - self.static_mean) / self.static_std
+            parts.append(np.broadcast_to(static, (len(z) - 1, s.static.shape[0])))
         return np.concatenate(parts, axis=1), z[1:]
 
     # ------------------------------------------------------------------ task hooks
@@ -383,3 +396,11 @@ class TimeSeriesDataModule(SequenceDataModule):
             ax.set_title(f"{self.source} series {k}: {self.horizon}-step-ahead test forecasts")
             ax.legend(loc="upper left")
         return fig
+
+
+def _moments(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per column (1 where a column is constant)."""
+    if features.size == 0:
+        return np.zeros(features.shape[1:]), np.ones(features.shape[1:])
+    std = features.std(0)
+    return features.mean(0), np.where(std > 1e-12, std, 1.0)

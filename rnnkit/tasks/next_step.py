@@ -52,6 +52,11 @@ class NextStep(SequenceTask):
         teacher_forcing_end: if set, the probability moves linearly from ``teacher_forcing`` at the
             first epoch to this value at the last (``trainer.max_epochs``): scheduled sampling.
         distribution: series only; ``None`` (point forecasts, MSE loss) or ``"normal"`` (above).
+        local_level: series only; subtract from the fed-back values and the targets of each window its
+            level, the mean of its first m observed values (m the season, 1 without one), and add it
+            back to the forecasts (a reversible instance normalization). The network then sees every
+            window at the same level, so a trending series does not push it outside the range of
+            values it was trained on.
         samples: sample paths per forecast with a distribution.
     """
 
@@ -71,6 +76,7 @@ class NextStep(SequenceTask):
         teacher_forcing_end: float | None = None,
         distribution: str | None = None,
         samples: int = 200,
+        local_level: bool = False,
     ) -> None:
         super().__init__(
             spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val, nonfinite=nonfinite
@@ -88,6 +94,11 @@ class NextStep(SequenceTask):
             raise ValueError(f"samples must be an integer >= 2, got {samples!r}")
         self.distribution = distribution
         self.samples = samples
+        if local_level and (spec.classification or not spec.feedback):
+            raise ValueError(
+                "local_level shifts a series' own values: it needs a series with feedback features"
+            )
+        self.local_level = local_level
         self.head = nn.Linear(encoder_width(self.encoder), spec.output_size * (2 if distribution else 1))
         self.residual = residual and not spec.classification
         if self.residual and len(spec.feedback) != spec.output_size:
@@ -143,7 +154,35 @@ class NextStep(SequenceTask):
         mean, _, state = self.predict_distribution(x, state)
         return mean, state
 
+    def level(self, x: Tensor) -> Tensor | None:
+        """A window's level ``(B, 1, O)`` with ``local_level`` (else None): the mean of the fed-back
+        values of its first m input steps, all observed in training and evaluation windows alike."""
+        if not self.local_level:
+            return None
+        steps = max(1, min(self.spec.season, x.shape[1]))
+        return x[:, :steps].index_select(-1, self.feedback_index).mean(1, keepdim=True)
+
+    def _relative(self, x: Tensor, level: Tensor | None) -> Tensor:
+        """``x`` with the level taken off its fed-back features."""
+        if level is None:
+            return x
+        shifted = x.index_select(-1, self.feedback_index) - level.to(x.dtype)
+        return x.index_copy(-1, self.feedback_index, shifted)
+
+    def _windows(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """A training batch's inputs and targets relative to each window's level."""
+        level = self.level(batch["x"])
+        y = batch["y"] if level is None else batch["y"] - level.to(batch["y"].dtype)
+        return self._relative(batch["x"], level), y
+
     def rollout(self, x: Tensor, known: int, generator: torch.Generator | None = None) -> Tensor:
+        """Autoregressive forecast (see :meth:`_rollout`), relative to each window's level with
+        ``local_level``."""
+        level = self.level(x)
+        path = self._rollout(self._relative(x, level), known, generator)
+        return path if level is None else path + level.to(path.dtype)
+
+    def _rollout(self, x: Tensor, known: int, generator: torch.Generator | None = None) -> Tensor:
         """Autoregressive forecast: read ``x[:, :known]``, then feed each prediction back into the next
         input step's feedback features (the known covariates still come from ``x``). Returns the
         predictions of the targets of steps known-1 .. T-1, ``(B, T - known + 1, O)``. With a
@@ -204,15 +243,17 @@ class NextStep(SequenceTask):
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         teacher_forcing = self.current_teacher_forcing()
+        x, y = self._windows(batch) if not self.spec.classification else (batch["x"], batch["y"])
         if teacher_forcing >= 1:
-            pred, scale, _ = self.predict_distribution(batch["x"])
+            pred, scale, _ = self.predict_distribution(x)
         else:
-            pred, scale = self.closed_loop(batch["x"], teacher_forcing)
-        return self._step_loss(pred, batch["y"], scale)
+            pred, scale = self.closed_loop(x, teacher_forcing)
+        return self._step_loss(pred, y, scale)
 
     def time_chunks(self, batch: dict[str, Tensor], steps: int) -> Iterator[dict[str, Tensor]]:
-        for start in range(0, batch["x"].shape[1], steps):
-            yield {"x": batch["x"][:, start : start + steps], "y": batch["y"][:, start : start + steps]}
+        x, y = self._windows(batch) if not self.spec.classification else (batch["x"], batch["y"])
+        for start in range(0, x.shape[1], steps):
+            yield {"x": x[:, start : start + steps], "y": y[:, start : start + steps]}
 
     def chunk_loss(self, chunk: dict[str, Tensor], state: State | None) -> tuple[Tensor | None, State]:
         pred, scale, state = self.predict_distribution(chunk["x"], state)

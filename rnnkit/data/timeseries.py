@@ -297,12 +297,15 @@ class TimeSeriesDataModule(SequenceDataModule):
         rows = [self.series[k].values[first : first + self.test_size] for k, first in items]
         return torch.tensor(np.stack(rows), dtype=torch.float32)
 
-    def forecast_report(self, predictions: Tensor) -> dict[str, list[float]]:
-        """MAE per horizon step (1..h) of the model and every baseline over the test items."""
+    def forecast_report(self, predictions: Tensor) -> dict[str, list]:
+        """MAE per horizon step (1..h) of the model and every baseline over the test items, and the
+        forecast origins (the last observed dates)."""
         if self.evaluation != "origin":
             return {}
         truth = self._test_truth(len(predictions))
-        report = {"test/mae_by_step": (predictions - truth).abs().mean((0, 2)).tolist()}
+        report: dict[str, list] = {"test/mae_by_step": (predictions - truth).abs().mean((0, 2)).tolist()}
+        origins = {self.series[k].date(first - 1) for k, first in self.items["test"][: len(predictions)]}
+        report["test/origins"] = sorted(origins)
         for name, forecast in self.baseline_forecasts.items():
             error = (forecast[: len(truth)] - truth).abs().mean((0, 2))
             report[f"{self.baseline_prefix(name)}mae_by_step"] = error.tolist()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 
@@ -244,7 +245,15 @@ def _parse_times(column, file, lines):
     as_int = pd.to_numeric(column, errors="coerce")
     if as_int.notna().all() and (as_int == as_int.round()).all():
         return as_int.astype("int64")
-    parsed = pd.to_datetime(column, errors="coerce")
+    if as_int.notna().any():  # integer steps with a stray stamp: name the stray one
+        first = as_int.isna().to_numpy().nonzero()[0][0]
+        raise ValueError(
+            f"{file}, line {lines.iloc[first]}: the time column must hold dates or integer steps, "
+            f"got {column.iloc[first]!r} among integer steps"
+        )
+    with warnings.catch_warnings():  # pandas warns when it parses element by element
+        warnings.simplefilter("ignore", UserWarning)
+        parsed = pd.to_datetime(column, errors="coerce")
     bad = parsed.isna()
     if bad.any():
         first = bad.to_numpy().nonzero()[0][0]
@@ -296,7 +305,9 @@ def _regular(rows, name, time_column: str, columns: list[str], missing: str, fil
     if pd.api.types.is_integer_dtype(times):
         grid = pd.RangeIndex(int(times.iloc[0]), int(times.iloc[-1]) + 1)
     else:
-        frequency = pd.infer_freq(times.iloc[: min(len(times), 8)]) if len(times) >= 3 else None
+        with warnings.catch_warnings():  # pandas announces a change of infer_freq's return type
+            warnings.simplefilter("ignore")
+            frequency = pd.infer_freq(times.iloc[: min(len(times), 8)]) if len(times) >= 3 else None
         if frequency is None:
             raise ValueError(
                 f"{file}: series {name!r}: cannot infer a regular frequency from its first dates "

@@ -1,0 +1,305 @@
+"""Forecasting as a forecaster judges it: from an origin, against classical baselines, with intervals,
+over many series read from a long CSV, and backtested over several origins."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import rnnkit.nn as rnn
+from rnnkit.data import DataSpec, TimeSeriesDataModule
+from rnnkit.data.baselines import forecast_baselines, seasonal_naive, seasonal_naive_drift
+from rnnkit.data.series import airline_passengers, panel_file
+from rnnkit.tasks import NextStep
+from rnnkit.tasks.metrics import IntervalCoverage, SampleCRPS
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAM = functools.partial(torch.optim.Adam, lr=1e-3)
+D = torch.float64
+
+
+def encoder(**kw):
+    return functools.partial(rnn.Recurrent, cell="lstm", hidden_size=8, **kw)
+
+
+# ---------------------------------------------------------------------- baselines
+def test_seasonal_naive_repeats_the_last_season_and_drift_adds_the_mean_slope():
+    history = np.arange(1.0, 13.0)  # 1..12, slope 1 per step
+    assert seasonal_naive(history, 6, 4).tolist() == [9, 10, 11, 12, 9, 10]
+    assert seasonal_naive(history, 3, 1).tolist() == [12, 12, 12]
+    # drift: the lag m*ceil(k/m) times the slope (v_N - v_1)/(N-1) = 1: a straight line continues
+    assert seasonal_naive_drift(history, 6, 1).tolist() == [13, 14, 15, 16, 17, 18]
+    assert seasonal_naive_drift(history, 6, 4).tolist() == [13, 14, 15, 16, 17, 18]
+
+
+def test_classical_baselines_reproduce_the_statsmodels_figures_on_airline():
+    """Issue 8's measurements: 24 months from the 1958-12 origin (MAE)."""
+    y = airline_passengers()[:, None]
+    history, truth = y[:120], y[120:]
+    forecasts = forecast_baselines(
+        ["seasonal_naive", "seasonal_naive_drift", "holt_winters", "ets"], history, 24, 12
+    )
+    mae = {name: float(np.abs(f - truth).mean()) for name, f in forecasts.items()}
+    assert mae["seasonal_naive"] == pytest.approx(71.25, abs=0.01)
+    assert mae["seasonal_naive_drift"] == pytest.approx(37.44, abs=0.01)
+    assert mae["holt_winters"] == pytest.approx(29.0, abs=0.1)
+    assert mae["ets"] == pytest.approx(48.4, abs=0.1)
+
+
+def test_unknown_baseline_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"baselines: unknown \['arima'\]"):
+        TimeSeriesDataModule("airline", baselines=["seasonal_naive", "arima"])
+
+
+# ---------------------------------------------------------------------- data from an origin
+def test_origin_windows_hold_the_context_then_the_whole_horizon_and_nothing_observed_after_it():
+    dm = TimeSeriesDataModule(
+        "airline", window=36, horizon=24, val_size=12, log=True, baselines=["seasonal_naive"]
+    )
+    dm.setup()
+    y = airline_passengers()
+    test = dm.splits["test"][0]
+    assert test["x"].shape == (36 + 24 - 1, 3) and test["y"].shape == (59, 1)
+    observed = dm.inverse_target(test["x"][:36, :1]).flatten()  # the context: v_84 .. v_119
+    np.testing.assert_allclose(observed.numpy(), y[84:120], rtol=1e-5)
+    targets = dm.inverse_target(test["y"][35:]).flatten()  # evaluated targets: v_120 .. v_143
+    np.testing.assert_allclose(targets.numpy(), y[120:], rtol=1e-5)
+    assert dm.items["test"] == [(0, 120)] and dm.series[0].date(119) == "1958-12"
+    # validation: the 12 months before the test origin, from its own origin; training ends before it
+    val = dm.splits["val"][0]
+    np.testing.assert_allclose(dm.inverse_target(val["y"][35:]).flatten().numpy(), y[108:120], rtol=1e-5)
+    last_train_target = dm.inverse_target(dm.splits["train"][len(dm.splits["train"]) - 1]["y"][-1])
+    assert float(last_train_target) == pytest.approx(y[107], rel=1e-5)
+    # the seasonal naive of the run is the textbook one
+    np.testing.assert_allclose(
+        dm.baseline_forecasts["seasonal_naive"][0, :, 0].numpy(), seasonal_naive(y[:120], 24, 12)
+    )
+
+
+def test_origin_forecast_reads_nothing_after_the_origin_but_the_known_covariates():
+    spec = DataSpec(
+        input_size=3, output_size=1, feedback=[0], season=12, evaluation="origin", context=10, horizon=5
+    )
+    model = NextStep(spec, encoder(), ADAM).double().eval()
+    x = torch.randn(2, 14, 3, dtype=D)
+    batch = {"x": x, "y": torch.randn(2, 14, 1, dtype=D)}
+    _, forecast, target = model.evaluate(batch)
+    assert forecast.shape == (2, 5, 1) and torch.equal(target, batch["y"][:, 9:])
+    changed = x.clone()
+    changed[:, 10:, 0] = 1e3  # the series' own values after the origin
+    torch.testing.assert_close(model.evaluate({**batch, "x": changed})[1], forecast)
+    covariates = x.clone()
+    covariates[:, 12:, 1] += 1.0  # a known covariate of the horizon does matter
+    assert not torch.allclose(model.evaluate({**batch, "x": covariates})[1], forecast)
+
+
+def test_local_level_makes_the_forecast_move_with_the_series_level():
+    spec = DataSpec(input_size=2, output_size=1, feedback=[0], season=4, evaluation="origin", context=8)
+    model = NextStep(spec, encoder(), ADAM, local_level=True).double().eval()
+    x = torch.randn(3, 12, 2, dtype=D)
+    shifted = x.clone()
+    shifted[..., 0] += 5.0
+    torch.testing.assert_close(model.rollout(shifted, 8), model.rollout(x, 8) + 5.0)
+    batch = {"x": x, "y": torch.randn(3, 12, 1, dtype=D)}
+    moved = {"x": shifted, "y": batch["y"] + 5.0}
+    torch.testing.assert_close(model.loss(moved), model.loss(batch))
+
+
+# ---------------------------------------------------------------------- probabilistic head
+def test_gaussian_head_is_trained_by_its_negative_log_likelihood_and_samples_reproducibly():
+    spec = DataSpec(input_size=2, output_size=1, feedback=[0], evaluation="origin", context=6)
+    model = NextStep(spec, encoder(), ADAM, distribution="normal", samples=50).double().eval()
+    x, y = torch.randn(4, 9, 2, dtype=D), torch.randn(4, 9, 1, dtype=D)
+    mean, scale, _ = model.predict_distribution(x)
+    expected = (0.5 * torch.log(2 * math.pi * scale**2) + (y - mean) ** 2 / (2 * scale**2)).mean()
+    torch.testing.assert_close(model.loss({"x": x, "y": y}), expected)
+    with torch.no_grad():
+        paths = model.sample_paths(x, 6, seed=3)
+    assert paths.shape == (50, 4, 4, 1)
+    torch.testing.assert_close(model.sample_paths(x, 6, seed=3), paths)
+    assert not torch.allclose(model.sample_paths(x, 6, seed=4), paths)
+    # the first step's draws follow the predicted N(mean, scale)
+    with torch.no_grad():
+        first_mean, first_scale, _ = model.predict_distribution(x[:, :6])
+    z = (paths[:, :, 0] - first_mean[:, -1]) / first_scale[:, -1]
+    assert abs(float(z.mean())) < 0.25 and abs(float(z.std()) - 1) < 0.2
+
+
+def test_crps_of_a_point_forecast_is_its_absolute_error_and_of_a_gaussian_its_closed_form():
+    crps = SampleCRPS()
+    target = torch.tensor([1.0, -2.0])
+    crps.update(torch.tensor([[3.0, 0.0]]).repeat(10, 1), target)
+    assert float(crps.compute()) == pytest.approx(2.0)
+    crps = SampleCRPS()
+    samples = torch.randn(20000, 1, generator=torch.Generator().manual_seed(0), dtype=D)
+    crps.update(samples, torch.zeros(1, dtype=D))
+    closed_form = 2 / math.sqrt(2 * math.pi) - 1 / math.sqrt(math.pi)  # N(0,1) at y = 0
+    assert float(crps.compute()) == pytest.approx(closed_form, abs=0.01)
+
+
+def test_interval_coverage_of_calibrated_samples_is_their_level():
+    generator = torch.Generator().manual_seed(1)
+    samples = torch.randn(400, 2000, generator=generator)
+    truth = torch.randn(2000, generator=generator)
+    for level in (0.8, 0.95):
+        coverage = IntervalCoverage(level)
+        coverage.update(samples, truth)
+        assert float(coverage.compute()) == pytest.approx(level, abs=0.03)
+
+
+# ---------------------------------------------------------------------- panels
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_bundled_panel_is_eight_quarterly_series_with_known_and_static_features():
+    series = panel_file(known=["quarter"], static=["kind"])
+    assert [s.name for s in series][:2] == ["cpi", "m1"] and len(series) == 8
+    gdp = next(s for s in series if s.name == "realgdp")
+    assert gdp.values.shape == (203, 1) and gdp.dates[0] == "1959-03-31" and gdp.dates[-1] == "2009-09-30"
+    assert gdp.covariates[:4, 0].tolist() == [1, 2, 3, 4]
+    assert gdp.static.tolist() == [0, 0, 0, 1]  # kind one-hot: money, population, price, real
+
+
+def test_panel_series_of_different_lengths_train_one_model(tmp_path):
+    rows = ["unique_id,ds,y,promo,size"]
+    for name, n, size in (("a", 60, 1.0), ("b", 45, 3.0)):
+        for t in range(n):
+            rows.append(f"{name},{t},{10 + size * math.sin(t / 3) + 0.1 * t},{t % 2},{size}")
+    path = write(tmp_path / "panel.csv", "\n".join(rows) + "\n")
+    dm = TimeSeriesDataModule(
+        "panel",
+        window=12,
+        horizon=6,
+        val_size=6,
+        source_kwargs={"path": path, "known": ["promo"], "static": ["size"]},
+        baselines=["seasonal_naive"],
+    )
+    dm.setup()
+    assert dm.spec.input_size == 3 and len(dm.splits["test"]) == 2
+    assert dm.items["test"] == [(0, 54), (1, 39)]
+
+
+@pytest.mark.parametrize(
+    ("body", "kwargs", "message"),
+    [
+        (
+            "unique_id,ds,y\na,2024-01-01,1\na,2024-02-01,\na,2024-03-01,3\na,2024-04-01,4\n",
+            {},
+            r"series 'a' has 1 missing value\(s\) or absent step\(s\) at \['2024-02-01'\].*interpolate",
+        ),
+        ("unique_id,ds,y\na,0,1\na,1,2\na,3,4\na,4,5\n", {}, r"series 'a' has 1 .* at \['2'\]"),
+        ("unique_id,ds,y\na,0,1\na,1,oops\n", {}, r"line 3: column 'y' must be numeric, got 'oops'"),
+        ("unique_id,ds,y\na,0,1\na,0,2\n", {}, r"line 2: series 'a' has more than one row for ds=0"),
+        (
+            "unique_id,ds,value\na,0,1\n",
+            {},
+            r"columns \['y'\] not found; the header has \['unique_id', 'ds', 'value'\]",
+        ),
+        (
+            "unique_id,ds,y,s\na,0,1,1\na,1,2,2\n",
+            {"static": ["s"]},
+            r"static column 's' changes within series \['a'\]",
+        ),
+        (
+            "unique_id,ds,y\na,0,1\na,yesterday,2\n",
+            {},
+            r"line 3: the time column must hold dates or integer steps",
+        ),
+        (
+            "unique_id,ds,y\na,0,\na,1,2\na,2,3\n",
+            {"missing": "interpolate"},
+            r"at its start or end \(\['0'\]\)",
+        ),
+    ],
+)
+def test_bad_panels_fail_naming_the_series_line_or_column(tmp_path, body, kwargs, message):
+    path = write(tmp_path / "bad.csv", body)
+    with pytest.raises(ValueError, match=message):
+        panel_file(path, **kwargs)
+
+
+def test_missing_values_are_interpolated_when_asked(tmp_path):
+    path = write(tmp_path / "gaps.csv", "unique_id,ds,y\na,0,1\na,1,\na,3,7\na,4,9\n")
+    (series,) = panel_file(path, missing="interpolate")
+    assert series.values[:, 0].tolist() == [1, 3, 5, 7, 9] and series.dates == ["0", "1", "2", "3", "4"]
+
+
+def test_a_missing_panel_file_names_the_argument(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data.source_kwargs.path: no CSV file at"):
+        panel_file(str(tmp_path / "nope.csv"))
+
+
+# ---------------------------------------------------------------------- command line
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+QUICK = ["trainer.max_epochs=2", "trainer.enable_progress_bar=false", "logger=csv"]
+
+
+def test_default_run_reports_the_horizon_beside_the_classical_baselines_and_draws_intervals(tmp_path):
+    out = tmp_path / "run"
+    run("train.py", *QUICK, "model.distribution=normal", "model.samples=20", f"hydra.run.dir={out}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    for prefix in (
+        "test/",
+        "baseline/",
+        "baseline_seasonal_naive_drift/",
+        "baseline_holt_winters/",
+        "baseline_ets/",
+    ):
+        assert {f"{prefix}mae", f"{prefix}mape"} <= set(metrics), prefix
+    assert len(metrics["test/mae_by_step"]) == 24 and len(metrics["baseline_ets/mae_by_step"]) == 24
+    assert metrics["test/origins"] == ["1958-12"]
+    assert 0 <= metrics["test/coverage80"] <= metrics["test/coverage95"] <= 1 and metrics["test/crps"] > 0
+    lines = (out / "forecasts.csv").read_text().splitlines()
+    assert lines[0] == "series,date,step,output,truth,forecast,q0.025,q0.1,q0.5,q0.9,q0.975," + (
+        "seasonal_naive,seasonal_naive_drift,holt_winters,ets"
+    )
+    assert len(lines) == 25 and lines[1].startswith("airline,1959-01,1,0,360,")
+    assert (out / "test_predictions.png").stat().st_size > 10_000
+
+
+def test_backtest_runs_one_training_per_origin_and_tabulates_them(tmp_path):
+    out = tmp_path / "bt"
+    proc = run("backtest.py", "origins=2", *QUICK, "data.baselines=[seasonal_naive]", f"hydra.run.dir={out}")
+    assert "| 1956-12 |" in proc.stdout and "| 1958-12 |" in proc.stdout and "| mean |" in proc.stdout
+    table = (out / "backtest.csv").read_text().splitlines()
+    assert table[0] == "origin,model_mae,model_mape,seasonal_naive_mae,seasonal_naive_mape"
+    assert [line.split(",")[0] for line in table[1:]] == ["1956-12", "1958-12", "mean"]
+    for i in range(2):
+        assert (out / f"origin_{i}" / "metrics.json").is_file()
+    assert (out / "backtest.png").is_file()
+
+
+def test_panel_trains_from_the_command_line(tmp_path):
+    out = tmp_path / "panel"
+    run("train.py", "data=panel", *QUICK, "data.baselines=[seasonal_naive]", f"hydra.run.dir={out}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test/origins"] == ["2007-09-30"] and len(metrics["test/mae_by_step"]) == 8
+    assert len((out / "forecasts.csv").read_text().splitlines()) == 1 + 8 * 8
+
+
+@pytest.mark.slow
+def test_airline_forecast_from_the_origin_beats_the_seasonal_naive(tmp_path):
+    out = tmp_path / "airline"
+    run(
+        "train.py",
+        "trainer.enable_progress_bar=false",
+        "data.baselines=[seasonal_naive]",
+        f"hydra.run.dir={out}",
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test/mape"] < metrics["baseline/mape"]

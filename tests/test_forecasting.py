@@ -116,11 +116,19 @@ def test_local_level_makes_the_forecast_move_with_the_series_level():
 # ---------------------------------------------------------------------- probabilistic head
 def test_gaussian_head_is_trained_by_its_negative_log_likelihood_and_samples_reproducibly():
     spec = DataSpec(input_size=2, output_size=1, feedback=[0], evaluation="origin", context=6)
-    model = NextStep(spec, encoder(), ADAM, distribution="normal", samples=50).double().eval()
+    model = NextStep(spec, encoder(), ADAM, distribution="normal", samples=50, nll_beta=0.0).double().eval()
     x, y = torch.randn(4, 9, 2, dtype=D), torch.randn(4, 9, 1, dtype=D)
     mean, scale, _ = model.predict_distribution(x)
-    expected = (0.5 * torch.log(2 * math.pi * scale**2) + (y - mean) ** 2 / (2 * scale**2)).mean()
-    torch.testing.assert_close(model.loss({"x": x, "y": y}), expected)
+    nll = 0.5 * torch.log(2 * math.pi * scale**2) + (y - mean) ** 2 / (2 * scale**2)
+    torch.testing.assert_close(model.loss({"x": x, "y": y}), nll.mean())
+    # beta-NLL: weighted by sigma^2beta held constant; with beta = 1 the mean gets the squared
+    # error's gradient, (mean - y) / n, whatever sigma
+    model.nll_beta = 1.0
+    loss = model.loss({"x": x, "y": y})
+    torch.testing.assert_close(loss, (nll * scale.detach() ** 2).mean())
+    pred = mean.detach().requires_grad_()
+    (grad,) = torch.autograd.grad(model._step_loss(pred, y, scale.detach()), pred)
+    torch.testing.assert_close(grad, (pred - y).detach() / y.numel())
     with torch.no_grad():
         paths = model.sample_paths(x, 6, seed=3)
     assert paths.shape == (50, 4, 4, 1)

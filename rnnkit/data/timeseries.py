@@ -45,8 +45,8 @@ class TimeSeriesDataModule(SequenceDataModule):
             ``source_kwargs={"path": ..., "columns": [...]}``) or ``"panel"`` (many series in a long CSV,
             see :func:`~rnnkit.data.series.panel_file`).
         window: input steps before a forecast origin (and per training window).
-        train_window: steps per training window (default ``window``); from an origin,
-            ``window + horizon - 1`` trains on windows as long as the evaluated ones.
+        train_window: steps per training window; default: as long as an evaluated window
+            (``window + horizon - 1`` from an origin, ``window`` rolling).
         horizon: forecast horizon h.
         evaluation: ``"origin"`` or ``"rolling"`` (above).
         val_size: validation steps at the end of the history before the test period (default 12).
@@ -92,7 +92,8 @@ class TimeSeriesDataModule(SequenceDataModule):
                 f"test_size ({test_size}) must equal horizon ({horizon}) with evaluation='origin': the test "
                 "period is the horizon from the origin (leave test_size unset)"
             )
-        train_window = window if train_window is None else train_window
+        if train_window is None:
+            train_window = window + horizon - 1 if evaluation == "origin" else window
         for name, value in (
             ("window", window),
             ("train_window", train_window),

@@ -11,7 +11,7 @@ from training_helpers import run_train
 
 from rnnkit.tasks import NextStep, NonFiniteError
 
-FAST = ["trainer.max_epochs=2"]
+FAST = ["trainer.max_epochs=3", "data.baselines=[seasonal_naive]"]
 
 
 def poison(monkeypatch, at_call: int, kind: str) -> None:

@@ -104,7 +104,9 @@ def test_one_to_many_generation_feeds_back_its_own_output(classification):
 def test_tbptt_steps_the_optimizer_once_per_chunk(tmp_path):
     import lightning as L
 
-    dm = TimeSeriesDataModule("airline", window=36, log=True, batch_size=16)
+    dm = TimeSeriesDataModule(
+        "airline", window=36, train_window=36, log=True, batch_size=16, baselines=["seasonal_naive"]
+    )
     dm.setup()
     model = NextStep(dm.spec, encoder(), ADAM, tbptt_steps=12, gradient_clip_val=1.0)
     trainer = L.Trainer(

@@ -144,6 +144,12 @@ class SequenceDataModule(L.LightningDataModule):
         return f"{type(self).__name__}({sizes})"
 
 
+def baseline_prefix(index: int, name: str) -> str:
+    """Metric prefix of a DataModule's baseline, by its position in :meth:`SequenceDataModule.baseline`'s
+    dict: the first (the naive one) is ``baseline/``, the others ``baseline_<name>/``."""
+    return "baseline/" if index == 0 else f"baseline_{name}/"
+
+
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
     """Validation and test shares of a dataset: both positive, together below 1."""
     if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset
+from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset, baseline_prefix
 from rnnkit.data.baselines import BASELINES, check_baselines, forecast_baselines
 from rnnkit.data.series import SEASONS, SOURCES, Series
 from rnnkit.training.checkpoint import atomic_write_text
@@ -285,13 +285,6 @@ class TimeSeriesDataModule(SequenceDataModule):
             return {"seasonal_naive": seasonal, "last_value": last}
         return {"last_value": last}
 
-    def baseline_prefix(self, name: str) -> str:
-        """Metric prefix of a baseline: the first is ``baseline/``, the others ``baseline_<name>/``."""
-        names = list(self.baseline_names) if self.evaluation == "origin" else ["seasonal_naive", "last_value"]
-        if self.season == 1 and self.evaluation == "rolling":
-            names = ["last_value"]
-        return "baseline/" if names and name == names[0] else f"baseline_{name}/"
-
     def _test_truth(self, count: int) -> Tensor:
         """The test targets of the first ``count`` items in original units, ``(count, h, O)``."""
         items = self.items["test"][:count]
@@ -307,9 +300,9 @@ class TimeSeriesDataModule(SequenceDataModule):
         report: dict[str, list] = {"test/mae_by_step": (predictions - truth).abs().mean((0, 2)).tolist()}
         origins = {self.series[k].date(first - 1) for k, first in self.items["test"][: len(predictions)]}
         report["test/origins"] = sorted(origins)
-        for name, forecast in self.baseline_forecasts.items():
+        for index, (name, forecast) in enumerate(self.baseline_forecasts.items()):
             error = (forecast[: len(truth)] - truth).abs().mean((0, 2))
-            report[f"{self.baseline_prefix(name)}mae_by_step"] = error.tolist()
+            report[f"{baseline_prefix(index, name)}mae_by_step"] = error.tolist()
         return report
 
     def write_forecasts(self, predictions: Tensor, quantiles: dict[float, Tensor], path: Path) -> None:

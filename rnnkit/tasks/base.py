@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from rnnkit.cells.base import State, map_state
-from rnnkit.data.base import DataSpec
+from rnnkit.data.base import DataSpec, baseline_prefix
 
 Factory = Callable[..., nn.Module]
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -277,8 +277,7 @@ class SequenceTask(L.LightningModule):
             return
         for name, raw in datamodule.baseline(batch).items():
             if name not in self.baseline_metrics:
-                main = len(self.baseline_metrics) == 0
-                prefix = "baseline/" if main else f"baseline_{name}/"
+                prefix = baseline_prefix(len(self.baseline_metrics), name)
                 self.baseline_metrics[name] = self.metrics().clone(prefix=prefix).to(self.device)
             self.baseline_metrics[name].update(self.baseline_prediction(batch, raw), target)
 

@@ -178,8 +178,9 @@ class NextStep(SequenceTask):
         shifted = x.index_select(-1, self.feedback_index) - level.to(x.dtype)
         return x.index_copy(-1, self.feedback_index, shifted)
 
-    def _windows(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """A training batch's inputs and targets relative to each window's level."""
+    def _relative_batch(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """A training batch's inputs and targets relative to each window's level (unchanged without
+        ``local_level``)."""
         level = self.level(batch["x"])
         y = batch["y"] if level is None else batch["y"] - level.to(batch["y"].dtype)
         return self._relative(batch["x"], level), y
@@ -255,7 +256,7 @@ class NextStep(SequenceTask):
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         teacher_forcing = self.current_teacher_forcing()
-        x, y = self._windows(batch) if not self.spec.classification else (batch["x"], batch["y"])
+        x, y = self._relative_batch(batch)
         if teacher_forcing >= 1:
             pred, scale, _ = self.predict_distribution(x)
         else:
@@ -263,7 +264,7 @@ class NextStep(SequenceTask):
         return self._step_loss(pred, y, scale)
 
     def time_chunks(self, batch: dict[str, Tensor], steps: int) -> Iterator[dict[str, Tensor]]:
-        x, y = self._windows(batch) if not self.spec.classification else (batch["x"], batch["y"])
+        x, y = self._relative_batch(batch)
         for start in range(0, x.shape[1], steps):
             yield {"x": x[:, start : start + steps], "y": y[:, start : start + steps]}
 

@@ -2,6 +2,7 @@
 
 from rnnkit.data.base import DataSpec, SequenceDataModule
 from rnnkit.data.classify import AddingDataModule, DigitsDataModule
+from rnnkit.data.corpus import TextCorpusDataModule
 from rnnkit.data.generate import DigitNamesDataModule, WaveformDataModule
 from rnnkit.data.language import ReberDataModule
 from rnnkit.data.sequence_files import SequenceFileDataModule
@@ -13,6 +14,7 @@ from rnnkit.data.text import (
     TextPairsFileDataModule,
 )
 from rnnkit.data.timeseries import TimeSeriesDataModule
+from rnnkit.data.ucr import UCRDataModule
 
 __all__ = [
     "AddingDataModule",
@@ -25,8 +27,10 @@ __all__ = [
     "ReversalDataModule",
     "SequenceDataModule",
     "SequenceFileDataModule",
+    "TextCorpusDataModule",
     "TextPairsDataModule",
     "TextPairsFileDataModule",
     "TimeSeriesDataModule",
+    "UCRDataModule",
     "WaveformDataModule",
 ]

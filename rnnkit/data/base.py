@@ -31,6 +31,11 @@ class DataSpec:
             steps, then a whole horizon to forecast) or ``"rolling"`` (one target per window, ``horizon``
             steps ahead).
         context: observed steps before the forecast origin in an ``"origin"`` window.
+        separator: for token tasks, how tokens join into text: ``""`` characters, ``" "`` words.
+        stream: consecutive batches continue each row (a text read as parallel streams): the task
+            carries its recurrent state from one batch to the next, detached.
+        legal_next: symbol targets carry, after the next symbol, the set of symbols a grammar allows
+            next (``y (B, T, 1 + V)``), judged by the legal-set string accuracy.
     """
 
     input_size: int
@@ -45,6 +50,9 @@ class DataSpec:
     seq2seq: bool = False
     evaluation: str = "rolling"
     context: int = 0
+    separator: str = ""
+    stream: bool = False
+    legal_next: bool = False
 
 
 class TensorDictDataset(Dataset):

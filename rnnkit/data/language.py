@@ -91,7 +91,9 @@ class ReberDataModule(SequenceDataModule):
         counts = torch.ones(v, v)  # add-one smoothing
         counts.index_put_((current[valid], nxt[valid]), torch.ones(int(valid.sum())), accumulate=True)
         self.bigram_logits = (counts / counts.sum(1, keepdim=True)).log()
-        self.spec = DataSpec(input_size=v, output_size=v, classification=True, vocab=list(SYMBOLS))
+        self.spec = DataSpec(
+            input_size=v, output_size=v, classification=True, vocab=list(SYMBOLS), legal_next=True
+        )
 
     def baseline(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         current = batch["x"].argmax(-1)  # (B, T)

@@ -99,6 +99,7 @@ class SequenceTask(L.LightningModule):
         self.automatic_optimization = tbptt_steps == 0
         self.baseline_metrics = nn.ModuleDict()
         self.test_predictions: list[Tensor] = []
+        self._carried: dict[str, State] = {}
 
     def build_encoder(self, input_size: int, **overrides: object) -> nn.Module:
         return call_factory(self.encoder_factory, input_size=input_size, batch_first=True, **overrides)
@@ -128,6 +129,7 @@ class SequenceTask(L.LightningModule):
 
     # ------------------------------------------------------------------ Lightning
     def setup(self, stage: str) -> None:
+        self._check_stream_devices()
         if not hasattr(self, "val_metrics"):
             self.val_metrics = self.metrics().clone(prefix="val/")
             self.test_metrics = self.metrics().clone(prefix="test/")
@@ -158,8 +160,29 @@ class SequenceTask(L.LightningModule):
         return self.teacher_forcing + (self.teacher_forcing_end - self.teacher_forcing) * progress
 
     def on_train_epoch_start(self) -> None:
+        self._carried.pop("train", None)
         if self.teacher_forcing_end is not None:
             self.log("train/teacher_forcing", self.current_teacher_forcing())
+
+    # ------------------------------------------------------------------ streams
+    def carried_state(self, phase: str) -> State | None:
+        """For stream data (``spec.stream``: consecutive batches continue each row), the final state of
+        the previous batch of this phase (``"train"`` or ``"eval"``), detached; else None. Every epoch
+        (and every validation or test run) starts from the zero state."""
+        return self._carried.get(phase) if getattr(self.spec, "stream", False) else None
+
+    def carry(self, phase: str, state: State | None) -> None:
+        """Keep a batch's final state for the next batch of a stream (detached: truncated BPTT)."""
+        if getattr(self.spec, "stream", False) and state is not None:
+            self._carried[phase] = detach_state(state)
+
+    def _check_stream_devices(self) -> None:
+        if getattr(self.spec, "stream", False) and self._trainer is not None and self.trainer.world_size > 1:
+            raise ValueError(
+                "stream data (a text read as parallel streams, state carried from batch to batch) runs on "
+                f"one device; the trainer has {self.trainer.world_size} processes, whose distributed "
+                "sampler would break the streams apart: use trainer=default or trainer=gpu"
+            )
 
     # ------------------------------------------------------------------ non-finite guard
     def _last_checkpoint(self) -> str:
@@ -209,7 +232,7 @@ class SequenceTask(L.LightningModule):
             self.log("train/loss", loss, prog_bar=True, batch_size=self._batch_size(batch))
             return loss
         optimizer = self.optimizers()
-        state, losses = None, []
+        state, losses = self.carried_state("train"), []
         for chunk in self.time_chunks(batch, self.tbptt_steps):
             loss, state = self.chunk_loss(chunk, state)
             state = detach_state(state)  # truncate: no gradient flows into earlier chunks
@@ -225,6 +248,7 @@ class SequenceTask(L.LightningModule):
                 self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val)
             optimizer.step()
             losses.append(loss.detach())
+        self.carry("train", state)
         if losses:
             self.log(
                 "train/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=self._batch_size(batch)
@@ -260,11 +284,15 @@ class SequenceTask(L.LightningModule):
         self.val_metrics.update(prediction, target)
         self.log("val/loss", loss, prog_bar=True, batch_size=self._batch_size(batch))
 
+    def on_validation_epoch_start(self) -> None:
+        self._carried.pop("eval", None)
+
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=False)
         self.val_metrics.reset()
 
     def on_test_epoch_start(self) -> None:
+        self._carried.pop("eval", None)
         self.test_predictions = []
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
@@ -37,14 +39,20 @@ class MeanAbsoluteScaledError(Metric):
 
 
 class MeanCrossEntropy(Metric):
-    """Mean cross-entropy over valid steps; ``preds`` are logits ``(N, V)``, targets ``(N,)``."""
+    """Mean cross-entropy over valid steps; ``preds`` are logits ``(N, V)``, targets ``(N,)``.
+
+    ``unit="nats"`` (natural log), ``"bits"`` (log base 2: bits per symbol) or ``"perplexity"``
+    (exp of the mean in nats)."""
 
     higher_is_better = False
     full_state_update = False
+    UNITS = ("nats", "bits", "perplexity")
 
-    def __init__(self, exponentiate: bool = False) -> None:
+    def __init__(self, unit: str = "nats") -> None:
         super().__init__()
-        self.exponentiate = exponentiate
+        if unit not in self.UNITS:
+            raise ValueError(f"unit must be one of {self.UNITS}, got {unit!r}")
+        self.unit = unit
         self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
@@ -54,7 +62,11 @@ class MeanCrossEntropy(Metric):
 
     def compute(self) -> Tensor:
         mean = self.total / self.count
-        return (mean.exp() if self.exponentiate else mean).float()
+        if self.unit == "perplexity":
+            mean = mean.exp()
+        elif self.unit == "bits":
+            mean = mean / math.log(2)
+        return mean.float()
 
 
 class TokenAccuracy(Metric):
@@ -238,12 +250,15 @@ class LegalSetStringAccuracy(Metric):
         return self.correct.float() / self.count.clamp(min=1)
 
 
-def symbol_metrics() -> MetricCollection:
-    return MetricCollection(
-        {
-            "cross_entropy": SymbolCrossEntropy(),
-            "perplexity": SymbolCrossEntropy(exponentiate=True),
-            "symbol_acc": SymbolAccuracy(),
-            "string_acc": LegalSetStringAccuracy(),
-        }
-    )
+def symbol_metrics(legal_next: bool = False) -> MetricCollection:
+    """Next-symbol metrics; with ``legal_next`` (targets carry a grammar's legal sets) also the
+    legal-set string accuracy."""
+    metrics: dict[str, Metric] = {
+        "cross_entropy": SymbolCrossEntropy(),
+        "bits_per_symbol": SymbolCrossEntropy(unit="bits"),
+        "perplexity": SymbolCrossEntropy(unit="perplexity"),
+        "symbol_acc": SymbolAccuracy(),
+    }
+    if legal_next:
+        metrics["string_acc"] = LegalSetStringAccuracy()
+    return MetricCollection(metrics)

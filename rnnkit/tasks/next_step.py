@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -136,7 +136,9 @@ class NextStep(SequenceTask):
         self.teacher_forcing_end = teacher_forcing_end
 
     def metrics(self) -> MetricCollection:
-        return symbol_metrics() if self.spec.classification else series_metrics(self.spec.mase_scale)
+        if self.spec.classification:
+            return symbol_metrics(getattr(self.spec, "legal_next", False))
+        return series_metrics(self.spec.mase_scale)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -228,6 +230,55 @@ class NextStep(SequenceTask):
         paths = self.rollout(repeated, known, generator)
         return paths.view(self.samples, x.shape[0], *paths.shape[1:])
 
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: Sequence[int],
+        length: int,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        generator: torch.Generator | None = None,
+        exclude: Sequence[int] = (),
+        progress: bool = False,
+    ) -> list[int]:
+        """Sample ``length`` symbols after ``prompt`` (symbol ids) from a symbol model: the prompt is
+        read, then each drawn symbol is fed back. At every step the next symbol is drawn from
+        softmax(logits / ``temperature``) restricted to the ``top_k`` most probable (0: all) and never
+        one of ``exclude`` (e.g. the special tokens). Reproducible with a seeded CPU ``generator``.
+        Returns the ``length`` drawn ids."""
+        if not self.spec.classification:
+            raise ValueError("generate samples symbols: the model must be of a symbol task (task=language)")
+        vocab_size = self.spec.input_size
+        if len(prompt) == 0:
+            raise ValueError("prompt: needs at least one symbol to start from")
+        bad = [i for i in prompt if not 0 <= int(i) < vocab_size]
+        if bad:
+            raise ValueError(f"prompt: symbol ids must lie in [0, {vocab_size}), got {bad[:5]}")
+        if not isinstance(length, int) or length < 1:
+            raise ValueError(f"length must be a positive integer, got {length!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(f"top_k must be an integer >= 0 (0: no limit), got {top_k!r}")
+        device = self.head.weight.device
+        ids = torch.tensor([int(i) for i in prompt], device=device)
+        logits, state = self(F.one_hot(ids, vocab_size).float()[None], None)  # (1, P, V)
+        banned = torch.zeros(logits.shape[-1], dtype=torch.bool)
+        banned[list(exclude)] = True
+        drawn: list[int] = []
+        from tqdm.auto import trange
+
+        for _ in trange(length, desc="sampling", disable=not progress, leave=False):
+            scores = (logits[0, -1].float().cpu() / temperature).masked_fill(banned, float("-inf"))  # (V,)
+            if 0 < top_k < int((~banned).sum()):
+                kth = scores.topk(top_k).values[-1]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            symbol = int(torch.multinomial(scores.softmax(-1), 1, generator=generator))
+            drawn.append(symbol)
+            step = F.one_hot(torch.tensor([symbol], device=device), vocab_size).float()[None]  # (1, 1, V)
+            logits, state = self(step, state)
+        return drawn
+
     def _step_loss(self, pred: Tensor, y: Tensor, scale: Tensor | None = None) -> Tensor:
         if self.spec.classification:
             return F.cross_entropy(pred.flatten(0, 1), y[..., 0].flatten(), ignore_index=-100)
@@ -258,7 +309,8 @@ class NextStep(SequenceTask):
         teacher_forcing = self.current_teacher_forcing()
         x, y = self._relative_batch(batch)
         if teacher_forcing >= 1:
-            pred, scale, _ = self.predict_distribution(x)
+            pred, scale, state = self.predict_distribution(x, self.carried_state("train"))
+            self.carry("train", state)
         else:
             pred, scale = self.closed_loop(x, teacher_forcing)
         return self._step_loss(pred, y, scale)
@@ -288,7 +340,8 @@ class NextStep(SequenceTask):
 
     def evaluate(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         if self.spec.classification:
-            logits, _ = self(batch["x"])  # (B, T, V)
+            logits, state = self(batch["x"], self.carried_state("eval"))  # (B, T, V)
+            self.carry("eval", state)
             return self._step_loss(logits, batch["y"]), logits, batch["y"]
         known = self._known(batch["x"])
         forecast = self._evaluated(self.rollout(batch["x"], known))  # (B, h, O) or (B, O), scaled

@@ -20,7 +20,7 @@ from rnnkit.training.config_check import check_config
 log = logging.getLogger(__name__)
 
 
-def _import_user_modules(cfg: DictConfig) -> None:
+def import_user_modules(cfg: DictConfig) -> None:
     """Import ``imports`` (e.g. a module that registers a user's cell) before anything is built."""
     for module in cfg.get("imports") or []:
         importlib.import_module(module)
@@ -28,7 +28,7 @@ def _import_user_modules(cfg: DictConfig) -> None:
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
     """DataModule, task and Trainer from a composed config (the config is checked first)."""
-    _import_user_modules(cfg)
+    import_user_modules(cfg)
     check_config(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -89,8 +89,9 @@ def optimized_value(metrics: dict[str, float], name: str | None) -> float | None
     raise KeyError(f"optimized_metric '{name}' is not among the run's metrics: {sorted(metrics)}")
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Test a saved checkpoint with the config of the run that wrote it."""
+def load_run_config(cfg: DictConfig) -> tuple[Path, DictConfig]:
+    """``cfg.ckpt_path`` checked, and the config of the training run that wrote it: ``cfg.run_config``
+    or the run's ``.hydra/config.yaml`` beside its ``checkpoints/`` folder."""
     ckpt = Path(cfg.ckpt_path)
     if not ckpt.is_file():
         raise FileNotFoundError(f"ckpt_path: no checkpoint at {ckpt}")
@@ -104,7 +105,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"run_config: the training config was expected at {run_config}; pass run_config=<path to the "
             "run's .hydra/config.yaml>"
         )
-    run_cfg = OmegaConf.load(run_config)
+    return ckpt, OmegaConf.load(run_config)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test a saved checkpoint with the config of the run that wrote it."""
+    ckpt, run_cfg = load_run_config(cfg)
     run_cfg.paths = cfg.paths
     run_cfg.trainer = OmegaConf.merge(run_cfg.trainer, cfg.get("trainer") or {})
     run_cfg.callbacks = OmegaConf.create(

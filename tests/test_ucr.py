@@ -1,0 +1,97 @@
+"""The UCR/UEA archive sets bundled with aeon: the archive's split kept, validation drawn from its
+training set, unequal lengths, the 1-NN DTW baseline (checked against DTW written out here), errors,
+and a run from the command line with both baselines in metrics.json."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+aeon = pytest.importorskip("aeon", reason="the UCR tests need aeon: pip install -e '.[dev]' installs it")
+
+from training_helpers import run_train  # noqa: E402
+
+from rnnkit.data import SequenceFileDataModule, UCRDataModule  # noqa: E402
+from rnnkit.data.ucr import archive_file, bundled_sets, dtw_1nn  # noqa: E402
+
+
+def dtw(a: np.ndarray, b: np.ndarray) -> float:
+    """Full-window DTW between (T, F) sequences: squared Euclidean step cost, summed along the best
+    warping path (aeon's definition)."""
+    cost = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)  # (Ta, Tb)
+    acc = np.full((len(a) + 1, len(b) + 1), np.inf)
+    acc[0, 0] = 0.0
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            acc[i, j] = cost[i - 1, j - 1] + min(acc[i - 1, j], acc[i, j - 1], acc[i - 1, j - 1])
+    return float(acc[-1, -1])
+
+
+def test_the_four_benchmark_sets_ship_with_aeon():
+    assert {"GunPoint", "ItalyPowerDemand", "ArrowHead", "JapaneseVowels"} <= set(bundled_sets())
+
+
+def test_archive_split_kept_validation_drawn_from_training_by_seed():
+    dm = UCRDataModule("ItalyPowerDemand", val_fraction=0.2, dtw_baseline=False, seed=0)
+    dm.setup()
+    sizes = {k: len(v) for k, v in dm.splits.items()}
+    assert sizes == {"train": 54, "val": 13, "test": 1029}  # the archive: 67 train, 1029 test
+    other = UCRDataModule("ItalyPowerDemand", val_fraction=0.2, dtw_baseline=False, seed=1)
+    other.setup()
+    assert not torch.equal(dm.splits["val"].tensors["x"], other.splits["val"].tensors["x"])
+    assert torch.equal(dm.splits["test"].tensors["y"], other.splits["test"].tensors["y"])  # same test set
+    train = dm.splits["train"].tensors["x"]  # standardized on the training split
+    assert abs(float(train.mean())) < 1e-5 and float(train.std()) == pytest.approx(1.0, abs=0.02)
+
+
+def test_unequal_lengths_reach_the_layers_as_lengths():
+    dm = UCRDataModule("JapaneseVowels", dtw_baseline=False)
+    dm.setup()
+    test = dm.splits["test"].tensors
+    assert dm.spec.input_size == 12 and dm.spec.output_size == 9
+    lengths = test["lengths"]
+    assert int(lengths.min()) < int(lengths.max()) == test["x"].shape[1]
+    short = int(lengths.argmin())
+    assert test["x"][short, int(lengths[short]) :].abs().sum() == 0  # padding past the length
+
+
+def test_the_ts_format_reads_through_aeon_in_the_sequence_file_module():
+    dm = SequenceFileDataModule(str(archive_file("GunPoint")), seed=0)
+    dm.setup()
+    assert len(dm.splits["test"]) == 150 and dm.spec.output_size == 2
+
+
+def test_dtw_baseline_equals_dtw_written_out_and_the_published_accuracy():
+    dm = UCRDataModule("ItalyPowerDemand")
+    dm.setup()
+    train_x, train_y = dm.archive["train"]
+    test_x, _ = dm.archive["test"]
+    for k in range(0, 1029, 205):  # a few test series, by brute force over the whole training set
+        nearest = int(np.argmin([dtw(test_x[k], s) for s in train_x]))
+        assert dm.classes[int(dm.dtw_labels[k])] == train_y[nearest]
+    accuracy = float((dm.dtw_labels == dm.splits["test"].tensors["y"]).float().mean())
+    assert accuracy == pytest.approx(0.950, abs=0.002)  # the archive's DTW (full window) figure
+    assert list(dtw_1nn(dm.archive["train"], test_x[:3])) == [dm.classes[int(i)] for i in dm.dtw_labels[:3]]
+
+
+def test_unknown_set_names_the_sets_there_are():
+    with pytest.raises(ValueError, match=r"'GunPointy' is not a classification set .*'ItalyPowerDemand'"):
+        UCRDataModule("GunPointy")
+
+
+def test_without_aeon_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "aeon.datasets", None)
+    with pytest.raises(ImportError, match=r"pip install 'rnnkit\[ucr\]'"):
+        UCRDataModule("GunPoint")
+
+
+def test_a_ucr_set_trains_from_the_command_line_with_both_baselines(tmp_path):
+    metrics = run_train(
+        ["task=classify", "data=ucr", "data.name=ItalyPowerDemand", "trainer.max_epochs=15"],
+        tmp_path / "run",
+    )
+    assert metrics["baseline_dtw_1nn/acc"] == pytest.approx(0.950, abs=0.002)
+    assert metrics["test/acc"] > metrics["baseline/acc"] + 0.2  # far above the majority class

@@ -27,6 +27,8 @@ FORECAST_BASELINES = {
     "ETS": "baseline_ets",
 }
 NAIVE = {"naive": "baseline"}
+TEXT_BASELINES = {"unigram": "baseline", "bigram": "baseline_bigram"}
+UCR_BASELINES = {"majority class": "baseline", "1-NN DTW": "baseline_dtw_1nn"}
 
 
 class Row:
@@ -45,6 +47,12 @@ class Row:
         self.scale = scale  # 100 shows a fraction as a percentage
 
 
+def ucr(name: str) -> Row:
+    return Row(
+        ["task=classify", "data=ucr", f"data.name={name}"], "acc", f"{name}: test accuracy", UCR_BASELINES
+    )
+
+
 ROWS = {
     "airline24": Row(
         [], "mape", "MAPE <= 5% and below every baseline (24 months from 1958-12)", FORECAST_BASELINES, 100
@@ -60,6 +68,16 @@ ROWS = {
     "addition": Row(["task=seq2seq"], "exact_match", "exact match >= 0.95 on held-out sums"),
     "reber": Row(["task=language", "cell=lstm"], "string_acc", ">= 99% of test strings right at every step"),
     "waveform": Row(["task=generate"], "mse", "MSE under 10% of the constant baseline's"),
+    "text": Row(
+        ["task=language", "data=text"],
+        "bits_per_symbol",
+        "bits per character on held-out text below the bigram's",
+        TEXT_BASELINES,
+    ),
+    "gunpoint": ucr("GunPoint"),
+    "italypower": ucr("ItalyPowerDemand"),
+    "arrowhead": ucr("ArrowHead"),
+    "japanesevowels": ucr("JapaneseVowels"),
     # why recurrence: the time-delay network sees only its window (the last 9 steps)
     "adding_tdnn": Row(["task=classify", "data=adding", "cell=tdnn"], "mse", "TDNN cannot reach the markers"),
     "airline24_tdnn": Row(["cell=tdnn"], "mape", "TDNN on the airline series", FORECAST_BASELINES, 100),

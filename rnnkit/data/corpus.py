@@ -89,11 +89,11 @@ class TextCorpusDataModule(SequenceDataModule):
         self,
         path: str | None = None,
         tokens: str = "char",
-        seq_len: int = 100,
+        seq_len: int = 64,
         val_fraction: float = 0.05,
         test_fraction: float = 0.05,
         min_count: int = 1,
-        batch_size: int = 32,
+        batch_size: int = 16,
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:

@@ -118,12 +118,17 @@ class SequenceDataModule(L.LightningDataModule):
             if missing or self.spec is None:
                 raise RuntimeError(f"{type(self).__name__}.build must set spec and splits; missing {missing}")
 
+    def loader_batch_size(self, split: str) -> int:
+        """Rows per batch of a split's loader (``batch_size`` unless a DataModule lays its data out
+        otherwise)."""
+        return self.batch_size
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.splits[split]
         sampler = EpochShuffleSampler(len(dataset), self.seed) if shuffle else None
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.loader_batch_size(split),
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -179,16 +179,12 @@ class TextCorpusDataModule(SequenceDataModule):
             stream=True,
         )
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        """Window-major order, one batch = one window of every stream: never shuffled."""
-        dataset = self.splits[split]
-        return DataLoader(
-            dataset,
-            batch_size=dataset.rows,
-            shuffle=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    def loader_batch_size(self, split: str) -> int:
+        """One batch = one window of every stream of the split."""
+        return self.splits[split].rows
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=False)  # window-major order: never shuffled
 
     def baseline(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         current = batch["x"].argmax(-1)  # (B, T)

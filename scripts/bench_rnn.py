@@ -15,6 +15,7 @@ the median of the repeats after warm-up and the ratio rnnkit / torch.nn (below 1
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -53,6 +54,8 @@ DEFAULT_CASES = {
     "cuda": ["standard"] + [k for k in CASES if k.startswith("long")] + ["deep_bi_512"],
 }
 FUSED = [b for b in BACKENDS if b != "auto"]
+PYTHON_LOOP = "cpu-python"  # the cpu backend with its compiled C++ loop turned off (the fallback)
+CHOICES = [*FUSED, PYTHON_LOOP]
 KINDS = {"lstm": (rnn.LSTM, torch.nn.LSTM), "gru": (rnn.GRU, torch.nn.GRU), "rnn": (rnn.RNN, torch.nn.RNN)}
 
 
@@ -61,20 +64,28 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_step(layer: torch.nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
-    if mode == "fwd":
-
-        def forward() -> None:
+def make_step(
+    layer: torch.nn.Module, x: torch.Tensor, mode: str, python_loop: bool = False
+) -> Callable[[], None]:
+    def forward_backward() -> None:
+        if mode == "fwd":
             with torch.no_grad():
                 layer(x)
+        else:
+            out, _ = layer(x)
+            out.sum().backward()
 
-        return forward
+    if not python_loop:
+        return forward_backward
 
-    def forward_backward() -> None:
-        out, _ = layer(x)
-        out.sum().backward()
+    def with_python_loop() -> None:
+        os.environ["RNNKIT_COMPILED_LOOP"] = "0"
+        try:
+            forward_backward()
+        finally:
+            del os.environ["RNNKIT_COMPILED_LOOP"]
 
-    return forward_backward
+    return with_python_loop
 
 
 def time_pair(fns: list[Callable[[], None]], device: torch.device, warmup: int, repeats: int) -> list[float]:
@@ -106,8 +117,9 @@ def main() -> None:
         "--backends",
         nargs="+",
         default=None,
-        choices=FUSED,
-        help="default: reference and cpu on the CPU; triton-persistent and triton-stepwise on CUDA",
+        choices=CHOICES,
+        help="default: reference, cpu and cpu-python (the cpu backend's Python loop, the fallback of its "
+        "compiled C++ loop) on the CPU; triton-persistent and triton-stepwise on CUDA",
     )
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
     parser.add_argument("--warmup", type=int, default=3)
@@ -132,7 +144,9 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     cases = args.cases or DEFAULT_CASES["cuda" if device.type == "cuda" else "cpu"]
     backends = args.backends or (
-        ["triton-persistent", "triton-stepwise"] if device.type == "cuda" else ["reference", "cpu"]
+        ["triton-persistent", "triton-stepwise"]
+        if device.type == "cuda"
+        else ["reference", "cpu", PYTHON_LOOP]
     )
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,7 +158,7 @@ def main() -> None:
         f"torch.backends.cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32})"
     )
     header = (
-        f"| {'kind':5} | {'case':24} | {'mode':7} | {'backend':9} "
+        f"| {'kind':5} | {'case':24} | {'mode':7} | {'backend':10} "
         f"| {'torch.nn ms':>11} | {'rnnkit ms':>9} | {'ratio':>5} |"
     )
     print(header)
@@ -161,7 +175,7 @@ def main() -> None:
                 layer = ours_cls(
                     case.input_size,
                     case.hidden_size,
-                    backend=backend,
+                    backend="cpu" if backend == PYTHON_LOOP else backend,
                     recurrent_dropout=args.recurrent_dropout,
                     **kw,
                 ).to(device, dtype)
@@ -172,12 +186,12 @@ def main() -> None:
                 layers = [reference, *ours]
                 for layer in layers:
                     layer.train(mode != "fwd")
-                times = time_pair(
-                    [make_step(layer, x, mode) for layer in layers], device, args.warmup, args.repeats
-                )
+                python_loop = [False] + [b == PYTHON_LOOP for b in kind_backends]
+                steps = [make_step(layer, x, mode, p) for layer, p in zip(layers, python_loop, strict=True)]
+                times = time_pair(steps, device, args.warmup, args.repeats)
                 for backend, t_ours in zip(kind_backends, times[1:], strict=True):
                     print(
-                        f"| {kind:5} | {case.name:24} | {mode:7} | {backend:9} | {times[0] * 1e3:11.2f} | "
+                        f"| {kind:5} | {case.name:24} | {mode:7} | {backend:10} | {times[0] * 1e3:11.2f} | "
                         f"{t_ours * 1e3:9.2f} | {t_ours / times[0]:5.2f} |",
                         flush=True,
                     )

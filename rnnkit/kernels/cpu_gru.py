@@ -2,7 +2,8 @@
 
 Semantics of :func:`rnnkit.nn.recurrent.run_cell` with :class:`rnnkit.cells.GRUCell`: the input
 projection ``xp = x W_ih^T + b_ih`` is computed outside; ``b_hh`` stays inside (it is gated by r_t).
-See :mod:`rnnkit.kernels.cpu_lstm` for the design.
+See :mod:`rnnkit.kernels.cpu_lstm` for the design; the loop runs in C++ (``csrc/gru_loop.cpp``)
+where it could be built.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.kernels import compiled_loop
 from rnnkit.kernels.cpu_lstm import _sigmoid_backward, _tanh_backward, needs_grad
 from rnnkit.kernels.cpu_matmul import RecurrentProduct
 from rnnkit.kernels.double_backward import gru_vjp
@@ -24,6 +26,9 @@ def gru_recurrence(
     end) and ``acts (T, B, 4H)``: r_t, z_t, n_t and the recurrent candidate part W_hn h + b_hn.
     ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (not in the carry), or
     an empty tensor for none."""
+    compiled = compiled_loop.usable(xp)
+    if compiled is not None:
+        return tuple(compiled.gru_forward(xp, h0, weight_hh, bias_hh, lengths, drop, True))
     steps, batch, three_h = xp.shape
     hidden = three_h // 3
     mask = step_mask(lengths, steps)
@@ -68,6 +73,9 @@ def gru_recurrence_backward(
     drop: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_weight_hh, d_bias_hh)``."""
+    compiled = compiled_loop.usable(acts)
+    if compiled is not None:
+        return tuple(compiled.gru_backward(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop))
     steps, batch, four_h = acts.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
@@ -147,6 +155,9 @@ def gru_inference(
     xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, drop: Tensor
 ) -> tuple[Tensor, Tensor]:
     """:func:`gru_recurrence` without gradients: nothing saved, step buffers reused."""
+    compiled = compiled_loop.usable(xp)
+    if compiled is not None:
+        return tuple(compiled.gru_forward(xp, h0, weight_hh, bias_hh, lengths, drop, False))
     steps, batch, three_h = xp.shape
     hidden = three_h // 3
     mask = step_mask(lengths, steps)

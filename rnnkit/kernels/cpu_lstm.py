@@ -1,6 +1,8 @@
 """The LSTM recurrence as one custom op with a hand-written backward (the fast CPU path).
 
-Forward and backward loop over time inside the op: no autograd graph per step, preallocated
+Forward and backward loop over time inside the op, in C++ where it could be built
+(:mod:`.compiled_loop`, ``csrc/lstm_loop.cpp``: one GEMM and one fused pointwise pass per step), else
+in the Python below: no autograd graph per step, preallocated
 buffers, in-place pointwise work with fused derivative kernels (``sigmoid_backward``,
 ``tanh_backward``), the recurrent product through oneDNN with pre-packed weights where it runs
 (:mod:`.cpu_matmul`), and the recurrent weight gradient as one GEMM over all steps. Being a
@@ -18,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.kernels import compiled_loop
 from rnnkit.kernels.cpu_matmul import RecurrentProduct
 from rnnkit.kernels.double_backward import lstm_vjp
 from rnnkit.kernels.lengths import full_lengths, step_mask
@@ -46,6 +49,9 @@ def lstm_recurrence(
     zeroed past the end), ``gates (T, B, 4H)`` (activated), ``cells (T, B, H)`` and their tanh.
     ``drop``: the sequence's recurrent-dropout mask ``(B, H)`` multiplying h_{t-1} in the product,
     or an empty tensor for none."""
+    compiled = compiled_loop.usable(xp)
+    if compiled is not None:
+        return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, True))
     steps, batch, four_h = xp.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
@@ -102,6 +108,13 @@ def lstm_recurrence_backward(
     drop: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_c0, d_weight_hh)`` by BPTT over the saved activations."""
+    compiled = compiled_loop.usable(gates)
+    if compiled is not None:
+        return tuple(
+            compiled.lstm_backward(
+                d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop
+            )
+        )
     steps, batch, four_h = gates.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
@@ -180,13 +193,16 @@ def lstm_inference(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`lstm_recurrence` without gradients: nothing is saved, so the step buffers are reused
     (no T-sized activation buffers to allocate and fault in)."""
+    compiled = compiled_loop.usable(xp)
+    if compiled is not None:
+        return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, False))
     steps, batch, four_h = xp.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
     output = xp.new_empty(steps, batch, hidden)
     g = xp.new_empty(batch, four_h)
     cells = [c0.clone(), xp.new_empty(batch, hidden)]  # ping-pong C_{t-1}, C_t
-    frozen_h = [h0, xp.new_empty(batch, hidden)] if mask is not None else None
+    frozen_h = [h0.clone(), xp.new_empty(batch, hidden)] if mask is not None else None  # never write h0
     product = RecurrentProduct(weight_hh, batch, steps)
     h = h0
     dropping = drop.numel() > 0

@@ -1,0 +1,73 @@
+"""The cpu backend's time loops compiled from C++ (``csrc/``), built once at first use.
+
+``torch.utils.cpp_extension.load`` compiles the sources with the installed compiler and ninja into
+torch's extension cache (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``) and
+loads them as ``torch.ops.rnnkit_cpp.*``; later processes reuse the build (it is rebuilt only when a
+source changes). Where it cannot be built or loaded (no compiler, no ninja, a failed build), the
+Python loops of :mod:`.cpu_lstm` / :mod:`.cpu_gru` run instead, after one warning that says why.
+``RNNKIT_COMPILED_LOOP=0`` turns the compiled loop off (the fallback's tests use it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SOURCES = sorted(str(p) for p in (Path(__file__).parent / "csrc").glob("*.cpp"))
+DTYPES = (torch.float32, torch.float64)  # what the C++ loops are instantiated for
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+
+
+def disabled() -> bool:
+    return os.environ.get("RNNKIT_COMPILED_LOOP", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def ops() -> Any | None:
+    """``torch.ops.rnnkit_cpp``, built on first use; None where it cannot be (warned once)."""
+    if disabled():
+        return None
+    if "ops" in _state:
+        return _state["ops"]
+    with _lock:
+        if "ops" not in _state:
+            _state["ops"] = _build()
+    return _state["ops"]
+
+
+def _build() -> Any | None:
+    try:
+        from torch.utils.cpp_extension import load
+
+        load(
+            name="rnnkit_cpp",
+            sources=SOURCES,
+            extra_cflags=["-O3"],
+            is_python_module=False,
+            verbose=False,
+        )
+        return torch.ops.rnnkit_cpp
+    except Exception as error:  # no compiler, no ninja, a failed build: the Python loop runs
+        reason = str(error).strip().splitlines()
+        warnings.warn(
+            "rnnkit: the compiled CPU time loop could not be built or loaded "
+            f"({type(error).__name__}: {reason[-1] if reason else ''}); the Python loop runs instead "
+            "(same results, slower at small sizes). Install a C++ compiler and ninja to get it.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def usable(*tensors: torch.Tensor) -> Any | None:
+    """The compiled ops when they can run these tensors (CPU, float32/float64, not being traced by
+    torch.compile's fake tensors), else None."""
+    first = tensors[0]
+    if first.device.type != "cpu" or first.dtype not in DTYPES:
+        return None
+    return ops()

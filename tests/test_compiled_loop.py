@@ -1,0 +1,171 @@
+"""The cpu backend's compiled C++ time loop and its Python fallback: both give torch.nn's numbers
+(float64: outputs, states, every gradient; variable lengths; recurrent dropout), the fallback runs
+with one warning that says why when the loop cannot be built, and the switch turns it off."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import rnnkit.nn as rnn
+from rnnkit.kernels import compiled_loop, cpu_gru, cpu_lstm
+
+LAYERS = {"lstm": (rnn.LSTM, torch.nn.LSTM), "gru": (rnn.GRU, torch.nn.GRU)}
+HAVE_COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
+
+
+@pytest.fixture(params=["compiled", "python"])
+def loop(request, monkeypatch):
+    """Run a test once through the compiled loop and once through the Python fallback."""
+    if request.param == "compiled":
+        if not HAVE_COMPILER:
+            pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
+        monkeypatch.delenv("RNNKIT_COMPILED_LOOP", raising=False)
+        assert compiled_loop.ops() is not None, "the compiled loop failed to build (see the warning)"
+    else:
+        monkeypatch.setenv("RNNKIT_COMPILED_LOOP", "0")
+        assert compiled_loop.ops() is None
+    return request.param
+
+
+def pair(kind: str, **kwargs):
+    ours_cls, torch_cls = LAYERS[kind]
+    theirs = torch_cls(5, 7, **kwargs).double()
+    ours = ours_cls(5, 7, backend="cpu", **kwargs).double()
+    ours.load_state_dict(theirs.state_dict())
+    return ours, theirs
+
+
+def grads(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+@pytest.mark.parametrize("shape", [(1, 1), (9, 4), (23, 3)], ids=lambda s: f"T{s[0]}B{s[1]}")
+def test_float64_parity_with_torch_through_each_loop(loop, kind, shape):
+    steps, batch = shape
+    torch.manual_seed(steps * 10 + batch)
+    ours, theirs = pair(kind, num_layers=2, bidirectional=True)
+    x = torch.randn(steps, batch, 5, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(4, batch, 7, dtype=torch.float64)
+    state = (h0, torch.randn_like(h0)) if kind == "lstm" else h0
+    outs = []
+    for layer in (ours, theirs):
+        xi = x.detach().clone().requires_grad_()
+        out, final = layer(xi, state)
+        finals = final if isinstance(final, tuple) else (final,)
+        (out.square().sum() + sum(f.sin().sum() for f in finals)).backward()
+        outs.append((out, finals, xi.grad, grads(layer)))
+    (o1, f1, g1, w1), (o2, f2, g2, w2) = outs
+    torch.testing.assert_close(o1, o2, rtol=0, atol=1e-12)
+    for a, b in zip(f1, f2, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    torch.testing.assert_close(g1, g2, rtol=0, atol=1e-10)
+    for a, b in zip(w1, w2, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_variable_lengths_through_each_loop(loop, kind):
+    torch.manual_seed(3)
+    ours, theirs = pair(kind)
+    x = torch.randn(11, 4, 5, dtype=torch.float64)
+    lengths = torch.tensor([11, 2, 7, 5])
+    results = []
+    for layer in (ours, theirs):
+        xi = x.clone().requires_grad_()
+        packed = pack_padded_sequence(xi, lengths, enforce_sorted=False)
+        out, final = layer(packed)
+        padded, _ = pad_packed_sequence(out)
+        finals = final if isinstance(final, tuple) else (final,)
+        (padded.square().sum() + sum(f.sum() for f in finals)).backward()
+        results.append((padded, finals, xi.grad, grads(layer)))
+    (o1, f1, g1, w1), (o2, f2, g2, w2) = results
+    torch.testing.assert_close(o1, o2, rtol=0, atol=1e-12)
+    torch.testing.assert_close(g1, g2, rtol=0, atol=1e-10)
+    for a, b in zip([*f1, *w1], [*f2, *w2], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_inference_and_recurrent_dropout_agree_between_the_loops(kind, monkeypatch):
+    """The compiled loop against the Python loop on the same draws: inference (nothing saved) and
+    training with a recurrent-dropout mask, lengths included."""
+    if not HAVE_COMPILER:
+        pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
+    torch.manual_seed(5)
+    hidden, steps, batch = 6, 8, 3
+    gates = 4 if kind == "lstm" else 3
+    xp = torch.randn(steps, batch, gates * hidden, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(gates * hidden, hidden, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([8, 3, 6])
+    drop = (torch.rand(batch, hidden, dtype=torch.float64) > 0.3).double() / 0.7
+    if kind == "lstm":
+        c0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
+        inputs = (xp, h0, c0, w)
+
+        def run(d):
+            out, (h, c) = cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths, d)
+            return out, h, c
+    else:
+        b = torch.randn(gates * hidden, dtype=torch.float64, requires_grad=True)
+        inputs = (xp, h0, w, b)
+
+        def run(d):
+            return cpu_gru.gru_forward(xp, h0, w, b, lengths, d)
+
+    results = {}
+    for name, flag in (("compiled", "1"), ("python", "0")):
+        monkeypatch.setenv("RNNKIT_COMPILED_LOOP", flag)
+        with torch.no_grad():
+            inference = run(None)
+        trained = run(drop)
+        loss = sum((t * torch.linspace(0.5, 1.5, t.shape[-1], dtype=torch.float64)).sum() for t in trained)
+        results[name] = (inference, trained, torch.autograd.grad(loss, inputs))
+    for a, b in zip(*(torch.utils._pytree.tree_leaves(r) for r in results.values()), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_a_failed_build_warns_once_and_the_python_loop_runs(monkeypatch):
+    import torch.utils.cpp_extension as cpp_extension
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Error building extension 'rnnkit_cpp'\nc++: command not found")
+
+    monkeypatch.delenv("RNNKIT_COMPILED_LOOP", raising=False)
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    monkeypatch.setattr(compiled_loop, "_state", {})
+    with pytest.warns(
+        RuntimeWarning, match=r"could not be built .*c\+\+: command not found.*Python loop runs"
+    ):
+        layer = rnn.LSTM(3, 4, backend="cpu")
+        out, _ = layer(torch.randn(5, 2, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: no second warning
+        layer(torch.randn(5, 2, 3))[0].sum().backward()
+    assert out.shape == (5, 2, 4)
+
+
+def test_other_dtypes_take_the_python_loop():
+    assert compiled_loop.usable(torch.zeros(1, dtype=torch.bfloat16)) is None
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_inference_with_lengths_leaves_the_initial_state_untouched(loop, kind):
+    """Regression: the Python LSTM inference loop used h0's storage as a step buffer with lengths."""
+    torch.manual_seed(8)
+    layer = LAYERS[kind][0](3, 4, backend="cpu").double()
+    x = torch.randn(6, 3, 3, dtype=torch.float64)
+    h0 = torch.randn(1, 3, 4, dtype=torch.float64)
+    state = (h0, torch.randn_like(h0)) if kind == "lstm" else h0
+    saved = [s.clone() for s in (state if isinstance(state, tuple) else (state,))]
+    packed = pack_padded_sequence(x, torch.tensor([6, 4, 2]))  # sorted: h0 reaches the loop unpermuted
+    with torch.no_grad():
+        layer(packed, state)
+    for before, after in zip(saved, state if isinstance(state, tuple) else (state,), strict=True):
+        torch.testing.assert_close(before, after, rtol=0, atol=0)

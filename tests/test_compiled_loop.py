@@ -151,8 +151,11 @@ def test_a_failed_build_warns_once_and_the_python_loop_runs(monkeypatch):
     assert out.shape == (5, 2, 4)
 
 
-def test_other_dtypes_take_the_python_loop():
-    assert compiled_loop.usable(torch.zeros(1, dtype=torch.bfloat16)) is None
+def test_other_dtypes_and_large_products_take_the_python_loop():
+    assert compiled_loop.usable(torch.zeros(1, dtype=torch.bfloat16), 8, 64) is None
+    assert compiled_loop.usable(torch.zeros(1), 64, 512) is None  # oneDNN's packed product wins there
+    if HAVE_COMPILER:
+        assert compiled_loop.usable(torch.zeros(1), 8, 64) is not None
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))

@@ -20,6 +20,12 @@ import torch
 
 SOURCES = sorted(str(p) for p in (Path(__file__).parent / "csrc").glob("*.cpp"))
 DTYPES = (torch.float32, torch.float64)  # what the C++ loops are instantiated for
+# batch * hidden from which the Python loop runs instead: its recurrent product goes through oneDNN
+# with pre-packed weights (.cpu_matmul), which the C++ loop's addmm lacks, and at these sizes the
+# product, not the per-step overhead, is the cost. Measured (scripts/bench_rnn.py, 2 cores, fp32,
+# ratio to torch.nn fwd+bwd, compiled / Python): T100 B64 H512 LSTM 1.05 / 1.01, GRU 1.19 / 1.10;
+# T50 B32 H256 2 layers LSTM 1.39 / 1.59, GRU 0.89 / 1.05; T200 B8 H64 LSTM 1.98 / 5.47.
+MAX_WORK = 16384
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
 
@@ -64,10 +70,9 @@ def _build() -> Any | None:
         return None
 
 
-def usable(*tensors: torch.Tensor) -> Any | None:
-    """The compiled ops when they can run these tensors (CPU, float32/float64, not being traced by
-    torch.compile's fake tensors), else None."""
-    first = tensors[0]
-    if first.device.type != "cpu" or first.dtype not in DTYPES:
+def usable(x: torch.Tensor, batch: int, hidden: int) -> Any | None:
+    """The compiled ops when they run a recurrence over ``x`` (CPU, float32/float64) with this batch
+    and hidden size better than the Python loop (``batch * hidden < MAX_WORK``), else None."""
+    if x.device.type != "cpu" or x.dtype not in DTYPES or batch * hidden >= MAX_WORK:
         return None
     return ops()

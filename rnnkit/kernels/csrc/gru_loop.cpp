@@ -13,11 +13,6 @@
 
 namespace {
 
-template <typename T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
-}
-
 constexpr int64_t kGrain = 8192;
 
 // Forward. With `save`: (output, h_n, hs, acts); without: (output, h_n).
@@ -49,24 +44,34 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
       const scalar_t* x = xp[t].data_ptr<scalar_t>();
       const scalar_t* g = gh.data_ptr<scalar_t>();
       const scalar_t* hp = h.data_ptr<scalar_t>();
-      scalar_t* a = acts[save ? t : 0].data_ptr<scalar_t>();
+      const at::Tensor act = acts[save ? t : 0];  // (B, 4H): r, z, n, W_hn h + b_hn
+      scalar_t* a = act.data_ptr<scalar_t>();
       scalar_t* hn_out = hs[slot].data_ptr<scalar_t>();
       scalar_t* out = output[t].data_ptr<scalar_t>();
+      // the transcendental functions through ATen's vectorized kernels, the rest in fused passes
+      at::parallel_for(0, batch * 2 * hidden, kGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t k = begin; k < end; ++k) {
+          const int64_t b = k / (2 * hidden), j = k % (2 * hidden);
+          a[b * 4 * hidden + j] = x[b * 3 * hidden + j] + g[b * 3 * hidden + j];  // r, z pre-activations
+        }
+      });
+      act.narrow(1, 0, 2 * hidden).sigmoid_();  // r_t, z_t
       at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
         for (int64_t k = begin; k < end; ++k) {
           const int64_t b = k / hidden, j = k % hidden;
-          const scalar_t* xr = x + b * 3 * hidden;
-          const scalar_t* gr = g + b * 3 * hidden;
           scalar_t* ar = a + b * 4 * hidden;
-          const scalar_t r = sigmoid(xr[j] + gr[j]);
-          const scalar_t z = sigmoid(xr[hidden + j] + gr[hidden + j]);
-          const scalar_t hn = gr[2 * hidden + j];
-          const scalar_t n = std::tanh(xr[2 * hidden + j] + r * hn);  // n_t = tanh(W_in x + r * (W_hn h + b_hn))
-          ar[j] = r;
-          ar[hidden + j] = z;
-          ar[2 * hidden + j] = n;
+          const scalar_t hn = g[b * 3 * hidden + 2 * hidden + j];
           ar[3 * hidden + j] = hn;
+          ar[2 * hidden + j] = x[b * 3 * hidden + 2 * hidden + j] + ar[j] * hn;  // W_in x + r (W_hn h + b_hn)
+        }
+      });
+      act.narrow(1, 2 * hidden, hidden).tanh_();  // n_t
+      at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t k = begin; k < end; ++k) {
+          const int64_t b = k / hidden, j = k % hidden;
+          const scalar_t* ar = a + b * 4 * hidden;
           if (t < len[b]) {
+            const scalar_t n = ar[2 * hidden + j], z = ar[hidden + j];
             const scalar_t h_new = n + z * (hp[k] - n);  // h_t = (1 - z) n + z h_{t-1}
             hn_out[k] = h_new;
             out[k] = h_new;

@@ -155,7 +155,7 @@ class TextCorpusDataModule(SequenceDataModule):
         vocab_size = len(self.vocab)
         self.splits = {}
         for name, part in parts.items():
-            ids = torch.tensor(self.vocab.encode(separator.join(part)), dtype=torch.long)
+            ids = torch.tensor(self.vocab.encode_tokens(part), dtype=torch.long)
             rows = min(self.batch_size, max(1, (len(ids) - 1) // self.seq_len))
             self.splits[name] = StreamWindows(ids, rows, self.seq_len, vocab_size)
         self.unknown_share = {

@@ -248,6 +248,11 @@ class SequenceFileDataModule(SequenceDataModule):
             )
         return readers[kind]()
 
+    def validation_share(self) -> float:
+        """Share of a file's training split drawn for validation when the file gives train and test:
+        ``val_fraction`` is a share of the whole data set, the training split ``1 - test_fraction``."""
+        return self.val_fraction / (1 - self.test_fraction)
+
     def _splits(
         self, parts: dict[str, tuple[Sequences, np.ndarray]]
     ) -> dict[str, tuple[Sequences, np.ndarray]]:
@@ -267,7 +272,7 @@ class SequenceFileDataModule(SequenceDataModule):
                 f"{self.path}: the file's splits need at least train and test, got {sorted(parts)}"
             )
         if "val" not in parts:
-            share = self.val_fraction / (1 - self.test_fraction)
+            share = self.validation_share()
             val, train = split_indices(len(parts["train"][1]), [share, 0], self.seed)
             parts = {**parts, "val": take(parts["train"], val), "train": take(parts["train"], train)}
         return parts

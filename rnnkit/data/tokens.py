@@ -37,7 +37,10 @@ class Vocab:
         return list(text) if self.separator == "" else text.split()
 
     def encode(self, text: str, eos: bool = False) -> list[int]:
-        tokens = self.split(text)
+        return self.encode_tokens(self.split(text), eos)
+
+    def encode_tokens(self, tokens: Sequence[str], eos: bool = False) -> list[int]:
+        """Ids of tokens already split (see :meth:`encode`)."""
         if self.unknown is not None:
             ids = [self.stoi.get(c, self.unknown) for c in tokens]
         else:

@@ -105,14 +105,11 @@ class UCRDataModule(SequenceFileDataModule):
     ) -> None:
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
-        # the archive gives train and test, so the base draws validation only, as a share
-        # val_fraction / (1 - test_fraction) of the training set: with test_fraction 0.5 that is
-        # exactly val_fraction
         super().__init__(
             str(archive_file(name)),
             format="ts",
-            val_fraction=val_fraction * 0.5,
-            test_fraction=0.5,
+            val_fraction=val_fraction,
+            test_fraction=min(0.5, 1 - val_fraction) / 2,  # unused: the archive gives the test split
             standardize=standardize,
             batch_size=batch_size,
             seed=seed,
@@ -121,6 +118,10 @@ class UCRDataModule(SequenceFileDataModule):
         self.name = name
         self.dtw_baseline = dtw_baseline
         self.dtw_labels: Tensor | None = None
+
+    def validation_share(self) -> float:
+        """``val_fraction`` is a share of the archive's training set."""
+        return self.val_fraction
 
     def _read(self) -> dict[str, tuple[Sequences, np.ndarray]]:
         self.archive = super()._read()  # {"train": ..., "test": ...}

@@ -59,10 +59,12 @@ def _build() -> Any | None:
         )
         return torch.ops.rnnkit_cpp
     except Exception as error:  # no compiler, no ninja, a failed build: the Python loop runs
-        reason = str(error).strip().splitlines()
+        lines = str(error).strip().splitlines()
+        errors = [line.strip() for line in lines if "error:" in line.lower()]  # compiler complaints
+        reason = errors[0] if errors else (lines[-1] if lines else "")
         warnings.warn(
             "rnnkit: the compiled CPU time loop could not be built or loaded "
-            f"({type(error).__name__}: {reason[-1] if reason else ''}); the Python loop runs instead "
+            f"({type(error).__name__}: {reason}); the Python loop runs instead "
             "(same results, slower at small sizes). Install a C++ compiler and ninja to get it.",
             RuntimeWarning,
             stacklevel=3,

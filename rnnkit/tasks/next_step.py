@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics import MetricCollection
+from tqdm.auto import trange
 
 from rnnkit.cells.base import State
 from rnnkit.data.base import DataSpec
@@ -266,8 +267,6 @@ class NextStep(SequenceTask):
         banned = torch.zeros(logits.shape[-1], dtype=torch.bool)
         banned[list(exclude)] = True
         drawn: list[int] = []
-        from tqdm.auto import trange
-
         for _ in trange(length, desc="sampling", disable=not progress, leave=False):
             scores = (logits[0, -1].float().cpu() / temperature).masked_fill(banned, float("-inf"))  # (V,)
             if 0 < top_k < int((~banned).sum()):

@@ -31,27 +31,26 @@ void lstm_pointwise(const at::Tensor& g_t, const at::Tensor& c_prev_t, const at:
   const T* g = g_t.data_ptr<T>();
   const T* c_prev = c_prev_t.data_ptr<T>();
   const T* h_prev = h_prev_t.data_ptr<T>();
-  T* tanh_out = tanh_out_t.data_ptr<T>();
+  T* c_out = c_out_t.data_ptr<T>();
   at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       const T* row = g + (k / hidden) * 4 * hidden;
       const int64_t j = k % hidden;
-      tanh_out[k] = row[hidden + j] * c_prev[k] + row[j] * row[2 * hidden + j];  // C_t = f C_{t-1} + i C~
+      c_out[k] = row[hidden + j] * c_prev[k] + row[j] * row[2 * hidden + j];  // C_t = f C_{t-1} + i C~
     }
   });
-  tanh_out_t.tanh_();  // tanh(C_t)
-  T* c_out = c_out_t.data_ptr<T>();
+  at::Tensor tanh_dst = tanh_out_t;  // a handle: tanh_out writes through it
+  at::tanh_out(tanh_dst, c_out_t);  // tanh(C_t), of the unfrozen C_t
+  const T* tanh_out = tanh_out_t.data_ptr<T>();
   T* h_out = h_out_t.data_ptr<T>();
   T* out = out_t.data_ptr<T>();
   at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       const int64_t b = k / hidden, j = k % hidden;
-      const T* row = g + b * 4 * hidden;
       if (t < lengths[b]) {
-        c_out[k] = row[hidden + j] * c_prev[k] + row[j] * row[2 * hidden + j];
-        h_out[k] = row[3 * hidden + j] * tanh_out[k];  // h_t = o * tanh(C_t)
+        h_out[k] = g[b * 4 * hidden + 3 * hidden + j] * tanh_out[k];  // h_t = o * tanh(C_t)
         out[k] = h_out[k];
-      } else {
+      } else {  // past the end: the state is frozen, the output zero
         c_out[k] = c_prev[k];
         h_out[k] = h_prev[k];
         out[k] = T(0);

@@ -10,7 +10,9 @@ Python loops of :mod:`.cpu_lstm` / :mod:`.cpu_gru` run instead, after one warnin
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import threading
 import warnings
 from pathlib import Path
@@ -18,7 +20,8 @@ from typing import Any
 
 import torch
 
-SOURCES = sorted(str(p) for p in (Path(__file__).parent / "csrc").glob("*.cpp"))
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = sorted(str(p) for p in CSRC.glob("*.cpp"))
 DTYPES = (torch.float32, torch.float64)  # what the C++ loops are instantiated for
 # batch * hidden from which the Python loop runs instead: its recurrent product goes through oneDNN
 # with pre-packed weights (.cpu_matmul), which the C++ loop's addmm lacks, and at these sizes the
@@ -46,14 +49,37 @@ def ops() -> Any | None:
     return _state["ops"]
 
 
+def simd_flags() -> list[str]:
+    """Compiler flags for the vector instructions of ``csrc/vec_math.h``: AVX2 + FMA where torch's
+    own kernels run with AVX2 or AVX-512 on this machine (and the compiler is GCC or Clang on x86),
+    else none (ATen's portable Vectorized, or NEON on ARM where ATen enables it by itself)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return []
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        return []
+    return ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"]
+
+
+def build_name(flags: list[str]) -> str:
+    """The extension's name in torch's cache: it changes with every source or header and with the
+    instruction set, so that a changed header or another machine sharing the cache rebuilds."""
+    digest = hashlib.sha256()
+    for path in sorted(CSRC.iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    digest.update(" ".join(flags).encode())
+    return f"rnnkit_cpp_{digest.hexdigest()[:12]}"
+
+
 def _build() -> Any | None:
     try:
         from torch.utils.cpp_extension import load
 
+        flags = simd_flags()
         load(
-            name="rnnkit_cpp",
+            name=build_name(flags),
             sources=SOURCES,
-            extra_cflags=["-O3"],
+            extra_cflags=["-O3", *flags],
+            extra_include_paths=[str(CSRC)],
             is_python_module=False,
             verbose=False,
         )

@@ -9,97 +9,153 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <cmath>
+#include <algorithm>
+#include <cstring>
 #include <vector>
+
+#include "small_gemm.h"
+#include "vec_math.h"
 
 namespace {
 
 constexpr int64_t kGrain = 8192;  // pointwise elements per thread before splitting the work
 
-// One step's pointwise work after g = xp_t + W_hh h_{t-1} is in `g` (B, 4H), row b active if
-// t < lengths[b]. The transcendental functions run through ATen's vectorized kernels (a scalar
-// std::tanh per element is ~10x slower at H >= 256); the rest is one fused pass. Activates g in
-// place; writes C_t, tanh C_t (of the unfrozen C_t), h_t (frozen past the end) and the output (zero
-// past the end).
+// Rows [begin, end) of one step's pointwise work, from x = xp_t and p = h_{t-1} W_hh^T (B, 4H). Writes
+// the activated gates i, f, C~, o into g (what backward needs); for a row with t < lengths[b] writes
+//   C_t = f C_{t-1} + i C~,  tanh C_t,  h_t = o tanh C_t,  output_t = h_t;
+// past its length the row's state is frozen (C_t = C_{t-1}, h_t = h_{t-1}) and its output zero.
 template <typename T>
-void lstm_pointwise(const at::Tensor& g_t, const at::Tensor& c_prev_t, const at::Tensor& h_prev_t,
-                    const at::Tensor& c_out_t, const at::Tensor& tanh_out_t, const at::Tensor& h_out_t,
-                    const at::Tensor& out_t, const int64_t* lengths, int64_t t, int64_t batch, int64_t hidden) {
-  g_t.narrow(1, 0, 2 * hidden).sigmoid_();  // i_t, f_t
-  g_t.narrow(1, 2 * hidden, hidden).tanh_();  // C~_t
-  g_t.narrow(1, 3 * hidden, hidden).sigmoid_();  // o_t
-  const T* g = g_t.data_ptr<T>();
-  const T* c_prev = c_prev_t.data_ptr<T>();
-  const T* h_prev = h_prev_t.data_ptr<T>();
-  T* c_out = c_out_t.data_ptr<T>();
-  at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const T* row = g + (k / hidden) * 4 * hidden;
-      const int64_t j = k % hidden;
-      c_out[k] = row[hidden + j] * c_prev[k] + row[j] * row[2 * hidden + j];  // C_t = f C_{t-1} + i C~
+void lstm_rows(const T* x, const T* p, T* g, const T* c_prev, const T* h_prev, T* c_out, T* tanh_out, T* h_out,
+               T* out, const int64_t* lengths, int64_t t, int64_t hidden, int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    T* row = g + b * 4 * hidden;  // (4H): i, f, C~, o
+    const int64_t k0 = b * hidden;
+    if (t >= lengths[b]) {
+      std::memcpy(c_out + k0, c_prev + k0, hidden * sizeof(T));
+      std::memcpy(h_out + k0, h_prev + k0, hidden * sizeof(T));
+      std::fill(out + k0, out + k0 + hidden, T(0));
+      continue;
     }
-  });
-  at::Tensor tanh_dst = tanh_out_t;  // a handle: tanh_out writes through it
-  at::tanh_out(tanh_dst, c_out_t);  // tanh(C_t), of the unfrozen C_t
-  const T* tanh_out = tanh_out_t.data_ptr<T>();
-  T* h_out = h_out_t.data_ptr<T>();
-  T* out = out_t.data_ptr<T>();
-  at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const int64_t b = k / hidden, j = k % hidden;
-      if (t < lengths[b]) {
-        h_out[k] = g[b * 4 * hidden + 3 * hidden + j] * tanh_out[k];  // h_t = o * tanh(C_t)
-        out[k] = h_out[k];
-      } else {  // past the end: the state is frozen, the output zero
-        c_out[k] = c_prev[k];
-        h_out[k] = h_prev[k];
-        out[k] = T(0);
-      }
+    const T* xr = x + b * 4 * hidden;
+    const T* pr = p + b * 4 * hidden;
+    for (int64_t j = 0; j < 4 * hidden; ++j) row[j] = xr[j] + pr[j];  // pre-activations
+    rnnkit::sigmoid_n(row, row, 2 * hidden);  // i_t, f_t
+    rnnkit::tanh_n(row + 2 * hidden, row + 2 * hidden, hidden);  // C~_t
+    rnnkit::sigmoid_n(row + 3 * hidden, row + 3 * hidden, hidden);  // o_t
+    const T* i = row;
+    const T* f = row + hidden;
+    const T* cand = row + 2 * hidden;
+    const T* o = row + 3 * hidden;
+    T* c = c_out + k0;
+    const T* cp = c_prev + k0;
+    for (int64_t j = 0; j < hidden; ++j) c[j] = f[j] * cp[j] + i[j] * cand[j];  // C_t
+    T* tc = tanh_out + k0;
+    rnnkit::tanh_n(c, tc, hidden);  // tanh C_t
+    T* h = h_out + k0;
+    T* y = out + k0;
+    for (int64_t j = 0; j < hidden; ++j) {
+      h[j] = o[j] * tc[j];  // h_t
+      y[j] = h[j];
     }
-  });
+  }
 }
 
 // Forward. With `save`, returns (output, h_n, c_n, hs, gates, cells, tanh_cells) as the Python op;
-// without, (output, h_n, c_n) and only one step's buffers are kept.
+// without, (output, h_n, c_n) and only one step's buffers are kept. Per step: one GEMM into a fixed
+// buffer (small_gemm.h) and one pass over the rows with raw pointers.
 std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& h0, const at::Tensor& c0,
                                      const at::Tensor& weight_hh, const at::Tensor& lengths_in,
                                      const at::Tensor& drop, bool save) {
   TORCH_CHECK(xp_in.dim() == 3 && xp_in.size(2) % 4 == 0, "lstm_forward: xp must be (T, B, 4H)");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;  // the inner calls are not recorded anyway
   const at::Tensor xp = xp_in.contiguous();
   const int64_t steps = xp.size(0), batch = xp.size(1), hidden = xp.size(2) / 4;
+  const int64_t state = batch * hidden;
   const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
   const bool dropping = drop.numel() > 0;
-  const at::Tensor w_t = weight_hh.t();  // (H, 4H)
-  at::Tensor output = at::empty({steps, batch, hidden}, xp.options());
-  at::Tensor gates = at::empty({save ? steps : 1, batch, 4 * hidden}, xp.options());
-  at::Tensor hs = at::empty({save ? steps : 2, batch, hidden}, xp.options());
-  at::Tensor cells = at::empty({save ? steps : 2, batch, hidden}, xp.options());
-  at::Tensor tanh_cells = at::empty({save ? steps : 1, batch, hidden}, xp.options());
-  at::Tensor h0c = h0.contiguous(), c0c = c0.contiguous();
-  at::Tensor dropped = dropping ? at::empty({batch, hidden}, xp.options()) : at::Tensor();
+  const at::Tensor w_t = weight_hh.t().contiguous();  // (H, 4H)
+  const auto opts = xp.options();
+  at::Tensor output = at::empty({steps, batch, hidden}, opts);
+  at::Tensor gates = at::empty({save ? steps : 1, batch, 4 * hidden}, opts);
+  at::Tensor hs = at::empty({save ? steps : 2, batch, hidden}, opts);
+  at::Tensor cells = at::empty({save ? steps : 2, batch, hidden}, opts);
+  at::Tensor tanh_cells = at::empty({save ? steps : 1, batch, hidden}, opts);
+  at::Tensor g = at::empty({batch, 4 * hidden}, opts);  // the activated gates when not saved
+  at::Tensor prod = at::empty({batch, 4 * hidden}, opts);  // the GEMM's output, every step
+  at::Tensor h_in = at::empty({batch, hidden}, opts);  // its input h_{t-1} (* drop), every step
+  const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
+  const at::Tensor h0c = h0.contiguous(), c0c = c0.contiguous();
+  at::Tensor h_n = at::empty({batch, hidden}, opts), c_n = at::empty({batch, hidden}, opts);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_forward", [&] {
+    using T = scalar_t;
     const int64_t* len = lengths.data_ptr<int64_t>();
-    at::Tensor h = h0c, c = c0c;
+    const T* x = xp.data_ptr<T>();
+    const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
+    T* g_p = g.data_ptr<T>();
+    const T* prod_p = prod.data_ptr<T>();
+    T* hin = h_in.data_ptr<T>();
+    T* gates_p = gates.data_ptr<T>();
+    T* hs_p = hs.data_ptr<T>();
+    T* cells_p = cells.data_ptr<T>();
+    T* tanh_p = tanh_cells.data_ptr<T>();
+    T* out_p = output.data_ptr<T>();
+    const T* h = h0c.data_ptr<T>();
+    const T* c = c0c.data_ptr<T>();
+    const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
     for (int64_t t = 0; t < steps; ++t) {
-      const int64_t s = save ? t : 0;
-      const int64_t slot = save ? t : (t + 1) % 2;  // ping-pong h and C without saving
-      at::Tensor g = gates[s];
-      if (dropping) {
-        at::mul_out(dropped, h, drop);
-        at::addmm_out(g, xp[t], dropped, w_t);  // (B, 4H): xp_t + (h_{t-1} * drop) W_hh^T
-      } else {
-        at::addmm_out(g, xp[t], h, w_t);  // (B, 4H): xp_t + h_{t-1} W_hh^T
-      }
-      at::Tensor h_t = hs[slot], c_t = cells[slot];
-      lstm_pointwise<scalar_t>(g, c, h, c_t, tanh_cells[s], h_t, output[t], len, t, batch, hidden);
+      const int64_t slot = save ? t : t % 2;  // ping-pong h and C without saving
+      for (int64_t k = 0; k < state; ++k) hin[k] = dr ? h[k] * dr[k] : h[k];
+      rnnkit::matmul_into<T>(h_in, w_t, prod);  // (B, 4H): (h_{t-1} [* drop]) W_hh^T
+      T* gate = save ? gates_p + t * 4 * state : g_p;
+      T* h_t = hs_p + slot * state;
+      T* c_t = cells_p + slot * state;
+      T* tc_t = tanh_p + (save ? t : 0) * state;
+      at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
+        lstm_rows<T>(x + t * 4 * state, prod_p, gate, c, h, c_t, tc_t, h_t, out_p + t * state, len, t, hidden,
+                     begin, end);
+      });
       h = h_t;
       c = c_t;
     }
-    h0c = h.clone();  // h_n, C_n
-    c0c = c.clone();
+    std::memcpy(h_n.data_ptr<T>(), h, state * sizeof(T));
+    std::memcpy(c_n.data_ptr<T>(), c, state * sizeof(T));
   });
-  if (!save) return {output, h0c, c0c};
-  return {output, h0c, c0c, hs, gates, cells, tanh_cells};
+  if (!save) return {output, h_n, c_n};
+  return {output, h_n, c_n, hs, gates, cells, tanh_cells};
+}
+
+// Rows [begin, end) of one backward step: from dL/dh_t (dh + d_output_t) and dL/dC_t (dc) to the
+// pre-activation gradients dG_t (B, 4H); dc becomes dL/dC_{t-1} (the part through f_t). Rows past
+// their length get dG_t = 0 and keep dh, dc (the frozen state passes them through).
+template <typename T>
+void lstm_backward_rows(const T* gate, const T* tanh_c, const T* c_prev, const T* d_out, const T* dh, T* dc,
+                        T* dg, const int64_t* lengths, int64_t t, int64_t hidden, int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    const int64_t k0 = b * hidden;
+    T* drow = dg + b * 4 * hidden;
+    if (t >= lengths[b]) {
+      std::fill(drow, drow + 4 * hidden, T(0));
+      continue;
+    }
+    const T* i = gate + b * 4 * hidden;
+    const T* f = i + hidden;
+    const T* cand = i + 2 * hidden;
+    const T* o = i + 3 * hidden;
+    const T* tc = tanh_c + k0;
+    const T* cp = c_prev + k0;
+    const T* dy = d_out + k0;
+    const T* dhr = dh + k0;
+    T* dcr = dc + k0;
+    for (int64_t j = 0; j < hidden; ++j) {
+      const T h_grad = dhr[j] + dy[j];
+      const T c_grad = dcr[j] + h_grad * o[j] * (T(1) - tc[j] * tc[j]);  // dL/dC_t
+      drow[j] = c_grad * cand[j] * i[j] * (T(1) - i[j]);  // d i_pre
+      drow[hidden + j] = c_grad * cp[j] * f[j] * (T(1) - f[j]);  // d f_pre
+      drow[2 * hidden + j] = c_grad * i[j] * (T(1) - cand[j] * cand[j]);  // d C~_pre
+      drow[3 * hidden + j] = h_grad * tc[j] * o[j] * (T(1) - o[j]);  // d o_pre
+      dcr[j] = c_grad * f[j];  // into C_{t-1}
+    }
+  }
 }
 
 // Backward through the saved activations: (d_xp, d_h0, d_c0, d_weight_hh).
@@ -107,54 +163,46 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
                                       const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& weight_hh,
                                       const at::Tensor& lengths_in, const at::Tensor& hs, const at::Tensor& gates,
                                       const at::Tensor& cells, const at::Tensor& tanh_cells, const at::Tensor& drop) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = gates.size(2) / 4;
+  const int64_t state = batch * hidden;
   const at::Tensor d_output = d_output_in.contiguous();
   const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
   const bool dropping = drop.numel() > 0;
+  const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
   const at::Tensor w = weight_hh.contiguous();  // (4H, H): dG_t W_hh -> dL/dh_{t-1}
-  at::Tensor d_gates = at::empty_like(gates);  // (T, B, 4H)
+  const at::Tensor gates_c = gates.contiguous(), cells_c = cells.contiguous(), tanh_c = tanh_cells.contiguous();
+  at::Tensor d_gates = at::empty_like(gates_c);  // (T, B, 4H)
   at::Tensor dh = d_hn.contiguous().clone(), dc = d_cn.contiguous().clone();  // from the future
+  at::Tensor dg = at::empty({batch, 4 * hidden}, gates.options());  // the GEMM's input, every step
   at::Tensor via_w = at::empty_like(dh);
   const at::Tensor c0c = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_backward", [&] {
+    using T = scalar_t;
     const int64_t* len = lengths.data_ptr<int64_t>();
-    scalar_t* dh_p = dh.data_ptr<scalar_t>();
-    scalar_t* dc_p = dc.data_ptr<scalar_t>();
+    T* dh_p = dh.data_ptr<T>();
+    T* dc_p = dc.data_ptr<T>();
+    T* dg_p = dg.data_ptr<T>();
+    T* d_gates_p = d_gates.data_ptr<T>();
+    const T* vw = via_w.data_ptr<T>();
+    const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
+    const T* gates_p = gates_c.data_ptr<T>();
+    const T* cells_p = cells_c.data_ptr<T>();
+    const T* tanh_p = tanh_c.data_ptr<T>();
+    const T* dout_p = d_output.data_ptr<T>();
+    const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
     for (int64_t t = steps - 1; t >= 0; --t) {
-      const scalar_t* gate = gates[t].data_ptr<scalar_t>();
-      const scalar_t* tc_p = tanh_cells[t].data_ptr<scalar_t>();
-      const scalar_t* cprev = t > 0 ? cells[t - 1].data_ptr<scalar_t>() : c0c.data_ptr<scalar_t>();
-      const scalar_t* dout = d_output[t].data_ptr<scalar_t>();
-      scalar_t* dg = d_gates[t].data_ptr<scalar_t>();
-      at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          const int64_t b = k / hidden, j = k % hidden;
-          const scalar_t* row = gate + b * 4 * hidden;
-          scalar_t* drow = dg + b * 4 * hidden;
-          if (t >= len[b]) {  // frozen: nothing flows into this step's gates
-            drow[j] = drow[hidden + j] = drow[2 * hidden + j] = drow[3 * hidden + j] = scalar_t(0);
-            continue;
-          }
-          const scalar_t i = row[j], f = row[hidden + j], cand = row[2 * hidden + j], o = row[3 * hidden + j];
-          const scalar_t tc = tc_p[k];
-          const scalar_t h_grad = dh_p[k] + dout[k];
-          const scalar_t c_grad = dc_p[k] + h_grad * o * (scalar_t(1) - tc * tc);  // dL/dC_t
-          drow[3 * hidden + j] = h_grad * tc * o * (scalar_t(1) - o);  // d o_pre
-          drow[j] = c_grad * cand * i * (scalar_t(1) - i);  // d i_pre
-          drow[hidden + j] = c_grad * cprev[k] * f * (scalar_t(1) - f);  // d f_pre
-          drow[2 * hidden + j] = c_grad * i * (scalar_t(1) - cand * cand);  // d C~_pre
-          dc_p[k] = c_grad * f;  // into C_{t-1}
-        }
+      const T* cprev = t > 0 ? cells_p + (t - 1) * state : c0c.data_ptr<T>();
+      at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
+        lstm_backward_rows<T>(gates_p + t * 4 * state, tanh_p + t * state, cprev, dout_p + t * state, dh_p, dc_p,
+                              dg_p, len, t, hidden, begin, end);
       });
-      at::mm_out(via_w, d_gates[t], w);  // (B, H): into h_{t-1} through W_hh
-      const scalar_t* vw = via_w.data_ptr<scalar_t>();
-      const scalar_t* dr = dropping ? drop.data_ptr<scalar_t>() : nullptr;
-      at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          const int64_t b = k / hidden;
-          if (t < len[b]) dh_p[k] = dr ? vw[k] * dr[k] : vw[k];  // frozen rows pass dh through
-        }
-      });
+      std::memcpy(d_gates_p + t * 4 * state, dg_p, 4 * state * sizeof(T));
+      rnnkit::matmul_into<T>(dg, w, via_w);  // (B, H): into h_{t-1} through W_hh
+      for (int64_t b = 0; b < batch; ++b) {
+        if (t >= len[b]) continue;  // frozen rows pass dh through
+        for (int64_t k = b * hidden; k < (b + 1) * hidden; ++k) dh_p[k] = dr ? vw[k] * dr[k] : vw[k];
+      }
     }
   });
   at::Tensor h_prev = at::cat({h0.unsqueeze(0), hs.slice(0, 0, steps - 1)});  // (T, B, H): h_{t-1}

@@ -8,145 +8,192 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <cmath>
+#include <algorithm>
+#include <cstring>
 #include <vector>
+
+#include "small_gemm.h"
+#include "vec_math.h"
 
 namespace {
 
-constexpr int64_t kGrain = 8192;
+constexpr int64_t kGrain = 8192;  // pointwise elements per thread before splitting the work
 
-// Forward. With `save`: (output, h_n, hs, acts); without: (output, h_n).
+// Rows [begin, end) of one forward step, from x = xp_t (B, 3H) and p = h_{t-1} W_hh^T (B, 3H):
+//   r, z = sigma(x_{r,z} + p_{r,z} + b_h{r,z}),  hn = p_n + b_hn,  n = tanh(x_n + r hn),
+//   h_t = (1 - z) n + z h_{t-1};
+// writes r, z, n, hn into a (B, 4H), h_t and the output; past a row's length h_t = h_{t-1}, output 0.
+template <typename T>
+void gru_rows(const T* x, const T* p, const T* bias, T* a, const T* h_prev, T* h_out, T* out, const int64_t* lengths,
+              int64_t t, int64_t hidden, int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    const int64_t k0 = b * hidden;
+    if (t >= lengths[b]) {
+      std::memcpy(h_out + k0, h_prev + k0, hidden * sizeof(T));
+      std::fill(out + k0, out + k0 + hidden, T(0));
+      continue;
+    }
+    const T* xr = x + b * 3 * hidden;
+    const T* pr = p + b * 3 * hidden;
+    T* ar = a + b * 4 * hidden;  // r, z, n, hn
+    for (int64_t j = 0; j < 2 * hidden; ++j) ar[j] = xr[j] + pr[j] + bias[j];
+    rnnkit::sigmoid_n(ar, ar, 2 * hidden);  // r_t, z_t
+    T* n = ar + 2 * hidden;
+    T* hn = ar + 3 * hidden;
+    for (int64_t j = 0; j < hidden; ++j) {
+      hn[j] = pr[2 * hidden + j] + bias[2 * hidden + j];  // W_hn h_{t-1} + b_hn
+      n[j] = xr[2 * hidden + j] + ar[j] * hn[j];  // W_in x + b_in + r (W_hn h + b_hn)
+    }
+    rnnkit::tanh_n(n, n, hidden);  // n_t
+    const T* z = ar + hidden;
+    const T* hp = h_prev + k0;
+    T* h = h_out + k0;
+    T* y = out + k0;
+    for (int64_t j = 0; j < hidden; ++j) {
+      h[j] = n[j] + z[j] * (hp[j] - n[j]);  // h_t = (1 - z) n + z h_{t-1}
+      y[j] = h[j];
+    }
+  }
+}
+
+// Forward. With `save`: (output, h_n, hs, acts); without: (output, h_n). Per step one product
+// (small_gemm.h) and one pass over the rows with raw pointers.
 std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h0, const at::Tensor& weight_hh,
                                     const at::Tensor& bias_hh, const at::Tensor& lengths_in, const at::Tensor& drop,
                                     bool save) {
   TORCH_CHECK(xp_in.dim() == 3 && xp_in.size(2) % 3 == 0, "gru_forward: xp must be (T, B, 3H)");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;  // the inner calls are not recorded anyway
   const at::Tensor xp = xp_in.contiguous();
   const int64_t steps = xp.size(0), batch = xp.size(1), hidden = xp.size(2) / 3;
+  const int64_t state = batch * hidden;
   const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
   const bool dropping = drop.numel() > 0;
-  const at::Tensor w_t = weight_hh.t();  // (H, 3H)
-  at::Tensor output = at::empty({steps, batch, hidden}, xp.options());
-  at::Tensor hs = at::empty({save ? steps : 2, batch, hidden}, xp.options());
-  at::Tensor acts = at::empty({save ? steps : 1, batch, 4 * hidden}, xp.options());
-  at::Tensor gh = at::empty({batch, 3 * hidden}, xp.options());
-  at::Tensor dropped = dropping ? at::empty({batch, hidden}, xp.options()) : at::Tensor();
-  at::Tensor h = h0.contiguous();
+  const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
+  const at::Tensor w_t = weight_hh.t().contiguous();  // (H, 3H)
+  const at::Tensor bias = bias_hh.contiguous();
+  const auto opts = xp.options();
+  at::Tensor output = at::empty({steps, batch, hidden}, opts);
+  at::Tensor hs = at::empty({save ? steps : 2, batch, hidden}, opts);
+  at::Tensor acts = at::empty({save ? steps : 1, batch, 4 * hidden}, opts);
+  at::Tensor prod = at::empty({batch, 3 * hidden}, opts);  // the product's output, every step
+  at::Tensor h_in = at::empty({batch, hidden}, opts);  // its input h_{t-1} (* drop), every step
+  at::Tensor h_n = at::empty({batch, hidden}, opts);
+  const at::Tensor h0c = h0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_gru_forward", [&] {
+    using T = scalar_t;
     const int64_t* len = lengths.data_ptr<int64_t>();
+    const T* x = xp.data_ptr<T>();
+    const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
+    const T* bias_p = bias.data_ptr<T>();
+    const T* prod_p = prod.data_ptr<T>();
+    T* hin = h_in.data_ptr<T>();
+    T* hs_p = hs.data_ptr<T>();
+    T* acts_p = acts.data_ptr<T>();
+    T* out_p = output.data_ptr<T>();
+    const T* h = h0c.data_ptr<T>();
+    const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
     for (int64_t t = 0; t < steps; ++t) {
-      const int64_t slot = save ? t : (t + 1) % 2;
-      if (dropping) {
-        at::mul_out(dropped, h, drop);
-        at::addmm_out(gh, bias_hh, dropped, w_t);  // (B, 3H): W_h{r,z,n} (h_{t-1} * drop) + b_h
-      } else {
-        at::addmm_out(gh, bias_hh, h, w_t);  // (B, 3H): W_h{r,z,n} h_{t-1} + b_h
-      }
-      const scalar_t* x = xp[t].data_ptr<scalar_t>();
-      const scalar_t* g = gh.data_ptr<scalar_t>();
-      const scalar_t* hp = h.data_ptr<scalar_t>();
-      const at::Tensor act = acts[save ? t : 0];  // (B, 4H): r, z, n, W_hn h + b_hn
-      scalar_t* a = act.data_ptr<scalar_t>();
-      scalar_t* hn_out = hs[slot].data_ptr<scalar_t>();
-      scalar_t* out = output[t].data_ptr<scalar_t>();
-      // the transcendental functions through ATen's vectorized kernels, the rest in fused passes
-      at::parallel_for(0, batch * 2 * hidden, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          const int64_t b = k / (2 * hidden), j = k % (2 * hidden);
-          a[b * 4 * hidden + j] = x[b * 3 * hidden + j] + g[b * 3 * hidden + j];  // r, z pre-activations
-        }
+      const int64_t slot = save ? t : t % 2;  // ping-pong h without saving
+      for (int64_t k = 0; k < state; ++k) hin[k] = dr ? h[k] * dr[k] : h[k];
+      rnnkit::matmul_into<T>(h_in, w_t, prod);  // (B, 3H): (h_{t-1} [* drop]) W_h{r,z,n}^T
+      T* h_t = hs_p + slot * state;
+      T* a = acts_p + (save ? t : 0) * 4 * state;
+      at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
+        gru_rows<T>(x + t * 3 * state, prod_p, bias_p, a, h, h_t, out_p + t * state, len, t, hidden, begin, end);
       });
-      act.narrow(1, 0, 2 * hidden).sigmoid_();  // r_t, z_t
-      at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          const int64_t b = k / hidden, j = k % hidden;
-          scalar_t* ar = a + b * 4 * hidden;
-          const scalar_t hn = g[b * 3 * hidden + 2 * hidden + j];
-          ar[3 * hidden + j] = hn;
-          ar[2 * hidden + j] = x[b * 3 * hidden + 2 * hidden + j] + ar[j] * hn;  // W_in x + r (W_hn h + b_hn)
-        }
-      });
-      act.narrow(1, 2 * hidden, hidden).tanh_();  // n_t
-      at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          const int64_t b = k / hidden, j = k % hidden;
-          const scalar_t* ar = a + b * 4 * hidden;
-          if (t < len[b]) {
-            const scalar_t n = ar[2 * hidden + j], z = ar[hidden + j];
-            const scalar_t h_new = n + z * (hp[k] - n);  // h_t = (1 - z) n + z h_{t-1}
-            hn_out[k] = h_new;
-            out[k] = h_new;
-          } else {
-            hn_out[k] = hp[k];
-            out[k] = scalar_t(0);
-          }
-        }
-      });
-      h = hs[slot];
+      h = h_t;
     }
+    std::memcpy(h_n.data_ptr<T>(), h, state * sizeof(T));
   });
-  at::Tensor h_n = h.clone();
   if (!save) return {output, h_n};
   return {output, h_n, hs, acts};
+}
+
+// Rows [begin, end) of one backward step: from dL/dh_t (dh + d_output_t) to the gradients of the
+// x-side pre-activations dx (B, 3H: r, z, n) and of the h-side ones dg (B, 3H: r, z, W_hn h + b_hn),
+// and the direct part z dL/dh_t that reaches h_{t-1}. Rows past their length get zeros.
+template <typename T>
+void gru_backward_rows(const T* a, const T* h_prev, const T* d_out, const T* dh, T* dz_direct, T* dx, T* dg,
+                       const int64_t* lengths, int64_t t, int64_t hidden, int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    const int64_t k0 = b * hidden;
+    T* dxr = dx + b * 3 * hidden;
+    T* dgr = dg + b * 3 * hidden;
+    if (t >= lengths[b]) {  // frozen: nothing flows into this step's gates
+      std::fill(dxr, dxr + 3 * hidden, T(0));
+      std::fill(dgr, dgr + 3 * hidden, T(0));
+      continue;
+    }
+    const T* r = a + b * 4 * hidden;
+    const T* z = r + hidden;
+    const T* n = r + 2 * hidden;
+    const T* hn = r + 3 * hidden;
+    const T* hp = h_prev + k0;
+    const T* dy = d_out + k0;
+    const T* dhr = dh + k0;
+    T* dzr = dz_direct + k0;
+    for (int64_t j = 0; j < hidden; ++j) {
+      const T grad = dhr[j] + dy[j];
+      dzr[j] = grad * z[j];  // the direct path z * dh into h_{t-1}
+      const T dn = (grad - grad * z[j]) * (T(1) - n[j] * n[j]);  // d n_pre
+      const T d_r = dn * hn[j] * r[j] * (T(1) - r[j]);  // d r_pre
+      const T d_z = (hp[j] - n[j]) * grad * z[j] * (T(1) - z[j]);  // d z_pre
+      dxr[j] = d_r;
+      dxr[hidden + j] = d_z;
+      dxr[2 * hidden + j] = dn;
+      dgr[j] = d_r;
+      dgr[hidden + j] = d_z;
+      dgr[2 * hidden + j] = dn * r[j];  // d(W_hn h + b_hn)
+    }
+  }
 }
 
 // Backward: (d_xp, d_h0, d_weight_hh, d_bias_hh).
 std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Tensor& d_hn, const at::Tensor& h0,
                                      const at::Tensor& weight_hh, const at::Tensor& lengths_in, const at::Tensor& hs,
                                      const at::Tensor& acts, const at::Tensor& drop) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t steps = acts.size(0), batch = acts.size(1), hidden = acts.size(2) / 4;
+  const int64_t state = batch * hidden;
   const at::Tensor d_output = d_output_in.contiguous();
   const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
   const bool dropping = drop.numel() > 0;
+  const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
   const at::Tensor w = weight_hh.contiguous();  // (3H, H)
+  const at::Tensor acts_c = acts.contiguous(), hs_c = hs.contiguous();
   at::Tensor d_xp = at::empty({steps, batch, 3 * hidden}, acts.options());  // d(x-side) r, z, n
   at::Tensor d_gh = at::empty({steps, batch, 3 * hidden}, acts.options());  // d(h-side) r, z, hn
   at::Tensor dh = d_hn.contiguous().clone();
   at::Tensor dh_z = at::empty_like(dh);
+  at::Tensor dg = at::empty({batch, 3 * hidden}, acts.options());  // the product's input, every step
   at::Tensor via_w = at::empty_like(dh);
   const at::Tensor h0c = h0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "rnnkit_gru_backward", [&] {
+    using T = scalar_t;
     const int64_t* len = lengths.data_ptr<int64_t>();
-    scalar_t* dh_p = dh.data_ptr<scalar_t>();
-    scalar_t* dz_p = dh_z.data_ptr<scalar_t>();
-    const scalar_t* dr = dropping ? drop.data_ptr<scalar_t>() : nullptr;
+    T* dh_p = dh.data_ptr<T>();
+    T* dz_p = dh_z.data_ptr<T>();
+    T* dg_p = dg.data_ptr<T>();
+    T* d_xp_p = d_xp.data_ptr<T>();
+    T* d_gh_p = d_gh.data_ptr<T>();
+    const T* vw = via_w.data_ptr<T>();
+    const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
+    const T* acts_p = acts_c.data_ptr<T>();
+    const T* hs_p = hs_c.data_ptr<T>();
+    const T* dout_p = d_output.data_ptr<T>();
+    const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
     for (int64_t t = steps - 1; t >= 0; --t) {
-      const scalar_t* a = acts[t].data_ptr<scalar_t>();
-      const scalar_t* hp = t > 0 ? hs[t - 1].data_ptr<scalar_t>() : h0c.data_ptr<scalar_t>();
-      const scalar_t* dout = d_output[t].data_ptr<scalar_t>();
-      scalar_t* dx = d_xp[t].data_ptr<scalar_t>();
-      scalar_t* dg = d_gh[t].data_ptr<scalar_t>();
-      at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          const int64_t b = k / hidden, j = k % hidden;
-          scalar_t* dxr = dx + b * 3 * hidden;
-          scalar_t* dgr = dg + b * 3 * hidden;
-          if (t >= len[b]) {  // frozen: nothing flows into this step's gates
-            dxr[j] = dxr[hidden + j] = dxr[2 * hidden + j] = scalar_t(0);
-            dgr[j] = dgr[hidden + j] = dgr[2 * hidden + j] = scalar_t(0);
-            continue;
-          }
-          const scalar_t* ar = a + b * 4 * hidden;
-          const scalar_t r = ar[j], z = ar[hidden + j], n = ar[2 * hidden + j], hn = ar[3 * hidden + j];
-          const scalar_t grad = dh_p[k] + dout[k];
-          dz_p[k] = grad * z;  // the direct path z * dh into h_{t-1}
-          const scalar_t dn = (grad - grad * z) * (scalar_t(1) - n * n);  // d n_pre
-          const scalar_t d_r = dn * hn * r * (scalar_t(1) - r);  // d r_pre
-          const scalar_t d_z = (hp[k] - n) * grad * z * (scalar_t(1) - z);  // d z_pre
-          dxr[j] = d_r;
-          dxr[hidden + j] = d_z;
-          dxr[2 * hidden + j] = dn;
-          dgr[j] = d_r;
-          dgr[hidden + j] = d_z;
-          dgr[2 * hidden + j] = dn * r;  // d(W_hn h + b_hn)
-        }
+      const T* hp = t > 0 ? hs_p + (t - 1) * state : h0c.data_ptr<T>();
+      at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
+        gru_backward_rows<T>(acts_p + t * 4 * state, hp, dout_p + t * state, dh_p, dz_p, d_xp_p + t * 3 * state,
+                             dg_p, len, t, hidden, begin, end);
       });
-      at::mm_out(via_w, d_gh[t], w);  // (B, H): into h_{t-1} (* drop) through W_hh
-      const scalar_t* vw = via_w.data_ptr<scalar_t>();
-      at::parallel_for(0, batch * hidden, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          if (t < len[k / hidden]) dh_p[k] = (dr ? vw[k] * dr[k] : vw[k]) + dz_p[k];  // frozen rows pass dh
-        }
-      });
+      std::memcpy(d_gh_p + t * 3 * state, dg_p, 3 * state * sizeof(T));
+      rnnkit::matmul_into<T>(dg, w, via_w);  // (B, H): into h_{t-1} (* drop) through W_hh
+      for (int64_t b = 0; b < batch; ++b) {
+        if (t >= len[b]) continue;  // frozen rows pass dh through
+        for (int64_t k = b * hidden; k < (b + 1) * hidden; ++k) dh_p[k] = (dr ? vw[k] * dr[k] : vw[k]) + dz_p[k];
+      }
     }
   });
   at::Tensor h_prev = at::cat({h0.unsqueeze(0), hs.slice(0, 0, steps - 1)});  // (T, B, H): h_{t-1}

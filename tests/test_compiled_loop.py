@@ -151,11 +151,49 @@ def test_a_failed_build_warns_once_and_the_python_loop_runs(monkeypatch):
     assert out.shape == (5, 2, 4)
 
 
-def test_other_dtypes_and_large_products_take_the_python_loop():
-    assert compiled_loop.usable(torch.zeros(1, dtype=torch.bfloat16), 8, 64) is None
-    assert compiled_loop.usable(torch.zeros(1), 64, 512) is None  # oneDNN's packed product wins there
+@pytest.mark.parametrize("kind", list(LAYERS))
+@pytest.mark.parametrize(
+    "dtype, batch, hidden",
+    [
+        (torch.float64, 3, 7),  # the small register-blocked GEMM
+        (torch.float32, 16, 128),  # oneDNN with the weight packed once (B x 4H x H > 2^18)
+        (torch.float64, 16, 128),  # ATen's mm (no oneDNN for float64)
+    ],
+    ids=["small_gemm", "onednn_packed", "aten_mm"],
+)
+def test_each_route_of_the_step_product_matches_torch(kind, dtype, batch, hidden, monkeypatch):
+    """csrc/step_product.h picks a route by size and dtype: each gives torch.nn's outputs and gradients
+    (float64 to 1e-10, float32 to 1e-5), with variable lengths."""
+    if not HAVE_COMPILER:
+        pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
+    monkeypatch.delenv("RNNKIT_COMPILED_LOOP", raising=False)
+    assert compiled_loop.usable(torch.zeros(1, dtype=dtype)) is not None
+    torch.manual_seed(batch + hidden)
+    ours_cls, torch_cls = LAYERS[kind]
+    theirs = torch_cls(6, hidden).to(dtype)
+    ours = ours_cls(6, hidden, backend="cpu").to(dtype)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(7, batch, 6, dtype=dtype)
+    lengths = torch.randint(1, 8, (batch,))
+    lengths[0] = 7
+    tol = {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    results = []
+    for layer in (ours, theirs):
+        xi = x.clone().requires_grad_()
+        packed = pack_padded_sequence(xi, lengths, enforce_sorted=False)
+        out, _ = pad_packed_sequence(layer(packed)[0])
+        (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)).sum().backward()
+        results.append([out, xi.grad, *grads(layer)])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_other_dtypes_take_the_python_loop():
+    assert compiled_loop.usable(torch.zeros(1, dtype=torch.bfloat16)) is None
+    assert compiled_loop.usable(torch.zeros(1, dtype=torch.float16)) is None
     if HAVE_COMPILER:
-        assert compiled_loop.usable(torch.zeros(1), 8, 64) is not None
+        assert compiled_loop.usable(torch.zeros(1)) is not None
+        assert compiled_loop.usable(torch.zeros(1, dtype=torch.float64)) is not None
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))

@@ -23,12 +23,6 @@ import torch
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = sorted(str(p) for p in CSRC.glob("*.cpp"))
 DTYPES = (torch.float32, torch.float64)  # what the C++ loops are instantiated for
-# batch * hidden from which the Python loop runs instead: its recurrent product goes through oneDNN
-# with pre-packed weights (.cpu_matmul), which the C++ loop's addmm lacks, and at these sizes the
-# product, not the per-step overhead, is the cost. Measured (scripts/bench_rnn.py, 2 cores, fp32,
-# ratio to torch.nn fwd+bwd, compiled / Python): T100 B64 H512 LSTM 1.05 / 1.01, GRU 1.19 / 1.10;
-# T50 B32 H256 2 layers LSTM 1.39 / 1.59, GRU 0.89 / 1.05; T200 B8 H64 LSTM 1.98 / 5.47.
-MAX_WORK = 16384
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
 
@@ -98,9 +92,14 @@ def _build() -> Any | None:
         return None
 
 
-def usable(x: torch.Tensor, batch: int, hidden: int) -> Any | None:
-    """The compiled ops when they run a recurrence over ``x`` (CPU, float32/float64) with this batch
-    and hidden size better than the Python loop (``batch * hidden < MAX_WORK``), else None."""
-    if x.device.type != "cpu" or x.dtype not in DTYPES or batch * hidden >= MAX_WORK:
+def usable(x: torch.Tensor) -> Any | None:
+    """The compiled ops when they can run a recurrence over ``x`` (CPU, float32/float64), else None.
+
+    They run at every size: per step the product takes the fastest route (csrc/step_product.h) and
+    one pass over the rows does the rest. Measured (scripts/bench_rnn.py, 2 cores, fp32, ratio to
+    torch.nn, compiled / Python loop): T100 B64 H512 LSTM fwd 1.16 / 1.29, fwd+bwd 1.04 / 1.05;
+    T200 B8 H64 LSTM fwd+bwd 0.93 / 4.85.
+    """
+    if x.device.type != "cpu" or x.dtype not in DTYPES:
         return None
     return ops()

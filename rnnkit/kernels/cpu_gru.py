@@ -26,7 +26,7 @@ def gru_recurrence(
     end) and ``acts (T, B, 4H)``: r_t, z_t, n_t and the recurrent candidate part W_hn h + b_hn.
     ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (not in the carry), or
     an empty tensor for none."""
-    compiled = compiled_loop.usable(xp, xp.shape[1], xp.shape[2] // 3)
+    compiled = compiled_loop.usable(xp)
     if compiled is not None:
         return tuple(compiled.gru_forward(xp, h0, weight_hh, bias_hh, lengths, drop, True))
     steps, batch, three_h = xp.shape
@@ -73,7 +73,7 @@ def gru_recurrence_backward(
     drop: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_weight_hh, d_bias_hh)``."""
-    compiled = compiled_loop.usable(acts, acts.shape[1], acts.shape[2] // 4)
+    compiled = compiled_loop.usable(acts)
     if compiled is not None:
         return tuple(compiled.gru_backward(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop))
     steps, batch, four_h = acts.shape
@@ -155,7 +155,7 @@ def gru_inference(
     xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, drop: Tensor
 ) -> tuple[Tensor, Tensor]:
     """:func:`gru_recurrence` without gradients: nothing saved, step buffers reused."""
-    compiled = compiled_loop.usable(xp, xp.shape[1], xp.shape[2] // 3)
+    compiled = compiled_loop.usable(xp)
     if compiled is not None:
         return tuple(compiled.gru_forward(xp, h0, weight_hh, bias_hh, lengths, drop, False))
     steps, batch, three_h = xp.shape

@@ -1,7 +1,7 @@
 """The LSTM recurrence as one custom op with a hand-written backward (the fast CPU path).
 
 Forward and backward loop over time inside the op, in C++ where it could be built
-(:mod:`.compiled_loop`, ``csrc/lstm_loop.cpp``: one GEMM and one fused pointwise pass per step), else
+(:mod:`.compiled_loop`, ``csrc/lstm_loop.cpp``: one product and one pass over the rows per step), else
 in the Python below: no autograd graph per step, preallocated
 buffers, in-place pointwise work with fused derivative kernels (``sigmoid_backward``,
 ``tanh_backward``), the recurrent product through oneDNN with pre-packed weights where it runs
@@ -49,7 +49,7 @@ def lstm_recurrence(
     zeroed past the end), ``gates (T, B, 4H)`` (activated), ``cells (T, B, H)`` and their tanh.
     ``drop``: the sequence's recurrent-dropout mask ``(B, H)`` multiplying h_{t-1} in the product,
     or an empty tensor for none."""
-    compiled = compiled_loop.usable(xp, xp.shape[1], xp.shape[2] // 4)
+    compiled = compiled_loop.usable(xp)
     if compiled is not None:
         return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, True))
     steps, batch, four_h = xp.shape
@@ -108,7 +108,7 @@ def lstm_recurrence_backward(
     drop: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_c0, d_weight_hh)`` by BPTT over the saved activations."""
-    compiled = compiled_loop.usable(gates, gates.shape[1], gates.shape[2] // 4)
+    compiled = compiled_loop.usable(gates)
     if compiled is not None:
         return tuple(
             compiled.lstm_backward(
@@ -193,7 +193,7 @@ def lstm_inference(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`lstm_recurrence` without gradients: nothing is saved, so the step buffers are reused
     (no T-sized activation buffers to allocate and fault in)."""
-    compiled = compiled_loop.usable(xp, xp.shape[1], xp.shape[2] // 4)
+    compiled = compiled_loop.usable(xp)
     if compiled is not None:
         return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, False))
     steps, batch, four_h = xp.shape

@@ -12,7 +12,7 @@
 #include <cstring>
 #include <vector>
 
-#include "small_gemm.h"
+#include "step_product.h"
 #include "vec_math.h"
 
 namespace {
@@ -69,7 +69,7 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
   const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
   const bool dropping = drop.numel() > 0;
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
-  const at::Tensor w_t = weight_hh.t().contiguous();  // (H, 3H)
+  const rnnkit::StepProduct product(weight_hh, batch);  // h W_hh^T, (B, H) -> (B, 3H)
   const at::Tensor bias = bias_hh.contiguous();
   const auto opts = xp.options();
   at::Tensor output = at::empty({steps, batch, hidden}, opts);
@@ -85,7 +85,6 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
     const T* x = xp.data_ptr<T>();
     const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
     const T* bias_p = bias.data_ptr<T>();
-    const T* prod_p = prod.data_ptr<T>();
     T* hin = h_in.data_ptr<T>();
     T* hs_p = hs.data_ptr<T>();
     T* acts_p = acts.data_ptr<T>();
@@ -95,7 +94,8 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
     for (int64_t t = 0; t < steps; ++t) {
       const int64_t slot = save ? t : t % 2;  // ping-pong h without saving
       for (int64_t k = 0; k < state; ++k) hin[k] = dr ? h[k] * dr[k] : h[k];
-      rnnkit::matmul_into<T>(h_in, w_t, prod);  // (B, 3H): (h_{t-1} [* drop]) W_h{r,z,n}^T
+      const at::Tensor product_out = product.apply<T>(h_in, prod);  // (B, 3H): (h_{t-1} [* drop]) W_h{r,z,n}^T
+      const T* prod_p = product_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
       T* h_t = hs_p + slot * state;
       T* a = acts_p + (save ? t : 0) * 4 * state;
       at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
@@ -159,7 +159,7 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
   const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
   const bool dropping = drop.numel() > 0;
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
-  const at::Tensor w = weight_hh.contiguous();  // (3H, H)
+  const rnnkit::StepProduct product(weight_hh.t(), batch);  // dG W_hh, (B, 3H) -> (B, H)
   const at::Tensor acts_c = acts.contiguous(), hs_c = hs.contiguous();
   at::Tensor d_xp = at::empty({steps, batch, 3 * hidden}, acts.options());  // d(x-side) r, z, n
   at::Tensor d_gh = at::empty({steps, batch, 3 * hidden}, acts.options());  // d(h-side) r, z, hn
@@ -176,7 +176,6 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
     T* dg_p = dg.data_ptr<T>();
     T* d_xp_p = d_xp.data_ptr<T>();
     T* d_gh_p = d_gh.data_ptr<T>();
-    const T* vw = via_w.data_ptr<T>();
     const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
     const T* acts_p = acts_c.data_ptr<T>();
     const T* hs_p = hs_c.data_ptr<T>();
@@ -189,7 +188,8 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
                              dg_p, len, t, hidden, begin, end);
       });
       std::memcpy(d_gh_p + t * 3 * state, dg_p, 3 * state * sizeof(T));
-      rnnkit::matmul_into<T>(dg, w, via_w);  // (B, H): into h_{t-1} (* drop) through W_hh
+      const at::Tensor via_w_out = product.apply<T>(dg, via_w);  // (B, H): into h_{t-1} (* drop) through W_hh
+      const T* vw = via_w_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
       for (int64_t b = 0; b < batch; ++b) {
         if (t >= len[b]) continue;  // frozen rows pass dh through
         for (int64_t k = b * hidden; k < (b + 1) * hidden; ++k) dh_p[k] = (dr ? vw[k] * dr[k] : vw[k]) + dz_p[k];

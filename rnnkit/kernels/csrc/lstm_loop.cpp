@@ -13,7 +13,7 @@
 #include <cstring>
 #include <vector>
 
-#include "small_gemm.h"
+#include "step_product.h"
 #include "vec_math.h"
 
 namespace {
@@ -73,7 +73,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
   const int64_t state = batch * hidden;
   const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
   const bool dropping = drop.numel() > 0;
-  const at::Tensor w_t = weight_hh.t().contiguous();  // (H, 4H)
+  const rnnkit::StepProduct product(weight_hh, batch);  // h W_hh^T, (B, H) -> (B, 4H)
   const auto opts = xp.options();
   at::Tensor output = at::empty({steps, batch, hidden}, opts);
   at::Tensor gates = at::empty({save ? steps : 1, batch, 4 * hidden}, opts);
@@ -92,7 +92,6 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
     const T* x = xp.data_ptr<T>();
     const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
     T* g_p = g.data_ptr<T>();
-    const T* prod_p = prod.data_ptr<T>();
     T* hin = h_in.data_ptr<T>();
     T* gates_p = gates.data_ptr<T>();
     T* hs_p = hs.data_ptr<T>();
@@ -105,7 +104,8 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
     for (int64_t t = 0; t < steps; ++t) {
       const int64_t slot = save ? t : t % 2;  // ping-pong h and C without saving
       for (int64_t k = 0; k < state; ++k) hin[k] = dr ? h[k] * dr[k] : h[k];
-      rnnkit::matmul_into<T>(h_in, w_t, prod);  // (B, 4H): (h_{t-1} [* drop]) W_hh^T
+      const at::Tensor product_out = product.apply<T>(h_in, prod);  // (B, 4H): (h_{t-1} [* drop]) W_hh^T
+      const T* prod_p = product_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
       T* gate = save ? gates_p + t * 4 * state : g_p;
       T* h_t = hs_p + slot * state;
       T* c_t = cells_p + slot * state;
@@ -170,7 +170,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
   const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
   const bool dropping = drop.numel() > 0;
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
-  const at::Tensor w = weight_hh.contiguous();  // (4H, H): dG_t W_hh -> dL/dh_{t-1}
+  const rnnkit::StepProduct product(weight_hh.t(), batch);  // dG W_hh, (B, 4H) -> (B, H)
   const at::Tensor gates_c = gates.contiguous(), cells_c = cells.contiguous(), tanh_c = tanh_cells.contiguous();
   at::Tensor d_gates = at::empty_like(gates_c);  // (T, B, 4H)
   at::Tensor dh = d_hn.contiguous().clone(), dc = d_cn.contiguous().clone();  // from the future
@@ -184,7 +184,6 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
     T* dc_p = dc.data_ptr<T>();
     T* dg_p = dg.data_ptr<T>();
     T* d_gates_p = d_gates.data_ptr<T>();
-    const T* vw = via_w.data_ptr<T>();
     const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
     const T* gates_p = gates_c.data_ptr<T>();
     const T* cells_p = cells_c.data_ptr<T>();
@@ -198,7 +197,8 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
                               dg_p, len, t, hidden, begin, end);
       });
       std::memcpy(d_gates_p + t * 4 * state, dg_p, 4 * state * sizeof(T));
-      rnnkit::matmul_into<T>(dg, w, via_w);  // (B, H): into h_{t-1} through W_hh
+      const at::Tensor via_w_out = product.apply<T>(dg, via_w);  // (B, H): into h_{t-1} through W_hh
+      const T* vw = via_w_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
       for (int64_t b = 0; b < batch; ++b) {
         if (t >= len[b]) continue;  // frozen rows pass dh through
         for (int64_t k = b * hidden; k < (b + 1) * hidden; ++k) dh_p[k] = dr ? vw[k] * dr[k] : vw[k];

@@ -1,0 +1,65 @@
+// The per-step recurrent product of the compiled loops, c = a @ weight^T with one weight for all steps,
+// through the fastest of three routes, chosen once per call:
+//   small_gemm.h for small products (no dispatch, no packing: 2x ATen at B=8, H=64);
+//   oneDNN with the weight packed once (float32 where torch has oneDNN: ~12% faster than MKL at
+//   B=32, H=256 on this project's AMD machine; the cpu_matmul.py route of the Python loop);
+//   ATen's mm_out otherwise.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <optional>
+
+#include "small_gemm.h"
+
+namespace rnnkit {
+
+class StepProduct {
+ public:
+  // weight (N, K); every a will be (batch, K).
+  StepProduct(const at::Tensor& weight, int64_t batch)
+      : weight_t_(weight.t().contiguous()), batch_(batch), n_(weight.size(0)), k_(weight.size(1)) {
+    small_ = batch_ * n_ * k_ <= kSmallGemmWork;
+    if (!small_ && weight.scalar_type() == at::kFloat) packed_ = pack(weight.contiguous(), batch);
+  }
+
+  // a (batch, K) @ weight^T (batch, N), a contiguous: written into c (preallocated, contiguous) and
+  // returned, or (oneDNN) returned in a new tensor.
+  template <typename T>
+  at::Tensor apply(const at::Tensor& a, at::Tensor& c) const {
+    if (small_) {
+      small_gemm<T>(a.data_ptr<T>(), weight_t_.data_ptr<T>(), c.data_ptr<T>(), batch_, n_, k_);
+    } else if (packed_) {
+      static const auto linear = c10::Dispatcher::singleton()
+                                     .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+                                     .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                                       const std::optional<at::Tensor>&, c10::string_view,
+                                                       c10::List<std::optional<at::Scalar>>,
+                                                       std::optional<c10::string_view>)>();
+      return linear.call(a, *packed_, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), "");
+    } else {
+      at::mm_out(c, a, weight_t_);
+    }
+    return c;
+  }
+
+ private:
+  // The weight in oneDNN's layout for this batch, or nothing where this torch has no such op.
+  static std::optional<at::Tensor> pack(const at::Tensor& weight, int64_t batch) {
+    const auto schema = c10::Dispatcher::singleton().findSchema({"mkldnn::_reorder_linear_weight", ""});
+    if (!schema.has_value() || !at::hasMKLDNN()) return std::nullopt;
+    try {
+      return schema->typed<at::Tensor(const at::Tensor&, std::optional<int64_t>)>().call(weight, batch);
+    } catch (const c10::Error&) {  // an oneDNN build without this path: ATen's mm
+      return std::nullopt;
+    }
+  }
+
+  at::Tensor weight_t_;  // (K, N)
+  int64_t batch_, n_, k_;
+  bool small_ = false;
+  std::optional<at::Tensor> packed_;
+};
+
+}  // namespace rnnkit

@@ -131,6 +131,9 @@ def _(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop):
 
 
 def _setup_context(ctx, inputs, output):
+    # the saved activations are outputs nobody differentiates: without this autograd would fill a
+    # zero gradient the size of each of them at every backward (missing gradients arrive as None)
+    ctx.set_materialize_grads(False)
     xp, h0, weight_hh, bias_hh, lengths, drop = inputs
     _, _, hs, acts = output
     ctx.save_for_backward(xp, h0, weight_hh, bias_hh, lengths, hs, acts, drop)
@@ -139,10 +142,10 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, d_output, d_hn, d_hs, d_acts):
     xp, h0, weight_hh, bias_hh, lengths, hs, acts, drop = ctx.saved_tensors
-    if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
-        return (*gru_vjp(xp, h0, weight_hh, bias_hh, lengths, d_output, d_hn, drop), None, None)
     d_output = torch.zeros_like(hs) if d_output is None else d_output
     d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
+    if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
+        return (*gru_vjp(xp, h0, weight_hh, bias_hh, lengths, d_output, d_hn, drop), None, None)
     d_xp, d_h0, d_w, d_b = gru_recurrence_backward(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop)
     return d_xp, d_h0, d_w, d_b, None, None
 

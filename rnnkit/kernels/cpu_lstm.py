@@ -165,6 +165,9 @@ def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_c
 
 
 def _setup_context(ctx, inputs, output):
+    # the saved activations are outputs nobody differentiates: without this autograd would fill a
+    # zero gradient the size of each of them at every backward (missing gradients arrive as None)
+    ctx.set_materialize_grads(False)
     xp, h0, c0, weight_hh, lengths, drop = inputs
     _, _, _, hs, gates, cells, tanh_cells = output
     ctx.save_for_backward(xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop)
@@ -173,11 +176,11 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, d_output, d_hn, d_cn, *_saved_grads):
     xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop = ctx.saved_tensors
-    if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
-        return (*lstm_vjp(xp, h0, c0, weight_hh, lengths, d_output, d_hn, d_cn, drop), None, None)
     d_output = torch.zeros_like(hs) if d_output is None else d_output
     d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
     d_cn = torch.zeros_like(c0) if d_cn is None else d_cn
+    if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
+        return (*lstm_vjp(xp, h0, c0, weight_hh, lengths, d_output, d_hn, d_cn, drop), None, None)
     d_xp, d_h0, d_c0, d_w = lstm_recurrence_backward(
         d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop
     )

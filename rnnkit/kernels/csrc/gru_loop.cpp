@@ -196,11 +196,8 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
       }
     }
   });
-  at::Tensor h_prev = at::cat({h0.unsqueeze(0), hs.slice(0, 0, steps - 1)});  // (T, B, H): h_{t-1}
-  if (dropping) h_prev = h_prev * drop;
-  at::Tensor d_gh_flat = d_gh.reshape({-1, 3 * hidden});
-  at::Tensor d_weight_hh = at::mm(d_gh_flat.t(), h_prev.reshape({-1, hidden}));  // one GEMM, all steps
-  return {d_xp, dh, d_weight_hh, d_gh_flat.sum(0)};
+  const at::Tensor d_weight_hh = rnnkit::recurrent_weight_grad(d_gh, h0, hs, drop);
+  return {d_xp, dh, d_weight_hh, d_gh.reshape({-1, 3 * hidden}).sum(0)};
 }
 
 }  // namespace

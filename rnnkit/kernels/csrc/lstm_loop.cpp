@@ -205,9 +205,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
       }
     }
   });
-  at::Tensor h_prev = at::cat({h0.unsqueeze(0), hs.slice(0, 0, steps - 1)});  // (T, B, H): h_{t-1}
-  if (dropping) h_prev = h_prev * drop;  // what the product saw
-  at::Tensor d_weight_hh = at::mm(d_gates.reshape({-1, 4 * hidden}).t(), h_prev.reshape({-1, hidden}));
+  const at::Tensor d_weight_hh = rnnkit::recurrent_weight_grad(d_gates, h0, hs, drop);
   return {d_gates, dh, dc, d_weight_hh};
 }
 

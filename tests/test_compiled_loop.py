@@ -210,3 +210,19 @@ def test_inference_with_lengths_leaves_the_initial_state_untouched(loop, kind):
         layer(packed, state)
     for before, after in zip(saved, state if isinstance(state, tuple) else (state,), strict=True):
         torch.testing.assert_close(before, after, rtol=0, atol=0)
+
+
+def test_the_build_name_follows_sources_flags_and_checkout(tmp_path, monkeypatch):
+    """A changed header, other instruction-set flags or another checkout get their own build, so
+    none of them reuses a stale extension or rebuilds another's at every start."""
+    flags = compiled_loop.simd_flags()
+    name = compiled_loop.build_name(flags)
+    assert name == compiled_loop.build_name(flags)  # stable
+    assert name != compiled_loop.build_name([*flags, "-DOTHER"])
+    copy = tmp_path / "csrc"
+    shutil.copytree(compiled_loop.CSRC, copy)
+    monkeypatch.setattr(compiled_loop, "CSRC", copy)
+    moved = compiled_loop.build_name(flags)
+    assert moved != name  # another checkout
+    (copy / "vec_math.h").write_text((copy / "vec_math.h").read_text() + "\n// changed\n")
+    assert compiled_loop.build_name(flags) != moved  # a header's change rebuilds

@@ -55,9 +55,12 @@ def simd_flags() -> list[str]:
 
 
 def build_name(flags: list[str]) -> str:
-    """The extension's name in torch's cache: it changes with every source or header and with the
-    instruction set, so that a changed header or another machine sharing the cache rebuilds."""
-    digest = hashlib.sha256()
+    """The extension's name in torch's cache: it changes with every source or header, with the
+    instruction set and with the checkout's location, so that a changed header or another machine
+    sharing the cache rebuilds, and two checkouts of rnnkit (a clone beside an editable install) do
+    not rebuild each other's extension at every process start (ninja's commands name the sources'
+    absolute paths)."""
+    digest = hashlib.sha256(str(CSRC.resolve()).encode())
     for path in sorted(CSRC.iterdir()):
         digest.update(path.name.encode() + path.read_bytes())
     digest.update(" ".join(flags).encode())
@@ -73,7 +76,6 @@ def _build() -> Any | None:
             name=build_name(flags),
             sources=SOURCES,
             extra_cflags=["-O3", *flags],
-            extra_include_paths=[str(CSRC)],
             is_python_module=False,
             verbose=False,
         )

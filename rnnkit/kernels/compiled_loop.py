@@ -61,7 +61,7 @@ def build_name(flags: list[str]) -> str:
     not rebuild each other's extension at every process start (ninja's commands name the sources'
     absolute paths)."""
     digest = hashlib.sha256(str(CSRC.resolve()).encode())
-    for path in sorted(CSRC.iterdir()):
+    for path in sorted(p for p in CSRC.iterdir() if p.is_file()):
         digest.update(path.name.encode() + path.read_bytes())
     digest.update(" ".join(flags).encode())
     return f"rnnkit_cpp_{digest.hexdigest()[:12]}"

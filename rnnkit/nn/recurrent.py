@@ -406,9 +406,12 @@ class Recurrent(nn.Module):
                     if states is not None
                     else cell.init_state(batch, device=x.device, dtype=x.dtype)
                 )
-                xp = cell.project_input(layer_input)  # (T, B, G): all steps in one call
-                if direction == 1:
-                    xp = reverse_padded(xp, lengths)
+                # (T, B, G): all steps in one call. The reverse direction reads its input backwards:
+                # reversing before the projection (per step, by the cell protocol) moves I features
+                # per step instead of G (4H for an LSTM).
+                xp = cell.project_input(
+                    layer_input if direction == 0 else reverse_padded(layer_input, lengths)
+                )
                 # a state-gradient probe needs the per-step states: the reference loop runs
                 fused = None if active_probe() is not None else kernels.select(self.backend, cell, x.device)
                 if fused is None:

@@ -162,7 +162,8 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
   const rnnkit::StepProduct product(weight_hh.t(), batch);  // dG W_hh, (B, 3H) -> (B, H)
   const at::Tensor acts_c = acts.contiguous(), hs_c = hs.contiguous();
   at::Tensor d_xp = at::empty({steps, batch, 3 * hidden}, acts.options());  // d(x-side) r, z, n
-  at::Tensor d_gh = at::empty({steps, batch, 3 * hidden}, acts.options());  // d(h-side) r, z, hn
+  // the h-side gradients are d_xp's for r and z; only the candidate's part, dn * r, is kept apart
+  at::Tensor d_cand = at::empty({steps, batch, hidden}, acts.options());  // d(W_hn h + b_hn)
   at::Tensor dh = d_hn.contiguous().clone();
   at::Tensor dh_z = at::empty_like(dh);
   at::Tensor dg = at::empty({batch, 3 * hidden}, acts.options());  // the product's input, every step
@@ -175,7 +176,7 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
     T* dz_p = dh_z.data_ptr<T>();
     T* dg_p = dg.data_ptr<T>();
     T* d_xp_p = d_xp.data_ptr<T>();
-    T* d_gh_p = d_gh.data_ptr<T>();
+    T* d_cand_p = d_cand.data_ptr<T>();
     const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
     const T* acts_p = acts_c.data_ptr<T>();
     const T* hs_p = hs_c.data_ptr<T>();
@@ -187,7 +188,9 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
         gru_backward_rows<T>(acts_p + t * 4 * state, hp, dout_p + t * state, dh_p, dz_p, d_xp_p + t * 3 * state,
                              dg_p, len, t, hidden, begin, end);
       });
-      std::memcpy(d_gh_p + t * 3 * state, dg_p, 3 * state * sizeof(T));
+      for (int64_t b = 0; b < batch; ++b) {  // the candidate's part of this step's h-side gradients
+        std::memcpy(d_cand_p + t * state + b * hidden, dg_p + b * 3 * hidden + 2 * hidden, hidden * sizeof(T));
+      }
       const at::Tensor via_w_out = product.apply<T>(dg, via_w);  // (B, H): into h_{t-1} (* drop) through W_hh
       const T* vw = via_w_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
       for (int64_t b = 0; b < batch; ++b) {
@@ -196,8 +199,11 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
       }
     }
   });
-  const at::Tensor d_weight_hh = rnnkit::recurrent_weight_grad(d_gh, h0, hs, drop);
-  return {d_xp, dh, d_weight_hh, d_gh.reshape({-1, 3 * hidden}).sum(0)};
+  const at::Tensor d_rz = d_xp.view({-1, 3 * hidden}).narrow(1, 0, 2 * hidden);  // (T*B, 2H), row stride 3H
+  const at::Tensor d_n = d_cand.view({-1, hidden});  // (T*B, H)
+  const at::Tensor d_weight_hh = at::cat(
+      {rnnkit::recurrent_weight_grad(d_rz, h0, hs_c, drop), rnnkit::recurrent_weight_grad(d_n, h0, hs_c, drop)});
+  return {d_xp, dh, d_weight_hh, at::cat({d_rz.sum(0), d_n.sum(0)})};
 }
 
 }  // namespace

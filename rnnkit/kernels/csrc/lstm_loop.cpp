@@ -205,7 +205,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
       }
     }
   });
-  const at::Tensor d_weight_hh = rnnkit::recurrent_weight_grad(d_gates, h0, hs, drop);
+  const at::Tensor d_weight_hh = rnnkit::recurrent_weight_grad(d_gates.view({-1, 4 * hidden}), h0, hs, drop);
   return {d_gates, dh, dc, d_weight_hh};
 }
 

@@ -63,19 +63,20 @@ class StepProduct {
 };
 
 // The recurrent weight's gradient after the loop, sum_t dG_t^T (h_{t-1} [* drop]) over all steps:
-// d_pre (T, B, N) the gradients of the product's outputs, hs (T, B, H) the saved h_t (contiguous),
-// h0 (B, H). Without a dropout mask no (T, B, H) copy of h_{t-1} is built: step 0 against h0, the
-// rest in one GEMM against hs shifted by one step.
+// d_pre (T*B, N) the gradients of the product's outputs, step-major, any row stride (a column block
+// of a wider matrix is fine); hs (T, B, H) the saved h_t (contiguous), h0 (B, H). Without a dropout
+// mask no (T, B, H) copy of h_{t-1} is built: step 0 against h0, the rest in one GEMM against hs
+// shifted by one step.
 inline at::Tensor recurrent_weight_grad(const at::Tensor& d_pre, const at::Tensor& h0, const at::Tensor& hs,
                                         const at::Tensor& drop) {
-  const int64_t steps = d_pre.size(0), n = d_pre.size(2), hidden = hs.size(2);
+  const int64_t steps = hs.size(0), batch = hs.size(1), hidden = hs.size(2);
   if (drop.numel() > 0) {
     const at::Tensor h_prev = at::cat({h0.unsqueeze(0), hs.slice(0, 0, steps - 1)}) * drop;  // what the product saw
-    return at::mm(d_pre.reshape({-1, n}).t(), h_prev.reshape({-1, hidden}));
+    return at::mm(d_pre.t(), h_prev.reshape({-1, hidden}));
   }
-  at::Tensor grad = at::mm(d_pre[0].t(), h0);  // (N, H)
+  at::Tensor grad = at::mm(d_pre.narrow(0, 0, batch).t(), h0);  // (N, H)
   if (steps > 1) {
-    grad.addmm_(d_pre.slice(0, 1).reshape({-1, n}).t(), hs.slice(0, 0, steps - 1).reshape({-1, hidden}));
+    grad.addmm_(d_pre.narrow(0, batch, (steps - 1) * batch).t(), hs.slice(0, 0, steps - 1).reshape({-1, hidden}));
   }
   return grad;
 }

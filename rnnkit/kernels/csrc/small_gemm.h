@@ -4,11 +4,10 @@
 // is a few hundred thousand multiply-adds, and a BLAS call through ATen costs more in dispatch and
 // packing than in arithmetic: at::mm_out takes 5.2 us at B=8, H=64 (4H = 256 columns) on this
 // project's 2-core machine, ~25 GFLOP/s. This kernel keeps a 4 x 2-vector tile of C in registers,
-// streams B's rows once per column block, and needs no packing; larger products go to ATen
-// (compiled_loop.py's thresholds, measured by scripts/bench_rnn.py).
+// streams B's rows once per column block, and needs no packing; larger products take oneDNN or ATen
+// (step_product.h, which routes by kSmallGemmWork).
 #pragma once
 
-#include <ATen/ATen.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
@@ -79,17 +78,5 @@ void small_gemm(const T* a, const T* b, T* c, int64_t m, int64_t n, int64_t k) {
 // m * n * k up to which small_gemm beats ATen's mm_out (MKL, up to 2 threads) on this project's
 // machine: 2x faster at (8, 256, 64), 10% slower at (16, 512, 128).
 constexpr int64_t kSmallGemmWork = 1 << 18;
-
-// c = a @ b for contiguous 2-D tensors of type T (c preallocated): small_gemm for small products,
-// ATen's mm_out for the rest.
-template <typename T>
-void matmul_into(const at::Tensor& a, const at::Tensor& b, at::Tensor& c) {
-  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
-  if (m * n * k <= kSmallGemmWork) {
-    small_gemm<T>(a.data_ptr<T>(), b.data_ptr<T>(), c.data_ptr<T>(), m, n, k);
-  } else {
-    at::mm_out(c, a, b);
-  }
-}
 
 }  // namespace rnnkit

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from rnnkit.data.base import DataSpec, SequenceDataModule
-from rnnkit.data.tokens import Vocab
+from rnnkit.data.tokens import Vocab, token_separator
 
 ASSETS = Path(__file__).parent / "assets"
 # Macbeth, Julius Caesar, Romeo and Juliet: Project Gutenberg etexts 2ws3410, 2ws2410, 2ws1610 (public
@@ -98,8 +98,7 @@ class TextCorpusDataModule(SequenceDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__(batch_size, seed, num_workers)
-        if tokens not in ("char", "word"):
-            raise ValueError(f"tokens must be 'char' or 'word', got {tokens!r}")
+        self.separator = token_separator(tokens)
         if not isinstance(seq_len, int) or seq_len < 1:
             raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
         if not isinstance(min_count, int) or min_count < 1:
@@ -133,8 +132,7 @@ class TextCorpusDataModule(SequenceDataModule):
 
     def build(self) -> None:
         text = self.read()
-        separator = "" if self.tokens == "char" else " "
-        symbols = Vocab([], separator=separator).split(text)
+        symbols = Vocab([], separator=self.separator).split(text)
         n = len(symbols)
         sizes = {name: int(fraction * n) for name, fraction in self.fractions.items()}
         if min(sizes.values()) < 2 or n - sum(sizes.values()) < 2 * self.batch_size:
@@ -150,7 +148,7 @@ class TextCorpusDataModule(SequenceDataModule):
         }
         counts = Counter(parts["train"])
         self.vocab = Vocab(
-            [s for s, c in counts.items() if c >= self.min_count], separator=separator, unknown=True
+            [s for s, c in counts.items() if c >= self.min_count], separator=self.separator, unknown=True
         )
         vocab_size = len(self.vocab)
         self.splits = {}
@@ -175,7 +173,7 @@ class TextCorpusDataModule(SequenceDataModule):
             output_size=vocab_size,
             classification=True,
             vocab=list(self.vocab.itos),
-            separator=separator,
+            separator=self.separator,
             stream=True,
         )
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset, check_fractions
-from rnnkit.data.tokens import Vocab, majority_per_position
+from rnnkit.data.tokens import Vocab, majority_per_position, token_separator
 
 
 def render_text_samples(rows: list[tuple[str, str, str]], title: str, path: Path) -> None:
@@ -256,8 +256,7 @@ class TextPairsFileDataModule(TextPairsDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__(0, 0, 0, batch_size, seed, num_workers)
-        if tokens not in ("char", "word"):
-            raise ValueError(f"tokens must be 'char' or 'word', got {tokens!r}")
+        self.separator = token_separator(tokens)
         check_fractions(val_fraction, test_fraction)
         self.path = Path(path)
         self.tokens = tokens
@@ -313,9 +312,8 @@ class TextPairsFileDataModule(TextPairsDataModule):
         return out
 
     def make_vocab(self, pairs: dict[str, list[tuple[str, str]]]) -> Vocab:
-        separator = "" if self.tokens == "char" else " "
-        probe = Vocab([], separator=separator)
+        probe = Vocab([], separator=self.separator)
         seen = [
             t for source, target in pairs["train"] for text in (source, target) for t in probe.split(text)
         ]
-        return Vocab(seen, separator=separator, unknown=True)
+        return Vocab(seen, separator=self.separator, unknown=True)

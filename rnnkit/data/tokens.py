@@ -70,6 +70,17 @@ class Vocab:
         return out
 
 
+TOKEN_SEPARATORS = {"char": "", "word": " "}  # what joins the tokens of a text, per tokenization
+
+
+def token_separator(tokens: str) -> str:
+    """The separator of a tokenization named by a data module's ``tokens`` argument ("char" or
+    "word"); any other name is a clear error."""
+    if tokens not in TOKEN_SEPARATORS:
+        raise ValueError(f"tokens must be 'char' or 'word', got {tokens!r}")
+    return TOKEN_SEPARATORS[tokens]
+
+
 def majority_per_position(tokens: Tensor, vocab_size: int) -> Tensor:
     """The most frequent token at each position of ``tokens (N, U)``: ``(U,)``, a naive baseline."""
     return torch.stack(

@@ -76,7 +76,8 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
   at::Tensor hs = at::empty({save ? steps : 2, batch, hidden}, opts);
   at::Tensor acts = at::empty({save ? steps : 1, batch, 4 * hidden}, opts);
   at::Tensor prod = at::empty({batch, 3 * hidden}, opts);  // the product's output, every step
-  at::Tensor h_in = at::empty({batch, hidden}, opts);  // its input h_{t-1} (* drop), every step
+  // the product's input: h_{t-1} itself (a view of h0 or hs), or h_{t-1} * drop in this buffer
+  at::Tensor dropped = at::empty({dropping ? batch : 0, hidden}, opts);
   at::Tensor h_n = at::empty({batch, hidden}, opts);
   const at::Tensor h0c = h0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_gru_forward", [&] {
@@ -85,7 +86,9 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
     const T* x = xp.data_ptr<T>();
     const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
     const T* bias_p = bias.data_ptr<T>();
-    T* hin = h_in.data_ptr<T>();
+    T* dropped_p = dropped.data_ptr<T>();
+    at::Tensor h_prev = h0c;  // h_{t-1} as a tensor
+    const at::Tensor ping_pong[2] = {hs.select(0, 0), hs.select(0, 1 % hs.size(0))};  // views made once
     T* hs_p = hs.data_ptr<T>();
     T* acts_p = acts.data_ptr<T>();
     T* out_p = output.data_ptr<T>();
@@ -93,8 +96,11 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
     const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
     for (int64_t t = 0; t < steps; ++t) {
       const int64_t slot = save ? t : t % 2;  // ping-pong h without saving
-      for (int64_t k = 0; k < state; ++k) hin[k] = dr ? h[k] * dr[k] : h[k];
-      const at::Tensor product_out = product.apply<T>(h_in, prod);  // (B, 3H): (h_{t-1} [* drop]) W_h{r,z,n}^T
+      if (dropping) {
+        for (int64_t k = 0; k < state; ++k) dropped_p[k] = h[k] * dr[k];
+      }
+      // (B, 3H): (h_{t-1} [* drop]) W_h{r,z,n}^T
+      const at::Tensor product_out = product.apply<T>(dropping ? dropped : h_prev, prod);
       const T* prod_p = product_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
       T* h_t = hs_p + slot * state;
       T* a = acts_p + (save ? t : 0) * 4 * state;
@@ -102,6 +108,7 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
         gru_rows<T>(x + t * 3 * state, prod_p, bias_p, a, h, h_t, out_p + t * state, len, t, hidden, begin, end);
       });
       h = h_t;
+      h_prev = save ? hs.select(0, slot) : ping_pong[slot];
     }
     std::memcpy(h_n.data_ptr<T>(), h, state * sizeof(T));
   });
@@ -111,10 +118,11 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
 
 // Rows [begin, end) of one backward step: from dL/dh_t (dh + d_output_t) to the gradients of the
 // x-side pre-activations dx (B, 3H: r, z, n) and of the h-side ones dg (B, 3H: r, z, W_hn h + b_hn),
-// and the direct part z dL/dh_t that reaches h_{t-1}. Rows past their length get zeros.
+// and the direct part z dL/dh_t that reaches h_{t-1}; the candidate's h-side part also into
+// d_cand (B, H), kept for the weight gradient. Rows past their length get zeros.
 template <typename T>
 void gru_backward_rows(const T* a, const T* h_prev, const T* d_out, const T* dh, T* dz_direct, T* dx, T* dg,
-                       const int64_t* lengths, int64_t t, int64_t hidden, int64_t begin, int64_t end) {
+                       T* d_cand, const int64_t* lengths, int64_t t, int64_t hidden, int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
     const int64_t k0 = b * hidden;
     T* dxr = dx + b * 3 * hidden;
@@ -122,6 +130,7 @@ void gru_backward_rows(const T* a, const T* h_prev, const T* d_out, const T* dh,
     if (t >= lengths[b]) {  // frozen: nothing flows into this step's gates
       std::fill(dxr, dxr + 3 * hidden, T(0));
       std::fill(dgr, dgr + 3 * hidden, T(0));
+      std::fill(d_cand + k0, d_cand + k0 + hidden, T(0));
       continue;
     }
     const T* r = a + b * 4 * hidden;
@@ -144,6 +153,7 @@ void gru_backward_rows(const T* a, const T* h_prev, const T* d_out, const T* dh,
       dgr[j] = d_r;
       dgr[hidden + j] = d_z;
       dgr[2 * hidden + j] = dn * r[j];  // d(W_hn h + b_hn)
+      d_cand[k0 + j] = dgr[2 * hidden + j];
     }
   }
 }
@@ -186,11 +196,8 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
       const T* hp = t > 0 ? hs_p + (t - 1) * state : h0c.data_ptr<T>();
       at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
         gru_backward_rows<T>(acts_p + t * 4 * state, hp, dout_p + t * state, dh_p, dz_p, d_xp_p + t * 3 * state,
-                             dg_p, len, t, hidden, begin, end);
+                             dg_p, d_cand_p + t * state, len, t, hidden, begin, end);
       });
-      for (int64_t b = 0; b < batch; ++b) {  // the candidate's part of this step's h-side gradients
-        std::memcpy(d_cand_p + t * state + b * hidden, dg_p + b * 3 * hidden + 2 * hidden, hidden * sizeof(T));
-      }
       const at::Tensor via_w_out = product.apply<T>(dg, via_w);  // (B, H): into h_{t-1} (* drop) through W_hh
       const T* vw = via_w_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
       for (int64_t b = 0; b < batch; ++b) {

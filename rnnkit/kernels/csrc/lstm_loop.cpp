@@ -82,7 +82,8 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
   at::Tensor tanh_cells = at::empty({save ? steps : 1, batch, hidden}, opts);
   at::Tensor g = at::empty({batch, 4 * hidden}, opts);  // the activated gates when not saved
   at::Tensor prod = at::empty({batch, 4 * hidden}, opts);  // the GEMM's output, every step
-  at::Tensor h_in = at::empty({batch, hidden}, opts);  // its input h_{t-1} (* drop), every step
+  // the product's input: h_{t-1} itself (a view of h0 or hs), or h_{t-1} * drop in this buffer
+  at::Tensor dropped = at::empty({dropping ? batch : 0, hidden}, opts);
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
   const at::Tensor h0c = h0.contiguous(), c0c = c0.contiguous();
   at::Tensor h_n = at::empty({batch, hidden}, opts), c_n = at::empty({batch, hidden}, opts);
@@ -92,7 +93,9 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
     const T* x = xp.data_ptr<T>();
     const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
     T* g_p = g.data_ptr<T>();
-    T* hin = h_in.data_ptr<T>();
+    T* dropped_p = dropped.data_ptr<T>();
+    at::Tensor h_prev = h0c;  // h_{t-1} as a tensor
+    const at::Tensor ping_pong[2] = {hs.select(0, 0), hs.select(0, 1 % hs.size(0))};  // views made once
     T* gates_p = gates.data_ptr<T>();
     T* hs_p = hs.data_ptr<T>();
     T* cells_p = cells.data_ptr<T>();
@@ -103,8 +106,11 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
     const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
     for (int64_t t = 0; t < steps; ++t) {
       const int64_t slot = save ? t : t % 2;  // ping-pong h and C without saving
-      for (int64_t k = 0; k < state; ++k) hin[k] = dr ? h[k] * dr[k] : h[k];
-      const at::Tensor product_out = product.apply<T>(h_in, prod);  // (B, 4H): (h_{t-1} [* drop]) W_hh^T
+      if (dropping) {
+        for (int64_t k = 0; k < state; ++k) dropped_p[k] = h[k] * dr[k];
+      }
+      // (B, 4H): (h_{t-1} [* drop]) W_hh^T
+      const at::Tensor product_out = product.apply<T>(dropping ? dropped : h_prev, prod);
       const T* prod_p = product_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
       T* gate = save ? gates_p + t * 4 * state : g_p;
       T* h_t = hs_p + slot * state;
@@ -115,6 +121,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
                      begin, end);
       });
       h = h_t;
+      h_prev = save ? hs.select(0, slot) : ping_pong[slot];
       c = c_t;
     }
     std::memcpy(h_n.data_ptr<T>(), h, state * sizeof(T));

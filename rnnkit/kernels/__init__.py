@@ -10,6 +10,10 @@ Backends:
   CPU tensors under ``TRITON_INTERPRET=1``. Needs ``pip install 'rnnkit[triton]'``. The table in
   :mod:`.triton_paths` chooses the path per shape: ``persistent`` (one launch for all time steps)
   or ``stepwise`` (one launch per step); ``"triton-persistent"`` and ``"triton-stepwise"`` force one.
+- ``"compiled"``: any cell, the layer's time loop compiled by ``torch.compile`` in chunks of a few
+  steps (:mod:`.compiled_cell`): the fused path for cells without a hand-written kernel (a user's
+  cell, LayerNorm, peephole, zoneout). Compiles at first use (tens of seconds, cached on disk), so
+  it is opted into, never chosen by ``"auto"``.
 - ``"auto"``: on CUDA, Triton on the paths that have passed ``scripts/gpu_report.py`` on a real GPU
   (:data:`.triton_paths.VERIFIED_ON_GPU`), else ``"cpu"``; ``"cpu"`` on the CPU; ``"reference"``
   for cells without a fused kernel.
@@ -32,11 +36,12 @@ from rnnkit.cells.base import RecurrentCell, State
 from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.lstm import LSTMCell
 from rnnkit.kernels import cpu_gru, cpu_lstm
+from rnnkit.kernels.compiled_cell import run_compiled
 from rnnkit.kernels.triton_common import triton, why_triton_cannot_run
 from rnnkit.kernels.triton_paths import PATHS, VERIFIED_ON_GPU, plan
 
 TRITON_BACKENDS = ("triton", *(f"triton-{path}" for path in PATHS))
-BACKENDS = ("auto", "reference", "cpu", *TRITON_BACKENDS)
+BACKENDS = ("auto", "reference", "cpu", "compiled", *TRITON_BACKENDS)
 
 Runner = Callable[[RecurrentCell, Tensor, State, Tensor | None], tuple[Tensor, State]]
 
@@ -128,7 +133,7 @@ def _unsupported(cell: RecurrentCell, backend: str) -> str | None:
 
 def runnable_backends(cell: RecurrentCell, device: torch.device) -> list[str]:
     """The backends that can run ``cell`` on ``device`` here."""
-    names = ["reference"]
+    names = ["reference", "compiled"]
     if type(cell) in KERNELS["cpu"] and _unsupported(cell, "cpu") is None:
         names.append("cpu")
         if why_triton_cannot_run(device) is None and _unsupported(cell, "triton") is None:
@@ -143,6 +148,8 @@ def select(backend: str, cell: RecurrentCell, device: torch.device) -> Runner | 
     """
     if backend == "reference":
         return None
+    if backend == "compiled":
+        return run_compiled
     kind = type(cell)
     if kind not in KERNELS["cpu"]:
         if backend == "auto":

@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import PackedSequence
 from rnnkit import kernels
 from rnnkit.cells.base import RecurrentCell, State, map_state
 from rnnkit.cells.registry import get_cell
-from rnnkit.nn.probe import active_probe
+from rnnkit.nn.probe import StateGradientProbe, active_probe
 from rnnkit.nn.sequence import pack_like, reverse_padded, unpack_to_padded
 
 CellFactory = Callable[..., RecurrentCell]
@@ -38,11 +38,27 @@ def run_cell(
     Returns:
         ``(outputs (T, B, O), final state)``.
     """
-    outputs = []
     cell = cell.for_sequence(xp.shape[1], xp.device, xp.dtype)  # this sequence's dropout mask, if any
     probe = active_probe()  # measuring dL/dh_t (rnnkit.nn.probe): a zero tap per step
     if probe is not None:
         probe.start_sequence()
+    return run_steps(cell, xp, state, mask, probe)
+
+
+def run_steps(
+    cell: RecurrentCell,
+    xp: Tensor,
+    state: State,
+    mask: Tensor | None = None,
+    probe: StateGradientProbe | None = None,
+) -> tuple[Tensor, State]:
+    """The time loop proper, for a cell already bound to its sequence (:meth:`~RecurrentCell.for_sequence`).
+
+    :func:`run_cell` runs it over a whole sequence; the ``compiled`` backend
+    (:mod:`rnnkit.kernels.compiled_cell`) compiles it over chunks of a few steps. Arguments and
+    result as :func:`run_cell`; ``probe`` taps every step's state.
+    """
+    outputs = []
     # unbind (not xp[t]): indexing would make backward build a full-size zero tensor per step.
     steps = xp.unbind(0)
     if mask is None:

@@ -150,7 +150,7 @@ def test_triton_on_cpu_without_the_interpreter_says_why_and_what_can(monkeypatch
     with pytest.raises(
         RuntimeError,
         match=r"backend='triton' cannot run here: Triton kernels run on CUDA tensors.*"
-        r"Backends that can: \['reference', 'cpu'\]",
+        r"Backends that can: \['reference', 'compiled', 'cpu'\]",
     ):
         layer(torch.randn(5, 2, 3))
 
@@ -158,14 +158,14 @@ def test_triton_on_cpu_without_the_interpreter_says_why_and_what_can(monkeypatch
 def test_bad_backend_names_and_cells_without_kernels():
     with pytest.raises(
         ValueError,
-        match=r"backend must be one of \['auto', 'reference', 'cpu', 'triton', 'triton-persistent', "
+        match=r"backend must be one of \['auto', 'reference', 'cpu', 'compiled', 'triton', 'triton-persistent', "
         r"'triton-stepwise'\], got 'cuda'",
     ):
         rnn.LSTM(3, 4, backend="cuda")
     with pytest.raises(
         ValueError,
         match=r"backend='cpu' has no kernel for RNNCell; backends that can run it: "
-        r"\['reference'\]",
+        r"\['reference', 'compiled'\]",
     ):
         rnn.RNN(3, 4, backend="cpu")(torch.randn(5, 2, 3))
     with pytest.raises(ValueError, match="no kernel for JordanCell"):

@@ -10,6 +10,7 @@ the median of the repeats after warm-up and the ratio rnnkit / torch.nn (below 1
     python scripts/bench_rnn.py --kinds lstm --cases standard --backends cpu --repeats 51
     python scripts/bench_rnn.py --recurrent-dropout 0.25 --modes fwd+bwd   # rnnkit with variational
         # recurrent dropout in training against plain torch.nn (which has none): the option's cost
+    python scripts/bench_rnn.py --zoneout 0.1 --modes fwd+bwd              # the same for zoneout
 """
 
 from __future__ import annotations
@@ -132,6 +133,12 @@ def main() -> None:
         help="rnnkit layers get this recurrent_dropout (active in fwd+bwd, which trains); torch.nn has none",
     )
     parser.add_argument(
+        "--zoneout",
+        type=float,
+        default=0.0,
+        help="rnnkit layers get this zoneout (masks in fwd+bwd, its expectation in fwd); torch.nn has none",
+    )
+    parser.add_argument(
         "--tf32",
         choices=["off", "on"],
         default="off",
@@ -153,7 +160,7 @@ def main() -> None:
     print(
         f"# torch {torch.__version__}, device {device}, dtype {args.dtype}, "
         f"threads {torch.get_num_threads()}, median of {args.repeats} after {args.warmup} warm-up, "
-        f"rnnkit recurrent_dropout {args.recurrent_dropout}, "
+        f"rnnkit recurrent_dropout {args.recurrent_dropout}, zoneout {args.zoneout}, "
         f"TF32 {args.tf32} (torch.backends.cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
         f"torch.backends.cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32})"
     )
@@ -177,6 +184,7 @@ def main() -> None:
                     case.hidden_size,
                     backend="cpu" if backend == PYTHON_LOOP else backend,
                     recurrent_dropout=args.recurrent_dropout,
+                    zoneout=args.zoneout,
                     **kw,
                 ).to(device, dtype)
                 layer.load_state_dict(reference.state_dict())

@@ -173,7 +173,7 @@ def test_torch_twins_take_the_options_and_pick_the_loop_that_runs_them(kind):
     assert not cell.training  # the layer's mode reaches its cells
     assert (kernels.select("auto", cell, cpu) is None) == (kind == "RNN")
     zoned = getattr(rnn, kind)(3, 4, zoneout=0.1).layer_cells()[0]
-    assert kernels.select("auto", zoned, cpu) is None  # zoneout: the reference loop
+    assert (kernels.select("auto", zoned, cpu) is None) == (kind == "RNN")  # the CPU kernels take zoneout
     with pytest.raises(ValueError, match=r"zoneout must be a probability in \[0, 1\), got 1.5"):
         getattr(rnn, kind)(3, 4, zoneout=1.5)
 
@@ -213,3 +213,36 @@ def test_recurrent_dropout_in_the_cpu_kernel_equals_the_reference_loop(kind, bid
 def test_new_cells_and_options_train_from_the_configs(overrides, tmp_path):
     metrics = run_train([*overrides, "trainer.max_epochs=3", "model.encoder.recurrent_dropout=0.1"], tmp_path)
     assert metrics["test/mae"] < metrics["baseline/mae"] * 2  # it trained and predicts in range
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("loop", ["1", "0"], ids=["cpp-loop", "python-loop"])
+def test_zoneout_in_the_cpu_kernel_equals_the_reference_loop(kind, training, loop, monkeypatch):
+    """Training: the kernel's masks are the reference loop's (same seed, drawn at the same point, after
+    the recurrent-dropout mask); eval: the expectation. Outputs, states, every gradient and a gradient
+    of a gradient, with variable lengths, two layers and both directions, through both time loops."""
+    monkeypatch.setenv("RNNKIT_COMPILED_LOOP", loop)
+    results = []
+    for backend in ("reference", "cpu"):
+        torch.manual_seed(0)
+        layer = getattr(rnn, kind)(
+            3, 5, 2, bidirectional=True, zoneout=0.3, recurrent_dropout=0.2, dtype=D, backend=backend
+        )
+        layer.train(training)
+        fused = kernels.select(backend, layer.layer_cells()[0], torch.device("cpu"))
+        assert (fused is None) == (backend == "reference")  # cpu: the kernel runs, no fallback
+        x = torch.randn(9, 4, 3, dtype=D, requires_grad=True)
+        torch.manual_seed(1)
+        out, state = layer(x, lengths=torch.tensor([9, 4, 1, 6]))
+        loss = out.pow(2).sum() + sum(s.pow(2).sum() for s in torch.utils._pytree.tree_leaves(state))
+        (dx,) = torch.autograd.grad(loss, x, create_graph=True)
+        grads = torch.autograd.grad(loss + dx.pow(2).sum(), [x, *layer.parameters()])
+        with torch.no_grad():  # the inference op
+            torch.manual_seed(1)
+            inferred = layer(x, lengths=torch.tensor([9, 4, 1, 6]))[0]
+        results.append([out, *torch.utils._pytree.tree_leaves(state), *grads, inferred])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-10)
+    if training:  # the masks really bit: some units kept their previous value
+        assert not torch.allclose(results[0][0], layer.eval()(x, lengths=torch.tensor([9, 4, 1, 6]))[0])

@@ -158,8 +158,8 @@ def test_triton_on_cpu_without_the_interpreter_says_why_and_what_can(monkeypatch
 def test_bad_backend_names_and_cells_without_kernels():
     with pytest.raises(
         ValueError,
-        match=r"backend must be one of \['auto', 'reference', 'cpu', 'compiled', 'triton', 'triton-persistent', "
-        r"'triton-stepwise'\], got 'cuda'",
+        match=r"backend must be one of \['auto', 'reference', 'cpu', 'compiled', 'triton', "
+        r"'triton-persistent', 'triton-stepwise'\], got 'cuda'",
     ):
         rnn.LSTM(3, 4, backend="cuda")
     with pytest.raises(

@@ -39,6 +39,7 @@ from rnnkit.kernels import cpu_gru, cpu_lstm
 from rnnkit.kernels.compiled_cell import run_compiled
 from rnnkit.kernels.triton_common import triton, why_triton_cannot_run
 from rnnkit.kernels.triton_paths import PATHS, VERIFIED_ON_GPU, plan
+from rnnkit.kernels.zoneout import zoneout_keep
 
 TRITON_BACKENDS = ("triton", *(f"triton-{path}" for path in PATHS))
 BACKENDS = ("auto", "reference", "cpu", "compiled", *TRITON_BACKENDS)
@@ -60,12 +61,14 @@ def _recurrent_dropout_mask(cell: RecurrentCell, xp: Tensor) -> Tensor | None:
 
 def _lstm_cpu(cell: LSTMCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
     h0, c0, w = _like(xp, *state, cell.weight_hh)
-    return cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths, _recurrent_dropout_mask(cell, xp))
+    drop = _recurrent_dropout_mask(cell, xp)  # drawn first, as in the reference loop
+    return cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths, drop, zoneout_keep(cell, xp))
 
 
 def _gru_cpu(cell: GRUCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
     h0, w, b = _like(xp, state, cell.weight_hh, cell.bias_hh)
-    return cpu_gru.gru_forward(xp, h0, w, b, lengths, _recurrent_dropout_mask(cell, xp))
+    drop = _recurrent_dropout_mask(cell, xp)  # drawn first, as in the reference loop
+    return cpu_gru.gru_forward(xp, h0, w, b, lengths, drop, zoneout_keep(cell, xp))
 
 
 def _lstm_triton(
@@ -124,10 +127,11 @@ def _unsupported(cell: RecurrentCell, backend: str) -> str | None:
     """Why ``backend`` has no kernel for this configured cell, or None."""
     if isinstance(cell, LSTMCell) and cell.proj_size:
         return "LSTM with proj_size > 0 has no fused kernel"
-    if cell.zoneout > 0:
-        return "zoneout has no fused kernel yet"
-    if cell.training and cell.recurrent_dropout > 0 and backend in TRITON_BACKENDS:
-        return "recurrent dropout has no Triton kernel yet (the cpu backend runs it)"
+    if backend in TRITON_BACKENDS:
+        if cell.zoneout > 0:
+            return "zoneout has no Triton kernel yet (the cpu backend runs it)"
+        if cell.training and cell.recurrent_dropout > 0:
+            return "recurrent dropout has no Triton kernel yet (the cpu backend runs it)"
     return None
 
 
@@ -158,15 +162,16 @@ def select(backend: str, cell: RecurrentCell, device: torch.device) -> Runner | 
             f"backend={backend!r} has no kernel for {kind.__name__}; backends that can run it: "
             f"{runnable_backends(cell, device)} (or 'auto')"
         )
-    dropping = cell.training and cell.recurrent_dropout > 0
-    effective = "cpu" if backend == "auto" and (device.type != "cuda" or dropping) else backend
+    # the masks of recurrent dropout and zoneout run in the cpu backend's ops only (also on CUDA)
+    masked = (cell.training and cell.recurrent_dropout > 0) or cell.zoneout > 0
+    effective = "cpu" if backend == "auto" and (device.type != "cuda" or masked) else backend
     reason = _unsupported(cell, effective)
     if reason is not None:
         if backend != "auto":
             warnings.warn(f"{reason}: backend={backend!r} falls back to 'reference'", stacklevel=3)
         return None
     if backend == "auto":
-        if device.type == "cuda" and why_triton_cannot_run(device) is None and not dropping:
+        if device.type == "cuda" and why_triton_cannot_run(device) is None and not masked:
             return _auto_on_cuda
         return KERNELS["cpu"][kind]
     if backend in TRITON_BACKENDS:

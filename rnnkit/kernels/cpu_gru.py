@@ -16,23 +16,25 @@ from rnnkit.kernels.cpu_lstm import _sigmoid_backward, _tanh_backward, needs_gra
 from rnnkit.kernels.cpu_matmul import RecurrentProduct
 from rnnkit.kernels.double_backward import gru_vjp
 from rnnkit.kernels.lengths import full_lengths, step_mask
+from rnnkit.kernels.zoneout import ZoneoutKeep
 
 
 @torch.library.custom_op("rnnkit::gru_recurrence", mutates_args=(), device_types=("cpu", "cuda"))
 def gru_recurrence(
-    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, drop: Tensor
+    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, drop: Tensor, zone: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(output (T, B, H), h_n)`` and, saved for backward, ``hs (T, B, H)`` (states, frozen past the
     end) and ``acts (T, B, 4H)``: r_t, z_t, n_t and the recurrent candidate part W_hn h + b_hn.
     ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (not in the carry), or
-    an empty tensor for none."""
+    an empty tensor for none. ``zone``: zoneout (:func:`.zoneout.zoneout_keep`), or empty."""
     compiled = compiled_loop.usable(xp)
     if compiled is not None:
-        return tuple(compiled.gru_forward(xp, h0, weight_hh, bias_hh, lengths, drop, True))
+        return tuple(compiled.gru_forward(xp, h0, weight_hh, bias_hh, lengths, drop, zone, True))
     steps, batch, three_h = xp.shape
     hidden = three_h // 3
     mask = step_mask(lengths, steps)
     dropping = drop.numel() > 0
+    keep = ZoneoutKeep(zone)
     hs = xp.new_empty(steps, batch, hidden)
     acts = xp.new_empty(steps, batch, 4 * hidden)
     gh = xp.new_empty(batch, three_h)
@@ -46,6 +48,8 @@ def gru_recurrence(
         hn = a[:, 3 * hidden :].copy_(gh[:, 2 * hidden :])  # W_hn h_{t-1} + b_hn
         n = torch.addcmul(xp[t, :, 2 * hidden :], r, hn, out=a[:, 2 * hidden : 3 * hidden]).tanh_()  # n_t
         h_t = torch.sub(h, n, out=hs[t]).mul_(z).add_(n)  # h_t = n + z * (h_{t-1} - n) = (1 - z) n + z h
+        if keep:
+            keep.mix(t, (h_t,), (h,))
         if mask is not None:
             h_t.copy_(torch.where(mask[t], h_t, h))
         h = h_t
@@ -54,7 +58,7 @@ def gru_recurrence(
 
 
 @gru_recurrence.register_fake
-def _(xp, h0, weight_hh, bias_hh, lengths, drop):
+def _(xp, h0, weight_hh, bias_hh, lengths, drop, zone):
     steps, batch, three_h = xp.shape
     hidden = three_h // 3
     seq = xp.new_empty(steps, batch, hidden)
@@ -71,15 +75,17 @@ def gru_recurrence_backward(
     hs: Tensor,
     acts: Tensor,
     drop: Tensor,
+    zone: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_weight_hh, d_bias_hh)``."""
     compiled = compiled_loop.usable(acts)
     if compiled is not None:
-        return tuple(compiled.gru_backward(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop))
+        return tuple(compiled.gru_backward(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop, zone))
     steps, batch, four_h = acts.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
     dropping = drop.numel() > 0
+    keep = ZoneoutKeep(zone)
     d_xp = acts.new_empty(steps, batch, 3 * hidden)  # d(x-side pre-activations) r, z, n
     d_gh = acts.new_empty(steps, batch, 3 * hidden)  # d(h-side pre-activations) r, z, hn
     through_w = RecurrentProduct(weight_hh.t(), batch, steps)  # dGh_t W_hh
@@ -87,16 +93,20 @@ def gru_recurrence_backward(
     tmp = torch.empty_like(dh)
     dh_z = torch.empty_like(dh)
     for t in range(steps - 1, -1, -1):
-        dh.add_(d_output[t] if mask is None else d_output[t] * mask[t])
+        dh.add_(d_output[t] if mask is None else d_output[t] * mask[t])  # dL/dh_t
         r, z, n, hn = acts[t].split(hidden, dim=1)
         h_prev = hs[t - 1] if t > 0 else h0
         dxr, dxz, dxn = d_xp[t].split(hidden, dim=1)
         dhr, dhz, dhn = d_gh[t].split(hidden, dim=1)
-        torch.mul(dh, z, out=dh_z)  # the direct path z * dh into h_{t-1}
-        _tanh_backward(torch.sub(dh, dh_z, out=tmp), n, grad_input=dxn)  # d n_pre = (1 - z) dh (1 - n^2)
+        # zoneout: h_t = k h_{t-1} + (1 - k) h~_t sends k dL/dh_t straight to h_{t-1}
+        (dh_new,), (dh_kept,) = keep.split(t, (dh,)) if keep else ((dh,), (None,))
+        torch.mul(dh_new, z, out=dh_z)  # the direct path z * dh into h_{t-1}
+        _tanh_backward(torch.sub(dh_new, dh_z, out=tmp), n, grad_input=dxn)  # d n_pre = (1 - z) dh (1 - n^2)
+        if keep:
+            dh_z.add_(dh_kept)  # and zoneout's
         torch.mul(dxn, r, out=dhn)  # d(W_hn h + b_hn)
         _sigmoid_backward(torch.mul(dxn, hn, out=tmp), r, grad_input=dxr)  # d r_pre
-        _sigmoid_backward(torch.sub(h_prev, n, out=tmp).mul_(dh), z, grad_input=dxz)  # d z_pre
+        _sigmoid_backward(torch.sub(h_prev, n, out=tmp).mul_(dh_new), z, grad_input=dxz)  # d z_pre
         dhr.copy_(dxr)
         dhz.copy_(dxz)
         via_w = through_w(d_gh[t])  # into h_{t-1} * drop through W_hh
@@ -119,7 +129,7 @@ def gru_recurrence_backward(
 
 
 @gru_recurrence_backward.register_fake
-def _(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop):
+def _(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop, zone):
     steps, batch, four_h = acts.shape
     three_h = 3 * (four_h // 4)
     return (
@@ -134,20 +144,22 @@ def _setup_context(ctx, inputs, output):
     # the saved activations are outputs nobody differentiates: without this autograd would fill a
     # zero gradient the size of each of them at every backward (missing gradients arrive as None)
     ctx.set_materialize_grads(False)
-    xp, h0, weight_hh, bias_hh, lengths, drop = inputs
+    xp, h0, weight_hh, bias_hh, lengths, drop, zone = inputs
     _, _, hs, acts = output
-    ctx.save_for_backward(xp, h0, weight_hh, bias_hh, lengths, hs, acts, drop)
+    ctx.save_for_backward(xp, h0, weight_hh, bias_hh, lengths, hs, acts, drop, zone)
     ctx.mark_non_differentiable(hs, acts)
 
 
 def _backward(ctx, d_output, d_hn, d_hs, d_acts):
-    xp, h0, weight_hh, bias_hh, lengths, hs, acts, drop = ctx.saved_tensors
+    xp, h0, weight_hh, bias_hh, lengths, hs, acts, drop, zone = ctx.saved_tensors
     d_output = torch.zeros_like(hs) if d_output is None else d_output
     d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
     if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
-        return (*gru_vjp(xp, h0, weight_hh, bias_hh, lengths, d_output, d_hn, drop), None, None)
-    d_xp, d_h0, d_w, d_b = gru_recurrence_backward(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop)
-    return d_xp, d_h0, d_w, d_b, None, None
+        return (*gru_vjp(xp, h0, weight_hh, bias_hh, lengths, d_output, d_hn, drop, zone), None, None, None)
+    d_xp, d_h0, d_w, d_b = gru_recurrence_backward(
+        d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop, zone
+    )
+    return d_xp, d_h0, d_w, d_b, None, None, None
 
 
 gru_recurrence.register_autograd(_backward, setup_context=_setup_context)
@@ -155,12 +167,12 @@ gru_recurrence.register_autograd(_backward, setup_context=_setup_context)
 
 @torch.library.custom_op("rnnkit::gru_inference", mutates_args=(), device_types=("cpu", "cuda"))
 def gru_inference(
-    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, drop: Tensor
+    xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, drop: Tensor, zone: Tensor
 ) -> tuple[Tensor, Tensor]:
     """:func:`gru_recurrence` without gradients: nothing saved, step buffers reused."""
     compiled = compiled_loop.usable(xp)
     if compiled is not None:
-        return tuple(compiled.gru_forward(xp, h0, weight_hh, bias_hh, lengths, drop, False))
+        return tuple(compiled.gru_forward(xp, h0, weight_hh, bias_hh, lengths, drop, zone, False))
     steps, batch, three_h = xp.shape
     hidden = three_h // 3
     mask = step_mask(lengths, steps)
@@ -172,6 +184,7 @@ def gru_inference(
     product = RecurrentProduct(weight_hh, batch, steps)
     h = h0
     dropping = drop.numel() > 0
+    keep = ZoneoutKeep(zone)
     for t in range(steps):
         product.add_into(bias_hh, h * drop if dropping else h, out=gh)
         torch.add(xp[t, :, : 2 * hidden], gh[:, : 2 * hidden], out=rz).sigmoid_()
@@ -179,6 +192,8 @@ def gru_inference(
         torch.addcmul(xp[t, :, 2 * hidden :], r, gh[:, 2 * hidden :], out=n).tanh_()
         h_t = states[1 + t % 2]
         torch.sub(h, n, out=h_t).mul_(z).add_(n)
+        if keep:
+            keep.mix(t, (h_t,), (h,))
         if mask is not None:
             h_t.copy_(torch.where(mask[t], h_t, h))
             torch.mul(h_t, mask[t], out=output[t])  # zero past the end
@@ -189,7 +204,7 @@ def gru_inference(
 
 
 @gru_inference.register_fake
-def _(xp, h0, weight_hh, bias_hh, lengths, drop):
+def _(xp, h0, weight_hh, bias_hh, lengths, drop, zone):
     steps, batch, three_h = xp.shape
     return xp.new_empty(steps, batch, three_h // 3), h0.new_empty(h0.shape)
 
@@ -201,14 +216,17 @@ def gru_forward(
     bias_hh: Tensor | None,
     lengths: Tensor | None,
     drop: Tensor | None = None,
+    zone: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The fused GRU recurrence: ``xp (T, B, 3H)``, ``h0 (B, H)`` -> ``(output (T, B, H), h_n)``.
-    ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or None."""
+    ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or None. ``zone``:
+    zoneout's keep weights (:func:`.zoneout.zoneout_keep`), or None."""
     lengths = full_lengths(xp, lengths)
     drop = xp.new_empty(0) if drop is None else drop
+    zone = xp.new_empty(0) if zone is None else zone
     if bias_hh is None:
         bias_hh = xp.new_zeros(weight_hh.shape[0])
     if not needs_grad(xp, h0, weight_hh, bias_hh):
-        return gru_inference(xp, h0, weight_hh, bias_hh, lengths, drop)
-    output, h_n, *_ = gru_recurrence(xp, h0, weight_hh, bias_hh, lengths, drop)
+        return gru_inference(xp, h0, weight_hh, bias_hh, lengths, drop, zone)
+    output, h_n, *_ = gru_recurrence(xp, h0, weight_hh, bias_hh, lengths, drop, zone)
     return output, h_n

@@ -24,6 +24,7 @@ from rnnkit.kernels import compiled_loop
 from rnnkit.kernels.cpu_matmul import RecurrentProduct
 from rnnkit.kernels.double_backward import lstm_vjp
 from rnnkit.kernels.lengths import full_lengths, step_mask
+from rnnkit.kernels.zoneout import ZoneoutKeep
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # grad * y * (1 - y), one pass
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2), one pass
@@ -43,19 +44,21 @@ def _activate(g: Tensor, hidden: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 @torch.library.custom_op("rnnkit::lstm_recurrence", mutates_args=(), device_types=("cpu", "cuda"))
 def lstm_recurrence(
-    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor, drop: Tensor
+    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor, drop: Tensor, zone: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(output (T, B, H), h_n, c_n)`` and, saved for backward, ``hs (T, B, H)`` (states, not
-    zeroed past the end), ``gates (T, B, 4H)`` (activated), ``cells (T, B, H)`` and their tanh.
+    zeroed past the end), ``gates (T, B, 4H)`` (activated), ``cells (T, B, H)`` and
+    ``tanh_cells``, tanh of the cell update before zoneout.
     ``drop``: the sequence's recurrent-dropout mask ``(B, H)`` multiplying h_{t-1} in the product,
-    or an empty tensor for none."""
+    or an empty tensor for none. ``zone``: zoneout (:func:`.zoneout.zoneout_keep`), or empty."""
     compiled = compiled_loop.usable(xp)
     if compiled is not None:
-        return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, True))
+        return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, zone, True))
     steps, batch, four_h = xp.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
     dropping = drop.numel() > 0
+    keep = ZoneoutKeep(zone)
     hs = xp.new_empty(steps, batch, hidden)  # h_t (frozen past the end)
     cells = xp.new_empty(steps, batch, hidden)  # C_t
     tanh_cells = xp.new_empty(steps, batch, hidden)  # tanh(C_t)
@@ -69,6 +72,8 @@ def lstm_recurrence(
         i, f, c_tilde, o = _activate(g, hidden)
         c_t = torch.mul(f, c, out=cells[t]).addcmul_(i, c_tilde)  # C_t = f * C_{t-1} + i * C~
         h_t = torch.mul(o, torch.tanh(c_t, out=tanh_cells[t]), out=hs[t])  # h_t = o * tanh(C_t)
+        if keep:
+            keep.mix(t, (h_t, c_t), (h, c))
         if mask is not None:
             c_t.copy_(torch.where(mask[t], c_t, c))
             h_t.copy_(torch.where(mask[t], h_t, h))
@@ -78,7 +83,7 @@ def lstm_recurrence(
 
 
 @lstm_recurrence.register_fake
-def _(xp, h0, c0, weight_hh, lengths, drop):
+def _(xp, h0, c0, weight_hh, lengths, drop, zone):
     steps, batch, four_h = xp.shape
     seq = xp.new_empty(steps, batch, four_h // 4)
     return (
@@ -106,47 +111,53 @@ def lstm_recurrence_backward(
     cells: Tensor,
     tanh_cells: Tensor,
     drop: Tensor,
+    zone: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_c0, d_weight_hh)`` by BPTT over the saved activations."""
     compiled = compiled_loop.usable(gates)
     if compiled is not None:
         return tuple(
             compiled.lstm_backward(
-                d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop
+                d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop, zone
             )
         )
     steps, batch, four_h = gates.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
     dropping = drop.numel() > 0
+    keep = ZoneoutKeep(zone)
     d_gates = gates.new_empty(steps, batch, four_h)  # d(pre-activations) = d xp_t
     through_w = RecurrentProduct(weight_hh.t(), batch, steps)  # dG_t W_hh
     dh = d_hn.clone()  # dL/dh_t arriving from the future
     dc = d_cn.clone()  # dL/dC_t arriving from the future
     tmp = torch.empty_like(dc)
     for t in range(steps - 1, -1, -1):
-        dh.add_(d_output[t] if mask is None else d_output[t] * mask[t])
+        dh.add_(d_output[t] if mask is None else d_output[t] * mask[t])  # dL/dh_t
         i, f, c_tilde, o = gates[t].split(hidden, dim=1)
         di, df, dg, do = d_gates[t].split(hidden, dim=1)
         tanh_c = tanh_cells[t]
         c_prev = cells[t - 1] if t > 0 else c0
-        _sigmoid_backward(torch.mul(dh, tanh_c, out=tmp), o, grad_input=do)  # d o_pre
-        via_h = _tanh_backward(torch.mul(dh, o, out=tmp), tanh_c, grad_input=tmp)  # dh o (1 - tanh^2 C_t)
-        dc_t = dc.add_(via_h) if mask is None else dc + via_h  # dL/dC_t (frozen rows keep dc)
+        # zoneout: h_t = k_h h_{t-1} + (1 - k_h) h~_t (C likewise) sends k dL/dh_t straight to h_{t-1}
+        (dh_new, dc_new), (dh_kept, dc_kept) = keep.split(t, (dh, dc)) if keep else ((dh, dc), (dh, dc))
+        _sigmoid_backward(torch.mul(dh_new, tanh_c, out=tmp), o, grad_input=do)  # d o_pre
+        via_h = _tanh_backward(torch.mul(dh_new, o, out=tmp), tanh_c, grad_input=tmp)  # o (1 - tanh^2)
+        dc_t = dc_new.add_(via_h) if mask is None and not keep else dc_new + via_h  # dL/dC~_t update
         _sigmoid_backward(torch.mul(dc_t, c_tilde, out=tmp), i, grad_input=di)  # d i_pre
         _sigmoid_backward(torch.mul(dc_t, c_prev, out=tmp), f, grad_input=df)  # d f_pre
         _tanh_backward(torch.mul(dc_t, i, out=tmp), c_tilde, grad_input=dg)  # d C~_pre
+        if mask is not None:
+            d_gates[t].mul_(mask[t])
+        via_w = through_w(d_gates[t])  # (B, H): into h_{t-1} through W_hh
+        if dropping:
+            via_w.mul_(drop)  # h_{t-1} entered the product as h_{t-1} * drop
+        via_f = dc_t.mul_(f)  # into C_{t-1}
+        if keep:
+            via_w.add_(dh_kept)
+            via_f.add_(dc_kept)
         if mask is None:
-            dh = through_w(d_gates[t])  # (B, H): into h_{t-1} through W_hh
-            if dropping:
-                dh.mul_(drop)  # h_{t-1} entered the product as h_{t-1} * drop
-            dc = dc_t.mul_(f)  # into C_{t-1}
-        else:
-            m = mask[t]
-            d_gates[t].mul_(m)
-            via_w = through_w(d_gates[t])
-            dh = torch.where(m, via_w * drop if dropping else via_w, dh)  # frozen steps pass it through
-            dc = torch.where(m, dc_t * f, dc)
+            dh, dc = via_w, via_f
+        else:  # frozen steps pass the gradients through
+            dh, dc = torch.where(mask[t], via_w, dh), torch.where(mask[t], via_f, dc)
     h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, B, H): h_{t-1}
     if dropping:
         h_prev = h_prev * drop  # what the product saw
@@ -155,7 +166,7 @@ def lstm_recurrence_backward(
 
 
 @lstm_recurrence_backward.register_fake
-def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop):
+def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop, zone):
     return (
         gates.new_empty(gates.shape),
         h0.new_empty(h0.shape),
@@ -168,23 +179,24 @@ def _setup_context(ctx, inputs, output):
     # the saved activations are outputs nobody differentiates: without this autograd would fill a
     # zero gradient the size of each of them at every backward (missing gradients arrive as None)
     ctx.set_materialize_grads(False)
-    xp, h0, c0, weight_hh, lengths, drop = inputs
+    xp, h0, c0, weight_hh, lengths, drop, zone = inputs
     _, _, _, hs, gates, cells, tanh_cells = output
-    ctx.save_for_backward(xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop)
+    ctx.save_for_backward(xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop, zone)
     ctx.mark_non_differentiable(hs, gates, cells, tanh_cells)
 
 
 def _backward(ctx, d_output, d_hn, d_cn, *_saved_grads):
-    xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop = ctx.saved_tensors
+    xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop, zone = ctx.saved_tensors
     d_output = torch.zeros_like(hs) if d_output is None else d_output
     d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
     d_cn = torch.zeros_like(c0) if d_cn is None else d_cn
     if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
-        return (*lstm_vjp(xp, h0, c0, weight_hh, lengths, d_output, d_hn, d_cn, drop), None, None)
+        grads = lstm_vjp(xp, h0, c0, weight_hh, lengths, d_output, d_hn, d_cn, drop, zone)
+        return (*grads, None, None, None)
     d_xp, d_h0, d_c0, d_w = lstm_recurrence_backward(
-        d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop
+        d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop, zone
     )
-    return d_xp, d_h0, d_c0, d_w, None, None
+    return d_xp, d_h0, d_c0, d_w, None, None, None
 
 
 lstm_recurrence.register_autograd(_backward, setup_context=_setup_context)
@@ -192,13 +204,13 @@ lstm_recurrence.register_autograd(_backward, setup_context=_setup_context)
 
 @torch.library.custom_op("rnnkit::lstm_inference", mutates_args=(), device_types=("cpu", "cuda"))
 def lstm_inference(
-    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor, drop: Tensor
+    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor, drop: Tensor, zone: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`lstm_recurrence` without gradients: nothing is saved, so the step buffers are reused
     (no T-sized activation buffers to allocate and fault in)."""
     compiled = compiled_loop.usable(xp)
     if compiled is not None:
-        return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, False))
+        return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, zone, False))
     steps, batch, four_h = xp.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
@@ -209,11 +221,14 @@ def lstm_inference(
     product = RecurrentProduct(weight_hh, batch, steps)
     h = h0
     dropping = drop.numel() > 0
+    keep = ZoneoutKeep(zone)
     for t in range(steps):
         i, f, c_tilde, o = _activate(product.add_into(xp[t], h * drop if dropping else h, out=g), hidden)
         c_prev, c_t = cells[t % 2], cells[(t + 1) % 2]
         torch.mul(f, c_prev, out=c_t).addcmul_(i, c_tilde)
         h_t = torch.tanh(c_t, out=output[t]).mul_(o)
+        if keep:
+            keep.mix(t, (h_t, c_t), (h, c_prev))
         if mask is not None:
             c_t.copy_(torch.where(mask[t], c_t, c_prev))
             state = frozen_h[(t + 1) % 2]
@@ -225,7 +240,7 @@ def lstm_inference(
 
 
 @lstm_inference.register_fake
-def _(xp, h0, c0, weight_hh, lengths, drop):
+def _(xp, h0, c0, weight_hh, lengths, drop, zone):
     steps, batch, four_h = xp.shape
     return xp.new_empty(steps, batch, four_h // 4), h0.new_empty(h0.shape), c0.new_empty(c0.shape)
 
@@ -236,15 +251,18 @@ def lstm_forward(
     weight_hh: Tensor,
     lengths: Tensor | None,
     drop: Tensor | None = None,
+    zone: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """The fused LSTM recurrence: ``xp (T, B, 4H)``, ``(h0, c0)`` -> ``(output (T, B, H), (h_n, c_n))``.
     ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (the cell's
-    :meth:`~rnnkit.cells.RecurrentCell.recurrent_input`), or None."""
+    :meth:`~rnnkit.cells.RecurrentCell.recurrent_input`), or None. ``zone``: zoneout, the keep
+    weights of :func:`.zoneout.zoneout_keep` for the parts (h, C), or None."""
     lengths = full_lengths(xp, lengths)
     drop = xp.new_empty(0) if drop is None else drop
+    zone = xp.new_empty(0) if zone is None else zone
     h0, c0 = state
     if not needs_grad(xp, h0, c0, weight_hh):
-        output, h_n, c_n = lstm_inference(xp, h0, c0, weight_hh, lengths, drop)
+        output, h_n, c_n = lstm_inference(xp, h0, c0, weight_hh, lengths, drop, zone)
         return output, (h_n, c_n)
-    output, h_n, c_n, *_ = lstm_recurrence(xp, h0, c0, weight_hh, lengths, drop)
+    output, h_n, c_n, *_ = lstm_recurrence(xp, h0, c0, weight_hh, lengths, drop, zone)
     return output, (h_n, c_n)

@@ -17,19 +17,43 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.cells.base import State
 from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.lstm import LSTMCell
 from rnnkit.kernels.lengths import step_mask
+from rnnkit.kernels.zoneout import ZoneoutKeep
 
 
-def _cell_on(cls: type, hidden: int, drop: Tensor | None, **weights: Tensor) -> LSTMCell | GRUCell:
+class _ReplayedZoneout:
+    """A cell's ``zone`` that replays the forward's zoneout weights (:mod:`.zoneout`) step by step:
+    the layer's loop calls it once per step, in order."""
+
+    def __init__(self, zone: Tensor) -> None:
+        self.keep = ZoneoutKeep(zone)
+        self.step = 0
+
+    def __call__(self, new: State, old: State) -> State:
+        single = isinstance(new, Tensor)
+        pairs = zip((new,) if single else new, (old,) if single else old, strict=True)
+        mixed = tuple(
+            torch.lerp(n, o, self.keep.weight(self.step, part)) for part, (n, o) in enumerate(pairs)
+        )
+        self.step += 1
+        return mixed[0] if single else mixed
+
+
+def _cell_on(
+    cls: type, hidden: int, drop: Tensor | None, zone: Tensor | None, **weights: Tensor
+) -> LSTMCell | GRUCell:
     """A reference cell whose recurrent weights are the given tensors (its own are never allocated),
-    with the forward's recurrent-dropout mask if there was one."""
+    with the forward's recurrent-dropout mask and zoneout weights if there were any."""
     cell = cls(1, hidden, device="meta")
     for name, tensor in weights.items():
         cell._parameters[name] = tensor
     if drop is not None and drop.numel() > 0:
         cell.__dict__["_recurrent_mask"] = drop
+    if zone is not None and zone.numel() > 0:
+        cell.__dict__["zone"] = _ReplayedZoneout(zone)
     return cell
 
 
@@ -67,10 +91,11 @@ def lstm_vjp(
     d_hn: Tensor | None,
     d_cn: Tensor | None,
     drop: Tensor | None = None,
+    zone: Tensor | None = None,
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
-    """Differentiable ``(d_xp, d_h0, d_c0, d_weight_hh)`` of the LSTM recurrence (``drop``: the
-    recurrent-dropout mask the forward used, empty or None for none)."""
-    cell = _cell_on(LSTMCell, h0.shape[-1], drop, weight_hh=weight_hh)
+    """Differentiable ``(d_xp, d_h0, d_c0, d_weight_hh)`` of the LSTM recurrence (``drop``, ``zone``:
+    the recurrent-dropout mask and zoneout weights the forward used, empty or None for none)."""
+    cell = _cell_on(LSTMCell, h0.shape[-1], drop, zone, weight_hh=weight_hh)
     inputs = (xp, h0, c0, weight_hh)
     return _vjp(cell, xp, (h0, c0), lengths, inputs, (d_output, d_hn, d_cn))  # type: ignore[return-value]
 
@@ -84,8 +109,9 @@ def gru_vjp(
     d_output: Tensor | None,
     d_hn: Tensor | None,
     drop: Tensor | None = None,
+    zone: Tensor | None = None,
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
     """Differentiable ``(d_xp, d_h0, d_weight_hh, d_bias_hh)`` of the GRU recurrence."""
-    cell = _cell_on(GRUCell, h0.shape[-1], drop, weight_hh=weight_hh, bias_hh=bias_hh)
+    cell = _cell_on(GRUCell, h0.shape[-1], drop, zone, weight_hh=weight_hh, bias_hh=bias_hh)
     inputs = (xp, h0, weight_hh, bias_hh)
     return _vjp(cell, xp, h0, lengths, inputs, (d_output, d_hn))  # type: ignore[return-value]

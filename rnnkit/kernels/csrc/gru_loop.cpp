@@ -3,7 +3,8 @@
 //   xp (T, B, 3H) = x W_ih^T + b_ih, gate order r, z, n as torch.nn.GRU; b_hh stays inside (gated by r);
 //   acts (T, B, 4H) saved: r_t, z_t, n_t and the recurrent candidate part W_hn h_{t-1} + b_hn;
 //   past a sequence's length its state is frozen and its output is zero;
-//   drop (B, H) multiplies h_{t-1} in the recurrent product (not in the carry), or is empty.
+//   drop (B, H) multiplies h_{t-1} in the recurrent product (not in the carry), or is empty;
+//   zone holds zoneout's keep weights for h (zoneout.h), or is empty.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -14,6 +15,7 @@
 
 #include "step_product.h"
 #include "vec_math.h"
+#include "zoneout.h"
 
 namespace {
 
@@ -23,9 +25,10 @@ constexpr int64_t kGrain = 8192;  // pointwise elements per thread before splitt
 //   r, z = sigma(x_{r,z} + p_{r,z} + b_h{r,z}),  hn = p_n + b_hn,  n = tanh(x_n + r hn),
 //   h_t = (1 - z) n + z h_{t-1};
 // writes r, z, n, hn into a (B, 4H), h_t and the output; past a row's length h_t = h_{t-1}, output 0.
+// With zoneout (keep) h_t then becomes k h_{t-1} + (1 - k) h_t.
 template <typename T>
 void gru_rows(const T* x, const T* p, const T* bias, T* a, const T* h_prev, T* h_out, T* out, const int64_t* lengths,
-              int64_t t, int64_t hidden, int64_t begin, int64_t end) {
+              const rnnkit::ZoneoutKeep<T>& keep, int64_t t, int64_t hidden, int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
     const int64_t k0 = b * hidden;
     if (t >= lengths[b]) {
@@ -49,10 +52,9 @@ void gru_rows(const T* x, const T* p, const T* bias, T* a, const T* h_prev, T* h
     const T* hp = h_prev + k0;
     T* h = h_out + k0;
     T* y = out + k0;
-    for (int64_t j = 0; j < hidden; ++j) {
-      h[j] = n[j] + z[j] * (hp[j] - n[j]);  // h_t = (1 - z) n + z h_{t-1}
-      y[j] = h[j];
-    }
+    for (int64_t j = 0; j < hidden; ++j) h[j] = n[j] + z[j] * (hp[j] - n[j]);  // h_t = (1 - z) n + z h_{t-1}
+    if (keep.on()) keep.mix(h, hp, t, 0, b, hidden);
+    std::memcpy(y, h, hidden * sizeof(T));
   }
 }
 
@@ -60,7 +62,7 @@ void gru_rows(const T* x, const T* p, const T* bias, T* a, const T* h_prev, T* h
 // (small_gemm.h) and one pass over the rows with raw pointers.
 std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h0, const at::Tensor& weight_hh,
                                     const at::Tensor& bias_hh, const at::Tensor& lengths_in, const at::Tensor& drop,
-                                    bool save) {
+                                    const at::Tensor& zone, bool save) {
   TORCH_CHECK(xp_in.dim() == 3 && xp_in.size(2) % 3 == 0, "gru_forward: xp must be (T, B, 3H)");
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // the inner calls are not recorded anyway
   const at::Tensor xp = xp_in.contiguous();
@@ -71,6 +73,7 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
   const rnnkit::StepProduct product(weight_hh, batch);  // h W_hh^T, (B, H) -> (B, 3H)
   const at::Tensor bias = bias_hh.contiguous();
+  const at::Tensor zone_c = zone.contiguous();
   const auto opts = xp.options();
   at::Tensor output = at::empty({steps, batch, hidden}, opts);
   at::Tensor hs = at::empty({save ? steps : 2, batch, hidden}, opts);
@@ -94,6 +97,7 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
     T* out_p = output.data_ptr<T>();
     const T* h = h0c.data_ptr<T>();
     const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
+    const rnnkit::ZoneoutKeep<T> keep(zone_c, 1, batch, hidden);
     for (int64_t t = 0; t < steps; ++t) {
       const int64_t slot = save ? t : t % 2;  // ping-pong h without saving
       if (dropping) {
@@ -105,7 +109,8 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
       T* h_t = hs_p + slot * state;
       T* a = acts_p + (save ? t : 0) * 4 * state;
       at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
-        gru_rows<T>(x + t * 3 * state, prod_p, bias_p, a, h, h_t, out_p + t * state, len, t, hidden, begin, end);
+        gru_rows<T>(x + t * 3 * state, prod_p, bias_p, a, h, h_t, out_p + t * state, len, keep, t, hidden, begin,
+                    end);
       });
       h = h_t;
       h_prev = save ? hs.select(0, slot) : ping_pong[slot];
@@ -118,11 +123,12 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
 
 // Rows [begin, end) of one backward step: from dL/dh_t (dh + d_output_t) to the gradients of the
 // x-side pre-activations dx (B, 3H: r, z, n) and of the h-side ones dg (B, 3H: r, z, W_hn h + b_hn),
-// and the direct part z dL/dh_t that reaches h_{t-1}; the candidate's h-side part also into
-// d_cand (B, H), kept for the weight gradient. Rows past their length get zeros.
+// and the direct part z dL/dh_t (plus k dL/dh_t with zoneout) that reaches h_{t-1}; the candidate's
+// h-side part also into d_cand (B, H), kept for the weight gradient. Rows past their length get zeros.
 template <typename T>
 void gru_backward_rows(const T* a, const T* h_prev, const T* d_out, const T* dh, T* dz_direct, T* dx, T* dg,
-                       T* d_cand, const int64_t* lengths, int64_t t, int64_t hidden, int64_t begin, int64_t end) {
+                       T* d_cand, const int64_t* lengths, const rnnkit::ZoneoutKeep<T>& keep, int64_t t,
+                       int64_t hidden, int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
     const int64_t k0 = b * hidden;
     T* dxr = dx + b * 3 * hidden;
@@ -141,9 +147,16 @@ void gru_backward_rows(const T* a, const T* h_prev, const T* d_out, const T* dh,
     const T* dy = d_out + k0;
     const T* dhr = dh + k0;
     T* dzr = dz_direct + k0;
+    const T* kh = keep.row(t, 0, b);  // zoneout's keep weights, or null
     for (int64_t j = 0; j < hidden; ++j) {
-      const T grad = dhr[j] + dy[j];
-      dzr[j] = grad * z[j];  // the direct path z * dh into h_{t-1}
+      T grad = dhr[j] + dy[j];  // dL/dh_t
+      T kept = T(0);
+      if (keep.on()) {
+        const T w = kh ? kh[j] : keep.value();
+        kept = grad * w;  // skips the update into h_{t-1}
+        grad *= T(1) - w;
+      }
+      dzr[j] = grad * z[j] + kept;  // the direct path z * dh into h_{t-1}
       const T dn = (grad - grad * z[j]) * (T(1) - n[j] * n[j]);  // d n_pre
       const T d_r = dn * hn[j] * r[j] * (T(1) - r[j]);  // d r_pre
       const T d_z = (hp[j] - n[j]) * grad * z[j] * (T(1) - z[j]);  // d z_pre
@@ -161,7 +174,7 @@ void gru_backward_rows(const T* a, const T* h_prev, const T* d_out, const T* dh,
 // Backward: (d_xp, d_h0, d_weight_hh, d_bias_hh).
 std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Tensor& d_hn, const at::Tensor& h0,
                                      const at::Tensor& weight_hh, const at::Tensor& lengths_in, const at::Tensor& hs,
-                                     const at::Tensor& acts, const at::Tensor& drop) {
+                                     const at::Tensor& acts, const at::Tensor& drop, const at::Tensor& zone) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t steps = acts.size(0), batch = acts.size(1), hidden = acts.size(2) / 4;
   const int64_t state = batch * hidden;
@@ -179,6 +192,7 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
   at::Tensor dg = at::empty({batch, 3 * hidden}, acts.options());  // the product's input, every step
   at::Tensor via_w = at::empty_like(dh);
   const at::Tensor h0c = h0.contiguous();
+  const at::Tensor zone_c = zone.contiguous();
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "rnnkit_gru_backward", [&] {
     using T = scalar_t;
     const int64_t* len = lengths.data_ptr<int64_t>();
@@ -192,11 +206,12 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
     const T* hs_p = hs_c.data_ptr<T>();
     const T* dout_p = d_output.data_ptr<T>();
     const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
+    const rnnkit::ZoneoutKeep<T> keep(zone_c, 1, batch, hidden);
     for (int64_t t = steps - 1; t >= 0; --t) {
       const T* hp = t > 0 ? hs_p + (t - 1) * state : h0c.data_ptr<T>();
       at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
         gru_backward_rows<T>(acts_p + t * 4 * state, hp, dout_p + t * state, dh_p, dz_p, d_xp_p + t * 3 * state,
-                             dg_p, d_cand_p + t * state, len, t, hidden, begin, end);
+                             dg_p, d_cand_p + t * state, len, keep, t, hidden, begin, end);
       });
       const at::Tensor via_w_out = product.apply<T>(dg, via_w);  // (B, H): into h_{t-1} (* drop) through W_hh
       const T* vw = via_w_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
@@ -216,10 +231,12 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(rnnkit_cpp, m) {
-  m.def("gru_forward(Tensor xp, Tensor h0, Tensor weight_hh, Tensor bias_hh, Tensor lengths, Tensor drop, bool save) -> Tensor[]");
+  m.def(
+      "gru_forward(Tensor xp, Tensor h0, Tensor weight_hh, Tensor bias_hh, Tensor lengths, Tensor drop, "
+      "Tensor zone, bool save) -> Tensor[]");
   m.def(
       "gru_backward(Tensor d_output, Tensor d_hn, Tensor h0, Tensor weight_hh, Tensor lengths, Tensor hs, "
-      "Tensor acts, Tensor drop) -> Tensor[]");
+      "Tensor acts, Tensor drop, Tensor zone) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(rnnkit_cpp, CPU, m) {

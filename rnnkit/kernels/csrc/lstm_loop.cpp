@@ -3,7 +3,8 @@
 // semantics as rnnkit/kernels/cpu_lstm.py (the Python loop it replaces, kept as the fallback):
 //   xp (T, B, 4H) = x W_ih^T + b_ih + b_hh, gate order i, f, C~, o as torch.nn.LSTM;
 //   past a sequence's length its state is frozen and its output is zero;
-//   drop (B, H) multiplies h_{t-1} in the recurrent product (recurrent dropout), or is empty.
+//   drop (B, H) multiplies h_{t-1} in the recurrent product (recurrent dropout), or is empty;
+//   zone holds zoneout's keep weights for the parts (h, C) (zoneout.h), or is empty.
 // Registered as torch.ops.rnnkit_cpp.* (no Python binding needed).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -15,6 +16,7 @@
 
 #include "step_product.h"
 #include "vec_math.h"
+#include "zoneout.h"
 
 namespace {
 
@@ -24,9 +26,11 @@ constexpr int64_t kGrain = 8192;  // pointwise elements per thread before splitt
 // the activated gates i, f, C~, o into g (what backward needs); for a row with t < lengths[b] writes
 //   C_t = f C_{t-1} + i C~,  tanh C_t,  h_t = o tanh C_t,  output_t = h_t;
 // past its length the row's state is frozen (C_t = C_{t-1}, h_t = h_{t-1}) and its output zero.
+// With zoneout (keep) each part then becomes k s_{t-1} + (1 - k) s~_t; tanh_out keeps tanh of the update.
 template <typename T>
 void lstm_rows(const T* x, const T* p, T* g, const T* c_prev, const T* h_prev, T* c_out, T* tanh_out, T* h_out,
-               T* out, const int64_t* lengths, int64_t t, int64_t hidden, int64_t begin, int64_t end) {
+               T* out, const int64_t* lengths, const rnnkit::ZoneoutKeep<T>& keep, int64_t t, int64_t hidden,
+               int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
     T* row = g + b * 4 * hidden;  // (4H): i, f, C~, o
     const int64_t k0 = b * hidden;
@@ -53,10 +57,12 @@ void lstm_rows(const T* x, const T* p, T* g, const T* c_prev, const T* h_prev, T
     rnnkit::tanh_n(c, tc, hidden);  // tanh C_t
     T* h = h_out + k0;
     T* y = out + k0;
-    for (int64_t j = 0; j < hidden; ++j) {
-      h[j] = o[j] * tc[j];  // h_t
-      y[j] = h[j];
+    for (int64_t j = 0; j < hidden; ++j) h[j] = o[j] * tc[j];  // h_t
+    if (keep.on()) {
+      keep.mix(h, h_prev + k0, t, 0, b, hidden);
+      keep.mix(c, cp, t, 1, b, hidden);
     }
+    std::memcpy(y, h, hidden * sizeof(T));
   }
 }
 
@@ -65,7 +71,7 @@ void lstm_rows(const T* x, const T* p, T* g, const T* c_prev, const T* h_prev, T
 // buffer (small_gemm.h) and one pass over the rows with raw pointers.
 std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& h0, const at::Tensor& c0,
                                      const at::Tensor& weight_hh, const at::Tensor& lengths_in,
-                                     const at::Tensor& drop, bool save) {
+                                     const at::Tensor& drop, const at::Tensor& zone, bool save) {
   TORCH_CHECK(xp_in.dim() == 3 && xp_in.size(2) % 4 == 0, "lstm_forward: xp must be (T, B, 4H)");
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // the inner calls are not recorded anyway
   const at::Tensor xp = xp_in.contiguous();
@@ -73,6 +79,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
   const int64_t state = batch * hidden;
   const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
   const bool dropping = drop.numel() > 0;
+  const at::Tensor zone_c = zone.contiguous();
   const rnnkit::StepProduct product(weight_hh, batch);  // h W_hh^T, (B, H) -> (B, 4H)
   const auto opts = xp.options();
   at::Tensor output = at::empty({steps, batch, hidden}, opts);
@@ -104,6 +111,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
     const T* h = h0c.data_ptr<T>();
     const T* c = c0c.data_ptr<T>();
     const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
+    const rnnkit::ZoneoutKeep<T> keep(zone_c, 2, batch, hidden);
     for (int64_t t = 0; t < steps; ++t) {
       const int64_t slot = save ? t : t % 2;  // ping-pong h and C without saving
       if (dropping) {
@@ -117,8 +125,8 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
       T* c_t = cells_p + slot * state;
       T* tc_t = tanh_p + (save ? t : 0) * state;
       at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
-        lstm_rows<T>(x + t * 4 * state, prod_p, gate, c, h, c_t, tc_t, h_t, out_p + t * state, len, t, hidden,
-                     begin, end);
+        lstm_rows<T>(x + t * 4 * state, prod_p, gate, c, h, c_t, tc_t, h_t, out_p + t * state, len, keep, t,
+                     hidden, begin, end);
       });
       h = h_t;
       h_prev = save ? hs.select(0, slot) : ping_pong[slot];
@@ -132,11 +140,13 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
 }
 
 // Rows [begin, end) of one backward step: from dL/dh_t (dh + d_output_t) and dL/dC_t (dc) to the
-// pre-activation gradients dG_t (B, 4H); dc becomes dL/dC_{t-1} (the part through f_t). Rows past
-// their length get dG_t = 0 and keep dh, dc (the frozen state passes them through).
+// pre-activation gradients dG_t (B, 4H); dc becomes dL/dC_{t-1} (through f_t, plus k_C dL/dC_t with
+// zoneout), and with zoneout dh becomes k_h dL/dh_t (the part that skips the update; the caller adds the
+// part through W_hh). Rows past their length get dG_t = 0 and keep dh, dc (the frozen state passes them).
 template <typename T>
-void lstm_backward_rows(const T* gate, const T* tanh_c, const T* c_prev, const T* d_out, const T* dh, T* dc,
-                        T* dg, const int64_t* lengths, int64_t t, int64_t hidden, int64_t begin, int64_t end) {
+void lstm_backward_rows(const T* gate, const T* tanh_c, const T* c_prev, const T* d_out, T* dh, T* dc, T* dg,
+                        const int64_t* lengths, const rnnkit::ZoneoutKeep<T>& keep, int64_t t, int64_t hidden,
+                        int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
     const int64_t k0 = b * hidden;
     T* drow = dg + b * 4 * hidden;
@@ -151,16 +161,27 @@ void lstm_backward_rows(const T* gate, const T* tanh_c, const T* c_prev, const T
     const T* tc = tanh_c + k0;
     const T* cp = c_prev + k0;
     const T* dy = d_out + k0;
-    const T* dhr = dh + k0;
+    T* dhr = dh + k0;
     T* dcr = dc + k0;
+    const T* kh = keep.row(t, 0, b);  // zoneout's keep weights of h and C, or null
+    const T* kc = keep.row(t, 1, b);
     for (int64_t j = 0; j < hidden; ++j) {
-      const T h_grad = dhr[j] + dy[j];
-      const T c_grad = dcr[j] + h_grad * o[j] * (T(1) - tc[j] * tc[j]);  // dL/dC_t
+      T h_grad = dhr[j] + dy[j];  // dL/dh_t
+      T c_carry = dcr[j];  // dL/dC_t from the future
+      T c_kept = T(0);
+      if (keep.on()) {
+        const T wh = kh ? kh[j] : keep.value(), wc = kc ? kc[j] : keep.value();
+        dhr[j] = h_grad * wh;  // skips the update into h_{t-1}
+        c_kept = c_carry * wc;
+        h_grad *= T(1) - wh;
+        c_carry *= T(1) - wc;
+      }
+      const T c_grad = c_carry + h_grad * o[j] * (T(1) - tc[j] * tc[j]);  // dL/dC~_t update
       drow[j] = c_grad * cand[j] * i[j] * (T(1) - i[j]);  // d i_pre
       drow[hidden + j] = c_grad * cp[j] * f[j] * (T(1) - f[j]);  // d f_pre
       drow[2 * hidden + j] = c_grad * i[j] * (T(1) - cand[j] * cand[j]);  // d C~_pre
       drow[3 * hidden + j] = h_grad * tc[j] * o[j] * (T(1) - o[j]);  // d o_pre
-      dcr[j] = c_grad * f[j];  // into C_{t-1}
+      dcr[j] = c_grad * f[j] + c_kept;  // into C_{t-1}
     }
   }
 }
@@ -169,7 +190,8 @@ void lstm_backward_rows(const T* gate, const T* tanh_c, const T* c_prev, const T
 std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::Tensor& d_hn, const at::Tensor& d_cn,
                                       const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& weight_hh,
                                       const at::Tensor& lengths_in, const at::Tensor& hs, const at::Tensor& gates,
-                                      const at::Tensor& cells, const at::Tensor& tanh_cells, const at::Tensor& drop) {
+                                      const at::Tensor& cells, const at::Tensor& tanh_cells, const at::Tensor& drop,
+                                      const at::Tensor& zone) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = gates.size(2) / 4;
   const int64_t state = batch * hidden;
@@ -184,6 +206,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
   at::Tensor dg = at::empty({batch, 4 * hidden}, gates.options());  // the GEMM's input, every step
   at::Tensor via_w = at::empty_like(dh);
   const at::Tensor c0c = c0.contiguous();
+  const at::Tensor zone_c = zone.contiguous();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_backward", [&] {
     using T = scalar_t;
     const int64_t* len = lengths.data_ptr<int64_t>();
@@ -197,18 +220,22 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
     const T* tanh_p = tanh_c.data_ptr<T>();
     const T* dout_p = d_output.data_ptr<T>();
     const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
+    const rnnkit::ZoneoutKeep<T> keep(zone_c, 2, batch, hidden);
     for (int64_t t = steps - 1; t >= 0; --t) {
       const T* cprev = t > 0 ? cells_p + (t - 1) * state : c0c.data_ptr<T>();
       at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
         lstm_backward_rows<T>(gates_p + t * 4 * state, tanh_p + t * state, cprev, dout_p + t * state, dh_p, dc_p,
-                              dg_p, len, t, hidden, begin, end);
+                              dg_p, len, keep, t, hidden, begin, end);
       });
       std::memcpy(d_gates_p + t * 4 * state, dg_p, 4 * state * sizeof(T));
       const at::Tensor via_w_out = product.apply<T>(dg, via_w);  // (B, H): into h_{t-1} through W_hh
       const T* vw = via_w_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
       for (int64_t b = 0; b < batch; ++b) {
         if (t >= len[b]) continue;  // frozen rows pass dh through
-        for (int64_t k = b * hidden; k < (b + 1) * hidden; ++k) dh_p[k] = dr ? vw[k] * dr[k] : vw[k];
+        for (int64_t k = b * hidden; k < (b + 1) * hidden; ++k) {
+          const T through_w = dr ? vw[k] * dr[k] : vw[k];
+          dh_p[k] = keep.on() ? through_w + dh_p[k] : through_w;  // with zoneout dh holds k_h dL/dh_t
+        }
       }
     }
   });
@@ -219,10 +246,13 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(rnnkit_cpp, m) {
-  m.def("lstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor weight_hh, Tensor lengths, Tensor drop, bool save) -> Tensor[]");
+  m.def(
+      "lstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor weight_hh, Tensor lengths, Tensor drop, Tensor zone, "
+      "bool save) -> Tensor[]");
   m.def(
       "lstm_backward(Tensor d_output, Tensor d_hn, Tensor d_cn, Tensor h0, Tensor c0, Tensor weight_hh, "
-      "Tensor lengths, Tensor hs, Tensor gates, Tensor cells, Tensor tanh_cells, Tensor drop) -> Tensor[]");
+      "Tensor lengths, Tensor hs, Tensor gates, Tensor cells, Tensor tanh_cells, Tensor drop, Tensor zone) "
+      "-> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(rnnkit_cpp, CPU, m) {

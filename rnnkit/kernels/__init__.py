@@ -6,13 +6,14 @@ Backends:
   through every step). Runs every cell; the others are tested against it.
 - ``"cpu"``: one custom op per sequence with a hand-written backward (:mod:`.cpu_lstm`,
   :mod:`.cpu_gru`). Plain torch ops, so it also runs on CUDA; a single node under ``torch.compile``.
+  Recurrent dropout and zoneout run inside it (their masks are inputs of the ops).
 - ``"triton"``: fused Triton kernels (:mod:`.triton_lstm`, :mod:`.triton_gru`); CUDA tensors, or
   CPU tensors under ``TRITON_INTERPRET=1``. Needs ``pip install 'rnnkit[triton]'``. The table in
   :mod:`.triton_paths` chooses the path per shape: ``persistent`` (one launch for all time steps)
   or ``stepwise`` (one launch per step); ``"triton-persistent"`` and ``"triton-stepwise"`` force one.
 - ``"compiled"``: any cell, the layer's time loop compiled by ``torch.compile`` in chunks of a few
   steps (:mod:`.compiled_cell`): the fused path for cells without a hand-written kernel (a user's
-  cell, LayerNorm, peephole, zoneout). Compiles at first use (tens of seconds, cached on disk), so
+  cell, the LayerNorm and peephole cells). Compiles at first use (tens of seconds, cached on disk), so
   it is opted into, never chosen by ``"auto"``.
 - ``"auto"``: on CUDA, Triton on the paths that have passed ``scripts/gpu_report.py`` on a real GPU
   (:data:`.triton_paths.VERIFIED_ON_GPU`), else ``"cpu"``; ``"cpu"`` on the CPU; ``"reference"``

@@ -84,6 +84,26 @@ def test_origin_windows_hold_the_context_then_the_whole_horizon_and_nothing_obse
     )
 
 
+def test_training_on_the_validation_period_extends_the_windows_up_to_the_test_origin():
+    kwargs = {"window": 24, "horizon": 12, "val_size": 12, "log": True, "baselines": ["seasonal_naive"]}
+    plain, refit = (
+        TimeSeriesDataModule("airline", **kwargs),
+        TimeSeriesDataModule("airline", train_on_validation=True, **kwargs),
+    )
+    plain.setup()
+    refit.setup()
+    y = airline_passengers()
+
+    def last_target(dm):
+        return float(dm.inverse_target(dm.splits["train"][len(dm.splits["train"]) - 1]["y"][-1]))
+
+    assert last_target(plain) == pytest.approx(y[119], rel=1e-5)  # before the validation origin 1959-01
+    assert last_target(refit) == pytest.approx(y[131], rel=1e-5)  # through validation, up to 1960-01
+    assert len(refit.splits["train"]) == len(plain.splits["train"]) + 12
+    for split in ("val", "test"):  # evaluation and normalization unchanged
+        torch.testing.assert_close(refit.splits[split][0]["x"], plain.splits[split][0]["x"])
+
+
 def test_origin_forecast_reads_nothing_after_the_origin_but_the_known_covariates():
     spec = DataSpec(
         input_size=3, output_size=1, feedback=[0], season=12, evaluation="origin", context=10, horizon=5
@@ -278,6 +298,31 @@ def test_default_run_reports_the_horizon_beside_the_classical_baselines_and_draw
     )
     assert len(lines) == 25 and lines[1].startswith("airline,1959-01,1,0,360,")
     assert (out / "test_predictions.png").stat().st_size > 10_000
+
+
+def test_refit_retrains_on_train_and_validation_for_the_best_epochs_and_tests_that_model(tmp_path):
+    out = tmp_path / "refit"
+    run("train.py", *QUICK, "trainer.max_epochs=3", "refit=true", "model.samples=20", f"hydra.run.dir={out}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    best = sorted((out / "checkpoints").glob("epoch_*.ckpt"))[-1]
+    assert metrics["refit_epochs"] == int(best.stem.split("_")[1]) + 1  # the first fit's best epoch count
+    assert metrics["best_checkpoint"] is None and "test/mae" in metrics  # the refit model, as trained
+    assert (out / "refit" / "checkpoints" / "last.ckpt").is_file()
+    saved = torch.load(out / "refit" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["epoch"] + 1 == metrics["refit_epochs"]
+    assert (out / "test_predictions.png").is_file()  # the final forecast's plot, beside the run's
+
+
+def test_refit_with_a_data_module_that_cannot_train_on_validation_fails_before_training(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "train.py", "task=classify", "refit=true", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "refit=true needs a data module that can train on its validation period" in proc.stderr
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_backtest_runs_one_training_per_origin_and_tabulates_them(tmp_path):

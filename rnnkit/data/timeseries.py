@@ -58,6 +58,9 @@ class TimeSeriesDataModule(SequenceDataModule):
         source_kwargs: passed to the generator or reader (``length``, ``num_series``, ``path`` ...).
         season: the seasonal period m (default: 12 for airline, from the file for panels, else 1).
         baselines: origin evaluation: which classical forecasts to compute (the first is ``baseline/``).
+        train_on_validation: training windows run up to the test period, through the validation
+            steps (whose metrics are then in-sample); normalization statistics are unchanged. What
+            ``refit=true`` (``rnnkit.training.run``) trains its final model on.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         source_kwargs: dict | None = None,
         season: int | None = None,
         baselines: list[str] | tuple[str, ...] = BASELINES,
+        train_on_validation: bool = False,
         batch_size: int = 32,
         seed: int = 0,
         num_workers: int = 0,
@@ -118,6 +122,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         self.evaluation = evaluation
         self.val_size = val_size
         self.test_size = test_size
+        self.train_on_validation = bool(train_on_validation)
         self.cutoff = cutoff
         self.log = log
         self.use_covariates = covariates
@@ -234,7 +239,8 @@ class TimeSeriesDataModule(SequenceDataModule):
         ``step`` labels it in reports (the first forecast step from an origin, else the last target)."""
         if split == "train":
             length = self.train_window
-            return [(tau - length, tau, tau) for tau in range(length, train_end)]
+            end = train_end + self.val_size if self.train_on_validation else train_end
+            return [(tau - length, tau, tau) for tau in range(length, end)]
         if self.evaluation == "origin":
             origin = train_end if split == "val" else n - self.test_size
             steps = self.val_size if split == "val" else self.test_size

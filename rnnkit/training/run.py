@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate
+import torch
+from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import ProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnnkit.nn.recurrent import Recurrent
 from rnnkit.training.checkpoint import atomic_write_text
-from rnnkit.training.config_check import check_config
+from rnnkit.training.config_check import ConfigError, check_config
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,53 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
+def refit_config(cfg: DictConfig, epochs: int) -> DictConfig:
+    """The config of a refit (``refit=true``): the same run trained afresh (same seed) on the training
+    and validation data together (``data.train_on_validation``) for ``epochs`` epochs, the first
+    fit's best, without early stopping; its checkpoints and logs go to ``<output_dir>/refit``, its
+    test plot beside the run's."""
+    output_dir = str(cfg.paths.output_dir)
+    refit = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(refit):
+        refit.paths.output_dir = str(Path(output_dir) / "refit")
+        refit.data.train_on_validation = True
+        refit.trainer.max_epochs = epochs
+        refit.trainer.min_epochs = epochs
+        refit.ckpt_path = None
+        callbacks = refit.get("callbacks") or {}
+        for name in ("early_stopping", "model_checkpoint"):  # in-sample validation picks nothing now
+            callbacks.pop(name, None)
+        if callbacks.get("test_plot") is not None:
+            callbacks.test_plot.dirpath = output_dir
+    return refit
+
+
+def check_refit(cfg: DictConfig) -> None:
+    """``refit=true`` needs a data module that can train on its validation period: say so before
+    the first fit rather than after it."""
+    target = cfg.data.get("_target_")
+    params = inspect.signature(get_object(target)).parameters if target else {}
+    if "train_on_validation" not in params:
+        raise ConfigError(
+            f"refit=true needs a data module that can train on its validation period (an argument "
+            f"train_on_validation), as the forecasting ones (data=airline, csv, panel ...); data is {target}"
+        )
+
+
+def best_epochs(checkpoint_path: str) -> int:
+    """How many epochs the run had trained when it wrote ``checkpoint_path``."""
+    return int(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["epoch"]) + 1
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test the best checkpoint; write ``metrics.json`` with the model's and the naive
-    baseline's test metrics into the run's output directory. Returns the metrics."""
+    baseline's test metrics into the run's output directory. Returns the metrics.
+
+    With ``refit=true`` the tested model is instead retrained on the training and validation data
+    for as many epochs as the best checkpoint had (:func:`refit_config`): the forecast then uses the
+    most recent history too, as the classical baselines do."""
+    if cfg.get("refit"):
+        check_refit(cfg)
     datamodule, model, trainer = build(cfg)
     output_dir = Path(cfg.paths.output_dir)
     log.info("data: %s", datamodule.describe())
@@ -65,9 +111,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
-    if cfg.get("test", True):
-        best = checkpoint.best_model_path if checkpoint is not None else ""
+    best = checkpoint.best_model_path if checkpoint is not None else ""
+    if cfg.get("refit"):
         if not best:
+            raise RuntimeError("refit=true needs the first fit's best checkpoint (model_checkpoint is off)")
+        epochs = best_epochs(best)
+        log.info("refit: training afresh on the training and validation data for %d epochs", epochs)
+        datamodule, model, trainer = build(refit_config(cfg, epochs))
+        trainer.fit(model, datamodule=datamodule)
+        metrics["refit_epochs"] = epochs
+    if cfg.get("test", True):
+        if cfg.get("refit"):
+            best = ""  # the refit model as trained: its validation is in-sample
+        elif not best:
             log.warning("no best checkpoint (fast_dev_run or checkpointing off): testing the current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         metrics.update(_collect(trainer, ("test/", "baseline")))

@@ -178,6 +178,17 @@ def test_torch_twins_take_the_options_and_pick_the_loop_that_runs_them(kind):
         getattr(rnn, kind)(3, 4, zoneout=1.5)
 
 
+def outputs_and_second_order_grads(layer, x, lengths):
+    """Outputs, final states and every gradient of a loss that holds a gradient of a gradient; the
+    seed is set first, so that two layers draw the same masks."""
+    torch.manual_seed(1)
+    out, state = layer(x, lengths=lengths)
+    leaves = torch.utils._pytree.tree_leaves(state)
+    loss = out.pow(2).sum() + sum(s.pow(2).sum() for s in leaves)
+    (dx,) = torch.autograd.grad(loss, x, create_graph=True)
+    return [out, *leaves, *torch.autograd.grad(loss + dx.pow(2).sum(), [x, *layer.parameters()])]
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_recurrent_dropout_in_the_cpu_kernel_equals_the_reference_loop(kind, bidirectional):
@@ -190,12 +201,7 @@ def test_recurrent_dropout_in_the_cpu_kernel_equals_the_reference_loop(kind, bid
             3, 5, 2, bidirectional=bidirectional, recurrent_dropout=0.4, dtype=D, backend=backend
         )
         x = torch.randn(7, 4, 3, dtype=D, requires_grad=True)
-        torch.manual_seed(1)
-        out, state = layer(x, lengths=torch.tensor([7, 3, 5, 7]))
-        loss = out.pow(2).sum() + sum(s.pow(2).sum() for s in torch.utils._pytree.tree_leaves(state))
-        (dx,) = torch.autograd.grad(loss, x, create_graph=True)
-        grads = torch.autograd.grad(loss + dx.pow(2).sum(), [x, *layer.parameters()])
-        results.append([out, *torch.utils._pytree.tree_leaves(state), *grads])
+        results.append(outputs_and_second_order_grads(layer, x, torch.tensor([7, 3, 5, 7])))
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-10)
     layer.eval()  # eval: no mask, the plain recurrence
@@ -233,15 +239,11 @@ def test_zoneout_in_the_cpu_kernel_equals_the_reference_loop(kind, training, loo
         fused = kernels.select(backend, layer.layer_cells()[0], torch.device("cpu"))
         assert (fused is None) == (backend == "reference")  # cpu: the kernel runs, no fallback
         x = torch.randn(9, 4, 3, dtype=D, requires_grad=True)
-        torch.manual_seed(1)
-        out, state = layer(x, lengths=torch.tensor([9, 4, 1, 6]))
-        loss = out.pow(2).sum() + sum(s.pow(2).sum() for s in torch.utils._pytree.tree_leaves(state))
-        (dx,) = torch.autograd.grad(loss, x, create_graph=True)
-        grads = torch.autograd.grad(loss + dx.pow(2).sum(), [x, *layer.parameters()])
+        found = outputs_and_second_order_grads(layer, x, torch.tensor([9, 4, 1, 6]))
         with torch.no_grad():  # the inference op
             torch.manual_seed(1)
-            inferred = layer(x, lengths=torch.tensor([9, 4, 1, 6]))[0]
-        results.append([out, *torch.utils._pytree.tree_leaves(state), *grads, inferred])
+            found.append(layer(x, lengths=torch.tensor([9, 4, 1, 6]))[0])
+        results.append(found)
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-10)
     if training:  # the masks really bit: some units kept their previous value

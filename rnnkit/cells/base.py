@@ -12,25 +12,11 @@ work out of the time loop (lecture notation: s_t = f(W [x_t, s_{t-1}] + b) = f(W
 
 A new cell subclasses :class:`RecurrentCell`, sets ``input_size``, ``hidden_size`` and ``state_size``
 and implements ``step``; everything else has defaults. It then runs under
-:class:`rnnkit.nn.Recurrent` (stacked, bidirectional, variable lengths) and, once registered with
-:func:`rnnkit.cells.register_cell`, by name in the configs and tasks. Example::
-
-    @register_cell("mgu")
-    class MinimalGatedUnit(RecurrentCell):
-        def __init__(self, input_size, hidden_size, bias=True):
-            super().__init__(input_size, hidden_size, state_size=hidden_size)
-            self.x2h = nn.Linear(input_size, 2 * hidden_size, bias=bias)
-            self.h2f = nn.Linear(hidden_size, hidden_size, bias=False)
-            self.h2n = nn.Linear(hidden_size, hidden_size, bias=False)
-
-        def project_input(self, x):          # (*, I) -> (*, 2H), hoisted out of the time loop
-            return self.x2h(x)
-
-        def step(self, xp, h):               # (B, 2H), (B, H) -> (B, H)
-            xf, xn = xp.chunk(2, dim=-1)
-            f = torch.sigmoid(xf + self.h2f(h))
-            n = torch.tanh(xn + self.h2n(f * h))
-            return (1 - f) * h + f * n
+:class:`rnnkit.nn.Recurrent` (stacked, bidirectional, variable lengths, every backend that runs any
+cell: ``reference`` and ``compiled``) and, once registered with :func:`rnnkit.cells.register_cell`,
+by name in the configs and tasks. The README's example, a minimal gated unit with ``project_input``
+hoisting W_x x_t + b out of the loop and a two-gate ``step``, is
+:class:`rnnkit.cells.examples.MinimalGatedUnit`.
 
 State: a tensor ``(B, state_size)`` when ``state_size`` is an int, or a tuple of such tensors when
 it is a tuple of ints (the LSTM's ``(h, c)``). Layers stack states over layers and directions.

@@ -156,6 +156,14 @@ def test_backward_twice_with_retain_graph(aot_eager):
     torch.testing.assert_close(comp.twice, ref.twice, atol=1e-10, rtol=1e-10)
 
 
+def test_a_model_compiled_whole_runs_the_compiled_backend_inside_one_graph(aot_eager):
+    ref, comp = pair("layernorm_gru", num_layers=1, bidirectional=False)
+    x = torch.randn(11, 3, 5, dtype=D, requires_grad=True)
+    outer = torch.compile(comp, backend="aot_eager", fullgraph=True)  # a user's torch.compile(model)
+    for a, b in zip(run_with_grads(ref, x, None), run_with_grads(outer, x, None), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-10)
+
+
 def test_outputs_can_be_modified_in_place(aot_eager):
     _, comp = pair("gru", num_layers=1, bidirectional=False)
     x = torch.randn(5, 2, 5, dtype=D, requires_grad=True)

@@ -61,6 +61,7 @@ import torch._functorch.config as functorch_config
 from torch import Tensor
 
 from rnnkit.cells.base import RecurrentCell, State
+from rnnkit.kernels.lengths import step_mask
 
 CHUNK_STEPS = 8  # steps per compiled call: 16 was 10% faster at T200 B8 H64 and compiled 2x longer
 COMPILERS = ("inductor", "aot_eager")
@@ -147,8 +148,7 @@ def run_compiled(
                 "running the reference loop for this cell class",
                 stacklevel=4,
             )
-    mask = None if lengths is None else _padded_mask(steps, batch, lengths, xp.device)[:steps]
-    return run_cell(cell, xp, state, mask)
+    return run_cell(cell, xp, state, None if lengths is None else step_mask(lengths, steps))
 
 
 def _run_chunks(

@@ -141,7 +141,8 @@ def lstm_recurrence_backward(
         (dh_new, dc_new), (dh_kept, dc_kept) = keep.split(t, (dh, dc)) if keep else ((dh, dc), (dh, dc))
         _sigmoid_backward(torch.mul(dh_new, tanh_c, out=tmp), o, grad_input=do)  # d o_pre
         via_h = _tanh_backward(torch.mul(dh_new, o, out=tmp), tanh_c, grad_input=tmp)  # o (1 - tanh^2)
-        dc_t = dc_new.add_(via_h) if mask is None and not keep else dc_new + via_h  # dL/dC~_t update
+        # dL/dC~_t update: in place unless dc itself must survive for the frozen rows' pass-through
+        dc_t = dc_new + via_h if mask is not None and not keep else dc_new.add_(via_h)
         _sigmoid_backward(torch.mul(dc_t, c_tilde, out=tmp), i, grad_input=di)  # d i_pre
         _sigmoid_backward(torch.mul(dc_t, c_prev, out=tmp), f, grad_input=df)  # d f_pre
         _tanh_backward(torch.mul(dc_t, i, out=tmp), c_tilde, grad_input=dg)  # d C~_pre

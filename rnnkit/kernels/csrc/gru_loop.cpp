@@ -150,12 +150,7 @@ void gru_backward_rows(const T* a, const T* h_prev, const T* d_out, const T* dh,
     const T* kh = keep.row(t, 0, b);  // zoneout's keep weights, or null
     for (int64_t j = 0; j < hidden; ++j) {
       T grad = dhr[j] + dy[j];  // dL/dh_t
-      T kept = T(0);
-      if (keep.on()) {
-        const T w = kh ? kh[j] : keep.value();
-        kept = grad * w;  // skips the update into h_{t-1}
-        grad *= T(1) - w;
-      }
+      const T kept = keep.split(grad, kh, j);  // zoneout: the part that skips the update into h_{t-1}
       dzr[j] = grad * z[j] + kept;  // the direct path z * dh into h_{t-1}
       const T dn = (grad - grad * z[j]) * (T(1) - n[j] * n[j]);  // d n_pre
       const T d_r = dn * hn[j] * r[j] * (T(1) - r[j]);  // d r_pre

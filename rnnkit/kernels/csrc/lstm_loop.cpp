@@ -141,8 +141,8 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
 
 // Rows [begin, end) of one backward step: from dL/dh_t (dh + d_output_t) and dL/dC_t (dc) to the
 // pre-activation gradients dG_t (B, 4H); dc becomes dL/dC_{t-1} (through f_t, plus k_C dL/dC_t with
-// zoneout), and with zoneout dh becomes k_h dL/dh_t (the part that skips the update; the caller adds the
-// part through W_hh). Rows past their length get dG_t = 0 and keep dh, dc (the frozen state passes them).
+// zoneout), and dh becomes k_h dL/dh_t (the part that skips the update, 0 without zoneout; the caller
+// adds the part through W_hh). Rows past their length get dG_t = 0 and keep dh, dc (the frozen state passes them).
 template <typename T>
 void lstm_backward_rows(const T* gate, const T* tanh_c, const T* c_prev, const T* d_out, T* dh, T* dc, T* dg,
                         const int64_t* lengths, const rnnkit::ZoneoutKeep<T>& keep, int64_t t, int64_t hidden,
@@ -168,14 +168,8 @@ void lstm_backward_rows(const T* gate, const T* tanh_c, const T* c_prev, const T
     for (int64_t j = 0; j < hidden; ++j) {
       T h_grad = dhr[j] + dy[j];  // dL/dh_t
       T c_carry = dcr[j];  // dL/dC_t from the future
-      T c_kept = T(0);
-      if (keep.on()) {
-        const T wh = kh ? kh[j] : keep.value(), wc = kc ? kc[j] : keep.value();
-        dhr[j] = h_grad * wh;  // skips the update into h_{t-1}
-        c_kept = c_carry * wc;
-        h_grad *= T(1) - wh;
-        c_carry *= T(1) - wc;
-      }
+      dhr[j] = keep.split(h_grad, kh, j);  // zoneout: the part that skips the update into h_{t-1}
+      const T c_kept = keep.split(c_carry, kc, j);
       const T c_grad = c_carry + h_grad * o[j] * (T(1) - tc[j] * tc[j]);  // dL/dC~_t update
       drow[j] = c_grad * cand[j] * i[j] * (T(1) - i[j]);  // d i_pre
       drow[hidden + j] = c_grad * cp[j] * f[j] * (T(1) - f[j]);  // d f_pre
@@ -232,10 +226,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
       const T* vw = via_w_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
       for (int64_t b = 0; b < batch; ++b) {
         if (t >= len[b]) continue;  // frozen rows pass dh through
-        for (int64_t k = b * hidden; k < (b + 1) * hidden; ++k) {
-          const T through_w = dr ? vw[k] * dr[k] : vw[k];
-          dh_p[k] = keep.on() ? through_w + dh_p[k] : through_w;  // with zoneout dh holds k_h dL/dh_t
-        }
+        for (int64_t k = b * hidden; k < (b + 1) * hidden; ++k) dh_p[k] += dr ? vw[k] * dr[k] : vw[k];
       }
     }
   });

@@ -36,12 +36,24 @@ class ZoneoutKeep {
   void mix(T* s, const T* prev, int64_t t, int64_t part, int64_t b, int64_t n) const {
     const T* k = row(t, part, b);
     for (int64_t j = 0; j < n; ++j) {
-      const T w = k ? k[j] : value_;
+      const T w = weight(k, j);
       s[j] = std::abs(w) < T(0.5) ? s[j] + w * (prev[j] - s[j]) : prev[j] - (prev[j] - s[j]) * (T(1) - w);
     }
   }
 
+  // The mix's backward for unit j of a row (k = row(...)): g, the gradient of the mixed state, keeps
+  // (1 - k) g, the part into the update s~_t; returns k g, the part straight into s_{t-1} (0 when off).
+  T split(T& g, const T* k, int64_t j) const {
+    if (!on_) return T(0);
+    const T w = weight(k, j);
+    const T kept = g * w;
+    g *= T(1) - w;
+    return kept;
+  }
+
  private:
+  T weight(const T* k, int64_t j) const { return k ? k[j] : value_; }
+
   bool on_;
   int64_t parts_, batch_, width_;
   T value_ = T(0);

@@ -7,6 +7,8 @@
 
 Prints, per (kind, backend, dtype, shape), the worst error over outputs, final states and all
 gradients (max |diff| for float64, relative norm otherwise) and exits non-zero if one is over its bound.
+Rows marked "+masks" run in training mode with zoneout and recurrent dropout, which torch.nn lacks:
+they compare with rnnkit's reference loop at the same dtype and seed (the same masks).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 import torch
 
 from rnnkit.kernels import BACKENDS
-from rnnkit.kernels.verify import compare_with_torch
+from rnnkit.kernels.verify import compare_with_reference, compare_with_torch
 
 BOUNDS = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 6e-2, torch.float16: 1e-2}
 SHAPES = [  # steps, batch, input, hidden
@@ -35,6 +37,8 @@ SHAPES = [  # steps, batch, input, hidden
 QUICK = SHAPES[:5]
 DEEP_BI = {"num_layers": 2, "bidirectional": True}
 DEEP_SHAPES = [(6, 4, 3, 5), (50, 32, 128, 256)]  # 2-layer bidirectional
+MASKS = {"zoneout": 0.3, "recurrent_dropout": 0.2}  # training mode, against the reference loop
+MASKED_SHAPES = [(7, 1, 3, 6), (6, 5, 2, 7), (12, 2, 3, 33), (64, 16, 32, 100)]
 
 
 def main() -> None:
@@ -59,6 +63,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     configs = [(shape, {}) for shape in (QUICK if args.quick else SHAPES)]
     configs += [(shape, DEEP_BI) for shape in DEEP_SHAPES[: 1 if args.quick else None]]
+    configs += [(shape, MASKS) for shape in MASKED_SHAPES[: 2 if args.quick else None]]
+    configs += [(DEEP_SHAPES[0], {**DEEP_BI, **MASKS})]
     for kind in args.kinds:
         for backend in args.backends:
             for dtype_name in args.dtypes:
@@ -69,7 +75,9 @@ def main() -> None:
                         lengths = torch.randint(1, steps + 1, (batch,)) if packed else None
                         bound = BOUNDS[dtype]
                         try:
-                            result = compare_with_torch(
+                            masked = "zoneout" in layer_kwargs
+                            compare = compare_with_reference if masked else compare_with_torch
+                            result = compare(
                                 kind,
                                 backend,
                                 *shape,
@@ -87,7 +95,8 @@ def main() -> None:
                                 "-",
                             )
                         failures += not ok
-                        layers = "2 bi" if layer_kwargs else "1"
+                        layers = "2 bi" if layer_kwargs.get("bidirectional") else "1"
+                        layers += " +masks" if "zoneout" in layer_kwargs else ""
                         print(
                             f"| {kind} | {backend} | {dtype_name} | {' '.join(map(str, shape))} | {layers} | "
                             f"{'var' if packed else 'full'} | {name} | {shown} | {bound:.0e} | "

@@ -10,8 +10,13 @@ from training_helpers import run_train
 import rnnkit.nn as rnn
 from rnnkit import kernels
 from rnnkit.cells import get_cell
+from rnnkit.kernels.triton_common import why_triton_cannot_run
+from rnnkit.kernels.triton_paths import PATHS
 
 D = torch.float64
+TRITON_REASON = why_triton_cannot_run(torch.device("cpu"))
+needs_triton = pytest.mark.skipif(TRITON_REASON is not None, reason=f"Triton cannot run: {TRITON_REASON}")
+FUSED = ["cpu", *(pytest.param(f"triton-{path}", marks=needs_triton) for path in PATHS)]
 NEW_CELLS = ["layernorm_lstm", "layernorm_gru", "peephole_lstm"]
 BUILT_IN = ["rnn", "lstm", "gru", "jordan", *NEW_CELLS]
 
@@ -189,13 +194,14 @@ def outputs_and_second_order_grads(layer, x, lengths):
     return [out, *leaves, *torch.autograd.grad(loss + dx.pow(2).sum(), [x, *layer.parameters()])]
 
 
+@pytest.mark.parametrize("fused", FUSED)
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_recurrent_dropout_in_the_cpu_kernel_equals_the_reference_loop(kind, bidirectional):
+def test_recurrent_dropout_in_the_fused_kernels_equals_the_reference_loop(kind, bidirectional, fused):
     """Same seed, same masks (drawn at the same point), same numbers: outputs, states, every gradient,
     and a gradient of a gradient."""
     results = []
-    for backend in ("reference", "cpu"):
+    for backend in ("reference", fused):
         torch.manual_seed(0)
         layer = getattr(rnn, kind)(
             3, 5, 2, bidirectional=bidirectional, recurrent_dropout=0.4, dtype=D, backend=backend
@@ -208,6 +214,27 @@ def test_recurrent_dropout_in_the_cpu_kernel_equals_the_reference_loop(kind, bid
     plain = getattr(rnn, kind)(3, 5, 2, bidirectional=bidirectional, dtype=D)
     plain.load_state_dict(layer.state_dict())
     torch.testing.assert_close(layer(x)[0], plain(x)[0], atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_gradcheck_of_the_fused_kernels_with_zoneout_and_recurrent_dropout(kind, backend):
+    """The masks held fixed (the generator is reseeded before every call): the kernels' hand-written
+    backward against finite differences, for the input, the initial state and every parameter
+    (gradcheck's fast mode: random projections of the Jacobian, to keep the interpreter quick)."""
+    layer = getattr(rnn, kind)(2, 3, zoneout=0.4, recurrent_dropout=0.3, dtype=D, backend=backend)
+    x = torch.randn(4, 2, 2, dtype=D, requires_grad=True)
+    h0 = torch.randn(1, 2, 3, dtype=D, requires_grad=True)
+    names = [n for n, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
+
+    def fn(x, h0, *ps):
+        torch.manual_seed(3)
+        hx = (h0, torch.ones_like(h0)) if kind == "LSTM" else h0
+        out, state = torch.func.functional_call(layer, dict(zip(names, ps, strict=True)), (x, hx))
+        return out, *torch.utils._pytree.tree_leaves(state)
+
+    assert torch.autograd.gradcheck(fn, (x, h0, *params), fast_mode=True)
 
 
 @pytest.mark.slow
@@ -223,14 +250,19 @@ def test_new_cells_and_options_train_from_the_configs(overrides, tmp_path):
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("loop", ["1", "0"], ids=["cpp-loop", "python-loop"])
-def test_zoneout_in_the_cpu_kernel_equals_the_reference_loop(kind, training, loop, monkeypatch):
+@pytest.mark.parametrize(
+    ("fused", "loop"),
+    [("cpu", "1"), ("cpu", "0"), *(pytest.param(f"triton-{p}", "1", marks=needs_triton) for p in PATHS)],
+    ids=["cpu-cpp-loop", "cpu-python-loop", *(f"triton-{p}" for p in PATHS)],
+)
+def test_zoneout_in_the_fused_kernels_equals_the_reference_loop(kind, training, fused, loop, monkeypatch):
     """Training: the kernel's masks are the reference loop's (same seed, drawn at the same point, after
     the recurrent-dropout mask); eval: the expectation. Outputs, states, every gradient and a gradient
-    of a gradient, with variable lengths, two layers and both directions, through both time loops."""
+    of a gradient, with variable lengths, two layers and both directions, through both of the cpu
+    backend's time loops and both Triton paths."""
     monkeypatch.setenv("RNNKIT_COMPILED_LOOP", loop)
     results = []
-    for backend in ("reference", "cpu"):
+    for backend in ("reference", fused):
         torch.manual_seed(0)
         layer = getattr(rnn, kind)(
             3, 5, 2, bidirectional=True, zoneout=0.3, recurrent_dropout=0.2, dtype=D, backend=backend

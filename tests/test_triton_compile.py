@@ -23,14 +23,17 @@ KERNELS_PER_DTYPE = 4 + 4 * 2
 
 
 @pytest.mark.parametrize(
-    ("arch", "dtypes", "block"),
+    ("arch", "dtypes", "block", "masks"),
     [
-        ("90", ["float32", "bfloat16", "float64"], ["16", "64", "64"]),
-        ("80", ["float16", "float32"], ["64", "16", "32"]),
+        ("90", ["float32", "bfloat16", "float64"], ["16", "64", "64"], ["none"]),
+        ("80", ["float16", "float32"], ["64", "16", "32"], ["none"]),
+        ("90", ["bfloat16"], ["16", "64", "64"], ["train", "eval"]),
+        ("80", ["float16"], ["64", "16", "32"], ["train"]),
     ],
-    ids=["sm90", "sm80"],
+    ids=["sm90", "sm80", "sm90-masks", "sm80-masks"],
 )
-def test_kernels_compile_ahead_of_time(arch, dtypes, block):
+def test_kernels_compile_ahead_of_time(arch, dtypes, block, masks):
+    """``masks``: the recurrent-dropout and zoneout variants (:data:`rnnkit.kernels.triton_aot.MASKS`)."""
     env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
         [
@@ -43,6 +46,8 @@ def test_kernels_compile_ahead_of_time(arch, dtypes, block):
             *dtypes,
             "--block",
             *block,
+            "--masks",
+            *masks,
         ],
         env=env,
         capture_output=True,
@@ -50,7 +55,7 @@ def test_kernels_compile_ahead_of_time(arch, dtypes, block):
         timeout=1200,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count(" ok ") == KERNELS_PER_DTYPE * len(dtypes), proc.stdout
+    assert proc.stdout.count(" ok ") == KERNELS_PER_DTYPE * len(dtypes) * len(masks), proc.stdout
 
 
 _PTX_SCRIPT = """

@@ -99,11 +99,20 @@ def _grads(fn, inputs):
 @needs_interpreter
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("batch", [3, 70], ids=["one_batch_block", "two_batch_blocks"])
-def test_persistent_kernel_with_streamed_w_matches_the_cpu_op_in_float64(kind, batch):
+@pytest.mark.parametrize("masks", ["none", "train", "eval"])
+def test_persistent_kernel_with_streamed_w_matches_the_cpu_op_in_float64(kind, batch, masks):
+    """Also with the masks of recurrent dropout and zoneout (training) or zoneout's expectation (eval)."""
     from rnnkit.kernels import triton_gru, triton_lstm
 
     steps, hidden = 5, 33
     gates = 4 if kind == "lstm" else 3
+    parts = 2 if kind == "lstm" else 1
+    drop = zone = None
+    if masks == "train":
+        drop = (torch.rand(batch, hidden) > 0.3).double() / 0.7
+        zone = (torch.rand(steps, parts, batch, hidden) < 0.3).double()
+    elif masks == "eval":
+        zone = torch.tensor(0.3, dtype=torch.float64)
     # W streamed from memory in 16-wide K chunks (3 chunks for H = 33) instead of held on chip
     launch = Launch("persistent", 64, 64, 16, -(-batch // 64), 1, w_resident=False)
     lengths = torch.randint(1, steps + 1, (batch,))
@@ -113,13 +122,15 @@ def test_persistent_kernel_with_streamed_w_matches_the_cpu_op_in_float64(kind, b
     if kind == "lstm":
         c0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
         inputs = (xp, h0, c0, w)
-        ours = lambda xp, h0, c0, w: triton_lstm.lstm_forward(xp, (h0, c0), w, lengths, launch)  # noqa: E731
-        ref = lambda xp, h0, c0, w: cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths)  # noqa: E731
+        ours = lambda xp, h0, c0, w: triton_lstm.lstm_forward(  # noqa: E731
+            xp, (h0, c0), w, lengths, launch, drop, zone
+        )
+        ref = lambda xp, h0, c0, w: cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths, drop, zone)  # noqa: E731
     else:
         b = torch.randn(gates * hidden, dtype=torch.float64, requires_grad=True)
         inputs = (xp, h0, w, b)
-        ours = lambda xp, h0, w, b: triton_gru.gru_forward(xp, h0, w, b, lengths, launch)  # noqa: E731
-        ref = lambda xp, h0, w, b: cpu_gru.gru_forward(xp, h0, w, b, lengths)  # noqa: E731
+        ours = lambda xp, h0, w, b: triton_gru.gru_forward(xp, h0, w, b, lengths, launch, drop, zone)  # noqa: E731
+        ref = lambda xp, h0, w, b: cpu_gru.gru_forward(xp, h0, w, b, lengths, drop, zone)  # noqa: E731
     out_a, grad_a = _grads(ours, inputs)
     out_b, grad_b = _grads(ref, inputs)
     for a, b in zip([*out_a, *grad_a], [*out_b, *grad_b], strict=True):

@@ -7,7 +7,8 @@ Backends:
 - ``"cpu"``: one custom op per sequence with a hand-written backward (:mod:`.cpu_lstm`,
   :mod:`.cpu_gru`). Plain torch ops, so it also runs on CUDA; a single node under ``torch.compile``.
   Recurrent dropout and zoneout run inside it (their masks are inputs of the ops).
-- ``"triton"``: fused Triton kernels (:mod:`.triton_lstm`, :mod:`.triton_gru`); CUDA tensors, or
+- ``"triton"``: fused Triton kernels (:mod:`.triton_lstm`, :mod:`.triton_gru`), recurrent dropout
+  and zoneout included (their masks are kernel inputs, read only when present); CUDA tensors, or
   CPU tensors under ``TRITON_INTERPRET=1``. Needs ``pip install 'rnnkit[triton]'``. The table in
   :mod:`.triton_paths` chooses the path per shape: ``persistent`` (one launch for all time steps)
   or ``stepwise`` (one launch per step); ``"triton-persistent"`` and ``"triton-stepwise"`` force one.
@@ -78,7 +79,8 @@ def _lstm_triton(
     from rnnkit.kernels import triton_lstm
 
     h0, c0, w = _like(xp, *state, cell.weight_hh)
-    return triton_lstm.lstm_forward(xp, (h0, c0), w, lengths, path)
+    drop = _recurrent_dropout_mask(cell, xp)  # drawn first, as in the reference loop
+    return triton_lstm.lstm_forward(xp, (h0, c0), w, lengths, path, drop, zoneout_keep(cell, xp))
 
 
 def _gru_triton(
@@ -86,7 +88,9 @@ def _gru_triton(
 ) -> tuple[Tensor, State]:
     from rnnkit.kernels import triton_gru
 
-    return triton_gru.gru_forward(xp, *_like(xp, state, cell.weight_hh, cell.bias_hh), lengths, path)
+    h0, w, b = _like(xp, state, cell.weight_hh, cell.bias_hh)
+    drop = _recurrent_dropout_mask(cell, xp)  # drawn first, as in the reference loop
+    return triton_gru.gru_forward(xp, h0, w, b, lengths, path, drop, zoneout_keep(cell, xp))
 
 
 KERNELS: dict[str, dict[type, Runner]] = {
@@ -124,24 +128,19 @@ def check_backend_name(backend: str) -> None:
         raise RuntimeError(f"backend={backend!r} needs the triton package: pip install 'rnnkit[triton]'")
 
 
-def _unsupported(cell: RecurrentCell, backend: str) -> str | None:
-    """Why ``backend`` has no kernel for this configured cell, or None."""
+def _unsupported(cell: RecurrentCell) -> str | None:
+    """Why the fused backends have no kernel for this configured cell, or None."""
     if isinstance(cell, LSTMCell) and cell.proj_size:
         return "LSTM with proj_size > 0 has no fused kernel"
-    if backend in TRITON_BACKENDS:
-        if cell.zoneout > 0:
-            return "zoneout has no Triton kernel yet (the cpu backend runs it)"
-        if cell.training and cell.recurrent_dropout > 0:
-            return "recurrent dropout has no Triton kernel yet (the cpu backend runs it)"
     return None
 
 
 def runnable_backends(cell: RecurrentCell, device: torch.device) -> list[str]:
     """The backends that can run ``cell`` on ``device`` here."""
     names = ["reference", "compiled"]
-    if type(cell) in KERNELS["cpu"] and _unsupported(cell, "cpu") is None:
+    if type(cell) in KERNELS["cpu"] and _unsupported(cell) is None:
         names.append("cpu")
-        if why_triton_cannot_run(device) is None and _unsupported(cell, "triton") is None:
+        if why_triton_cannot_run(device) is None:
             names.extend(TRITON_BACKENDS)
     return names
 
@@ -163,16 +162,13 @@ def select(backend: str, cell: RecurrentCell, device: torch.device) -> Runner | 
             f"backend={backend!r} has no kernel for {kind.__name__}; backends that can run it: "
             f"{runnable_backends(cell, device)} (or 'auto')"
         )
-    # the masks of recurrent dropout and zoneout run in the cpu backend's ops only (also on CUDA)
-    masked = (cell.training and cell.recurrent_dropout > 0) or cell.zoneout > 0
-    effective = "cpu" if backend == "auto" and (device.type != "cuda" or masked) else backend
-    reason = _unsupported(cell, effective)
+    reason = _unsupported(cell)
     if reason is not None:
         if backend != "auto":
             warnings.warn(f"{reason}: backend={backend!r} falls back to 'reference'", stacklevel=3)
         return None
     if backend == "auto":
-        if device.type == "cuda" and why_triton_cannot_run(device) is None and not masked:
+        if device.type == "cuda" and why_triton_cannot_run(device) is None:
             return _auto_on_cuda
         return KERNELS["cpu"][kind]
     if backend in TRITON_BACKENDS:

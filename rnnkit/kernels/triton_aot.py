@@ -10,13 +10,20 @@ The CPU interpreter checks what the kernels compute; this checks that they compi
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
 
 import torch
 
-from rnnkit.kernels.triton_common import compile_meta, state_dtype
+from rnnkit.kernels.triton_common import (
+    ZONEOUT_EXPECTED,
+    ZONEOUT_MASKS,
+    ZONEOUT_NONE,
+    compile_meta,
+    state_dtype,
+)
 from rnnkit.kernels.triton_paths import Launch
 
 _TRITON = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16"}
@@ -34,6 +41,8 @@ def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
             c_prev_ptr=s,
             w_ptr=d,
             len_ptr="*i32",
+            drop_ptr=d,
+            zone_ptr=d,
             t=n,
             hs_ptr=d,
             cells_ptr=s,
@@ -49,13 +58,17 @@ def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
             d_hn_ptr=d,
             d_cn_ptr=d,
             dc_in_ptr=s,
+            dh_in_ptr=s,
             gates_ptr=s,
             cells_ptr=s,
             c_prev_ptr=s,
             len_ptr="*i32",
+            drop_ptr=d,
+            zone_ptr=d,
             t=n,
             dg_ptr=s,
             dc_out_ptr=s,
+            dh_out_ptr=s,
             B=n,
             H=n,
         ),
@@ -65,6 +78,8 @@ def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
             w_ptr=d,
             b_ptr=d,
             len_ptr="*i32",
+            drop_ptr=d,
+            zone_ptr=d,
             t=n,
             hs_ptr=d,
             acts_ptr=s,
@@ -81,6 +96,8 @@ def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
             acts_ptr=s,
             h_prev_ptr=d,
             len_ptr="*i32",
+            drop_ptr=d,
+            zone_ptr=d,
             t=n,
             dxp_ptr=s,
             dgh_ptr=s,
@@ -92,6 +109,8 @@ def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
             xp_ptr=d,
             w_ptr=d,
             len_ptr="*i32",
+            drop_ptr=d,
+            zone_ptr=d,
             hs_ptr=d,
             cells_ptr=s,
             gates_ptr=s,
@@ -109,8 +128,11 @@ def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
             gates_ptr=s,
             cells_ptr=s,
             len_ptr="*i32",
+            drop_ptr=d,
+            zone_ptr=d,
             dg_ptr=s,
             d_c0_ptr=s,
+            dh_kept_ptr=s,
             sync_ptr="*i32",
             T=n,
             B=n,
@@ -121,6 +143,8 @@ def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
             w_ptr=d,
             b_ptr=d,
             len_ptr="*i32",
+            drop_ptr=d,
+            zone_ptr=d,
             hs_ptr=d,
             acts_ptr=s,
             out_ptr=d,
@@ -136,6 +160,8 @@ def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
             acts_ptr=s,
             hs_ptr=d,
             len_ptr="*i32",
+            drop_ptr=d,
+            zone_ptr=d,
             dxp_ptr=s,
             dgh_ptr=s,
             carry_ptr=s,
@@ -146,6 +172,14 @@ def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
         ),
     }
 
+
+# The masks a kernel reads (recurrent dropout, zoneout): none; training (the dropout mask and per-step
+# zoneout masks); eval (zoneout's expectation p)
+MASKS = {
+    "none": {"DROP": False, "ZONE": ZONEOUT_NONE},
+    "train": {"DROP": True, "ZONE": ZONEOUT_MASKS},
+    "eval": {"DROP": False, "ZONE": ZONEOUT_EXPECTED},
+}
 
 # What the persistent kernels are compiled with: the variants the plan makes for real GPUs.
 PERSISTENT_VARIANTS = {
@@ -160,11 +194,13 @@ def compile_kernel(
     arch: int,
     block: tuple[int, int, int] = (16, 64, 64),
     variant: str = "resident",
+    masks: str = "none",
 ):
     """Compile one kernel for ``sm_{arch}``; returns the compiled kernel (PTX in ``.asm["ptx"]``).
 
     Per-step kernels take the tiles ``block`` (BLOCK_B, BLOCK_H, BLOCK_K); persistent ones one of
-    :data:`PERSISTENT_VARIANTS`, with the grid barrier compiled in (SYNC)."""
+    :data:`PERSISTENT_VARIANTS`, with the grid barrier compiled in (SYNC); ``masks`` one of
+    :data:`MASKS`."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -175,7 +211,7 @@ def compile_kernel(
     if not isinstance(fn, triton.runtime.jit.JITFunction):
         raise RuntimeError("ahead-of-time compilation needs TRITON_INTERPRET unset (the interpreter is on)")
     signature = dict(_signatures(dtype)[name])
-    constexprs = {**compile_meta(state_dtype(dtype)), "PRECISION": "ieee", "UPCAST": False}
+    constexprs = {**compile_meta(state_dtype(dtype)), "PRECISION": "ieee", "UPCAST": False, **MASKS[masks]}
     num_warps = 4
     if name.endswith("_persistent"):
         launch = PERSISTENT_VARIANTS[variant]
@@ -240,6 +276,13 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "float16", "float64"])
     parser.add_argument("--kernels", nargs="+", default=list(_signatures(torch.float32)))
     parser.add_argument(
+        "--masks",
+        nargs="+",
+        choices=list(MASKS),
+        default=["none"],
+        help="the recurrent-dropout and zoneout variants to compile (default: none)",
+    )
+    parser.add_argument(
         "--block",
         nargs=3,
         type=int,
@@ -253,18 +296,19 @@ def main() -> None:
     failures = 0
     for arch in args.archs:
         for dtype_name in args.dtypes:
-            for name, variant in jobs(args.kernels):
+            for (name, variant), masks in itertools.product(jobs(args.kernels), args.masks):
                 start = time.perf_counter()
                 try:
                     kernel = compile_kernel(
-                        name, getattr(torch, dtype_name), arch, tuple(args.block), variant
+                        name, getattr(torch, dtype_name), arch, tuple(args.block), variant, masks
                     )
                     status = f"ok ({len(kernel.asm['ptx']) // 1024} KiB PTX, {resources(kernel, arch)})"
                 except Exception as err:  # noqa: BLE001 - report every failing combination
                     failures += 1
                     status = f"FAILED: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
                 print(
-                    f"sm_{arch} {dtype_name:9} {name:21} {variant:8} {time.perf_counter() - start:5.1f} s  "
+                    f"sm_{arch} {dtype_name:9} {name:21} {variant:8} {masks:5} "
+                    f"{time.perf_counter() - start:5.1f} s  "
                     f"{status}",
                     flush=True,
                 )

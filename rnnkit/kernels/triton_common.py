@@ -1,5 +1,6 @@
-"""What the Triton kernels share: availability, dtypes, tile sizes, and the device helpers
-(``_tanh``, ``_mm``, ``_tile``, ``_grid_barrier``) used by every kernel file."""
+"""What the Triton kernels share: availability, dtypes, tile sizes, the masks of recurrent dropout
+and zoneout, and the device helpers (``_tanh``, ``_mm``, ``_tile``, ``_grid_barrier``,
+``_zoneout_keep``, ``_zoneout_mix``) used by every kernel file."""
 
 from __future__ import annotations
 
@@ -58,6 +59,21 @@ def dot_precision() -> str:
 def compile_meta(dtype: torch.dtype) -> dict:
     """Compile-time arguments every kernel takes besides its tile sizes."""
     return {"ACC": accumulator(dtype), "PRECISION": dot_precision(), "UPCAST": interpreting()}
+
+
+ZONEOUT_NONE, ZONEOUT_EXPECTED, ZONEOUT_MASKS = 0, 1, 2  # the kernels' ZONE: how ``zone`` is read
+
+
+def mask_inputs(xp: torch.Tensor, drop: torch.Tensor | None, zone: torch.Tensor | None):
+    """``(drop, zone, meta)`` for a kernel launch: the recurrent-dropout mask ``(B, H)`` and the
+    zoneout keep weights (:func:`rnnkit.kernels.zoneout.zoneout_keep`: 0-dim p, or ``(T, P, B, H)``
+    masks), contiguous, with the compile-time flags ``DROP`` and ``ZONE`` that say which are read.
+    An absent mask is replaced by ``xp`` (a valid pointer of the right type that is never read)."""
+    drop = None if drop is None or drop.numel() == 0 else drop.contiguous()
+    zone = None if zone is None or zone.numel() == 0 else zone.contiguous()
+    kind = ZONEOUT_NONE if zone is None else ZONEOUT_EXPECTED if zone.dim() == 0 else ZONEOUT_MASKS
+    meta = {"DROP": drop is not None, "ZONE": kind}
+    return (xp if drop is None else drop), (xp if zone is None else zone), meta
 
 
 if triton is not None:
@@ -128,3 +144,18 @@ if triton is not None:
             w = tl.load(w_ptr + rk[:, None] * H + rh[None, :], mask=mk[:, None] & mh[None, :], other=0.0)
             acc += _mm(src, w, ACC, PRECISION, UPCAST)
         return acc
+
+    @triton.jit
+    def _zoneout_keep(zone_ptr, t, part, P, state, tile, B, H, ACC: tl.constexpr, ZONE: tl.constexpr):
+        """Zoneout's keep weight k of state part ``part`` (of P) at step t for one tile: ``zone`` is
+        0-dim p (ZONE = 1, eval: the expectation) or 0/1 masks (T, P, B, H) (ZONE = 2, training)."""
+        if ZONE == 1:
+            return tl.load(zone_ptr).to(ACC)
+        else:
+            return tl.load(zone_ptr + (t * P + part) * B * H + state, mask=tile, other=0.0).to(ACC)
+
+    @triton.jit
+    def _zoneout_mix(new, old, k):
+        """s_t = k s_{t-1} + (1 - k) s~_t, rounded as ``torch.lerp(new, old, k)`` rounds it (exact
+        for 0/1 masks)."""
+        return tl.where(k < 0.5, new + k * (old - new), old - (old - new) * (1.0 - k))

@@ -8,7 +8,8 @@ h_{t-1} W_hh^T (+ b_hh) with the gates and the update
 
 backward, per step, dGh_{t+1} W_hh with the gate derivatives, carrying the direct path
 z_{t+1} dh_{t+1} to step t (in registers on the persistent path). dW_hh and db_hh are one
-reduction over all steps afterwards. ``hs`` is (T + 1, B, H) with h_0 in slot 0.
+reduction over all steps afterwards. ``hs`` is (T + 1, B, H) with h_0 in slot 0. Recurrent dropout
+(on h_{t-1} in the product, not in the carry z h_{t-1}) and zoneout are kernel inputs, as for the LSTM.
 """
 
 from __future__ import annotations
@@ -18,16 +19,25 @@ from torch import Tensor
 
 from rnnkit.kernels.double_backward import gru_vjp
 from rnnkit.kernels.lengths import full_lengths
-from rnnkit.kernels.triton_common import compile_meta, state_dtype, tl, triton
+from rnnkit.kernels.triton_common import compile_meta, mask_inputs, state_dtype, tl, triton
 from rnnkit.kernels.triton_paths import barrier_counters, plan, run_persistent, stepwise_fallback
 
 if triton is not None:
-    from rnnkit.kernels.triton_common import _grid_barrier, _mm, _rows_times_w, _tanh, _tile
+    from rnnkit.kernels.triton_common import (
+        _grid_barrier,
+        _mm,
+        _rows_times_w,
+        _tanh,
+        _tile,
+        _zoneout_keep,
+        _zoneout_mix,
+    )
 
     @triton.jit
     def _gru_product(
         h_ptr,
         w_ptr,
+        drop_ptr,
         rb,
         rh,
         mb,
@@ -39,15 +49,20 @@ if triton is not None:
         ACC: tl.constexpr,
         PRECISION: tl.constexpr,
         UPCAST: tl.constexpr,
+        DROP: tl.constexpr,
     ):
-        """h_{t-1}[rb] W_h{r,z,n}^T[:, units rh], W_hh streamed in BLOCK_K chunks."""
+        """h_{t-1}[rb] W_h{r,z,n}^T[:, units rh], W_hh streamed in BLOCK_K chunks; with DROP,
+        h_{t-1} times the recurrent-dropout mask ``drop`` (B, H)."""
         acc_r = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
         acc_z = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
         acc_n = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
         for k0 in range(0, H, BLOCK_K):
             rk = k0 + tl.arange(0, BLOCK_K)
             mk = rk < H
-            h = tl.load(h_ptr + rb[:, None] * H + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
+            rows = rb[:, None] * H + rk[None, :]
+            h = tl.load(h_ptr + rows, mask=mb[:, None] & mk[None, :], other=0.0)
+            if DROP:
+                h = h * tl.load(drop_ptr + rows, mask=mb[:, None] & mk[None, :], other=0.0)
             wmask = mk[:, None] & mh[None, :]
             w_t = w_ptr + rh[None, :] * H + rk[:, None]
             acc_r += _mm(h, tl.load(w_t, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
@@ -56,8 +71,32 @@ if triton is not None:
         return acc_r, acc_z, acc_n
 
     @triton.jit
-    def _gru_update(acc_r, acc_z, acc_n, x_row, b_ptr, rh, mh, tile, h_prev, valid, H, ACC: tl.constexpr):
-        """Gates and update of one tile; ``x_row`` points at the tile in xp_t (B, 3H)."""
+    def _gru_zoneout(zone_ptr, t, state, tile, B, H, ACC: tl.constexpr, ZONE: tl.constexpr):
+        """Zoneout's keep weight of h at step t for one tile (``zone`` has one part)."""
+        if ZONE != 0:
+            return _zoneout_keep(zone_ptr, t, 0, 1, state, tile, B, H, ACC, ZONE)
+        else:
+            return 0.0
+
+    @triton.jit
+    def _gru_update(
+        acc_r,
+        acc_z,
+        acc_n,
+        x_row,
+        b_ptr,
+        rh,
+        mh,
+        tile,
+        h_prev,
+        valid,
+        kh,
+        H,
+        ACC: tl.constexpr,
+        ZONE: tl.constexpr,
+    ):
+        """Gates and update of one tile; ``x_row`` points at the tile in xp_t (B, 3H). With zoneout
+        (ZONE), h mixes with h_{t-1} by the keep weight kh."""
         b_r = tl.load(b_ptr + rh, mask=mh, other=0.0).to(ACC)[None, :]
         b_z = tl.load(b_ptr + H + rh, mask=mh, other=0.0).to(ACC)[None, :]
         b_n = tl.load(b_ptr + 2 * H + rh, mask=mh, other=0.0).to(ACC)[None, :]
@@ -66,6 +105,8 @@ if triton is not None:
         hn = acc_n + b_n  # W_hn h_{t-1} + b_hn
         n = _tanh(tl.load(x_row + 2 * H, mask=tile, other=0.0).to(ACC) + r * hn)  # candidate
         h = n + z * (h_prev - n)
+        if ZONE != 0:
+            h = _zoneout_mix(h, h_prev, kh)
         h = tl.where(valid, h, h_prev)  # past the end the state is frozen
         return r, z, n, hn, h
 
@@ -81,8 +122,17 @@ if triton is not None:
         tl.store(a_row + 3 * H, hn.to(aty), mask=tile)
 
     @triton.jit
-    def _gru_grads(dh, a_row, tile, valid, h_prev, x_row, h_row, H, ACC: tl.constexpr):
-        """Store dxp_t (B, 3H) and dGh_t (B, 3H) of one tile; returns the direct path z dh to h_{t-1}."""
+    def _gru_grads(
+        dh, a_row, tile, valid, h_prev, x_row, h_row, kh, H, ACC: tl.constexpr, ZONE: tl.constexpr
+    ):
+        """Store dxp_t (B, 3H) and dGh_t (B, 3H) of one tile; returns the direct path z dh to h_{t-1}
+        (with zoneout, h_t = kh h_{t-1} + (1 - kh) h~_t: the update sees (1 - kh) dh and kh dh
+        skips the step)."""
+        if ZONE != 0:
+            kept = dh * kh
+            dh = dh * (1.0 - kh)
+        else:
+            kept = 0.0
         r = tl.load(a_row, mask=tile, other=0.0).to(ACC)
         z = tl.load(a_row + H, mask=tile, other=0.0).to(ACC)
         n = tl.load(a_row + 2 * H, mask=tile, other=0.0).to(ACC)
@@ -97,7 +147,7 @@ if triton is not None:
         tl.store(h_row, tl.where(valid, d_r, 0.0).to(xty), mask=tile)
         tl.store(h_row + H, tl.where(valid, d_z, 0.0).to(xty), mask=tile)
         tl.store(h_row + 2 * H, tl.where(valid, d_n * r, 0.0).to(xty), mask=tile)
-        return tl.where(valid, dh * z, 0.0)
+        return tl.where(valid, dh * z + kept, 0.0)
 
     # ---------------------------------------------------------------------------- one launch per step
     @triton.jit
@@ -107,6 +157,8 @@ if triton is not None:
         w_ptr,
         b_ptr,
         len_ptr,
+        drop_ptr,
+        zone_ptr,
         t,
         hs_ptr,
         acts_ptr,
@@ -119,16 +171,35 @@ if triton is not None:
         ACC: tl.constexpr,
         PRECISION: tl.constexpr,
         UPCAST: tl.constexpr,
+        DROP: tl.constexpr,
+        ZONE: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         acc_r, acc_z, acc_n = _gru_product(
-            h_prev_ptr, w_ptr, rb, rh, mb, mh, H, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION, UPCAST
+            h_prev_ptr,
+            w_ptr,
+            drop_ptr,
+            rb,
+            rh,
+            mb,
+            mh,
+            H,
+            BLOCK_B,
+            BLOCK_H,
+            BLOCK_K,
+            ACC,
+            PRECISION,
+            UPCAST,
+            DROP,  # noqa: E501
         )
         state = rb[:, None] * H + rh[None, :]
         h_prev = tl.load(h_prev_ptr + state, mask=tile, other=0.0).to(ACC)
         valid = (t < tl.load(len_ptr + rb, mask=mb, other=0))[:, None]
+        kh = _gru_zoneout(zone_ptr, t, state, tile, B, H, ACC, ZONE)
         x_row = xp_ptr + rb[:, None] * (3 * H) + rh[None, :]
-        r, z, n, hn, h = _gru_update(acc_r, acc_z, acc_n, x_row, b_ptr, rh, mh, tile, h_prev, valid, H, ACC)
+        r, z, n, hn, h = _gru_update(
+            acc_r, acc_z, acc_n, x_row, b_ptr, rh, mh, tile, h_prev, valid, kh, H, ACC, ZONE
+        )
         a_row = acts_ptr + rb[:, None] * (4 * H) + rh[None, :]
         _gru_store(state, tile, valid, r, z, n, hn, h, a_row, hs_ptr, out_ptr, H)
 
@@ -142,6 +213,8 @@ if triton is not None:
         acts_ptr,
         h_prev_ptr,
         len_ptr,
+        drop_ptr,
+        zone_ptr,
         t,
         dxp_ptr,
         dgh_ptr,
@@ -154,6 +227,8 @@ if triton is not None:
         ACC: tl.constexpr,
         PRECISION: tl.constexpr,
         UPCAST: tl.constexpr,
+        DROP: tl.constexpr,
+        ZONE: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         dh = _rows_times_w(  # dGh_{t+1} W_hh
@@ -163,6 +238,8 @@ if triton is not None:
         valid = (t < lengths)[:, None]
         last = (t == lengths - 1)[:, None]
         state = rb[:, None] * H + rh[None, :]
+        if DROP:  # h_t entered step t + 1's product as h_t * drop
+            dh = dh * tl.load(drop_ptr + state, mask=tile, other=0.0).to(ACC)
         dh += tl.load(d_out_ptr + state, mask=tile, other=0.0).to(ACC)
         dh += tl.load(carry_in_ptr + state, mask=tile, other=0.0).to(ACC)  # z_{t+1} dh_{t+1}
         dh += tl.where(last, tl.load(d_hn_ptr + state, mask=tile, other=0.0).to(ACC), 0.0)
@@ -170,7 +247,8 @@ if triton is not None:
         a_row = acts_ptr + rb[:, None] * (4 * H) + rh[None, :]
         x_row = dxp_ptr + rb[:, None] * (3 * H) + rh[None, :]
         h_row = dgh_ptr + rb[:, None] * (3 * H) + rh[None, :]
-        carry = _gru_grads(dh, a_row, tile, valid, h_prev, x_row, h_row, H, ACC)
+        kh = _gru_zoneout(zone_ptr, t, state, tile, B, H, ACC, ZONE)
+        carry = _gru_grads(dh, a_row, tile, valid, h_prev, x_row, h_row, kh, H, ACC, ZONE)
         tl.store(carry_out_ptr + state, carry.to(carry_out_ptr.dtype.element_ty), mask=tile)
 
     # ---------------------------------------------------------------------- one launch for all steps
@@ -180,6 +258,8 @@ if triton is not None:
         w_ptr,
         b_ptr,
         len_ptr,
+        drop_ptr,
+        zone_ptr,
         hs_ptr,
         acts_ptr,
         out_ptr,
@@ -195,6 +275,8 @@ if triton is not None:
         UPCAST: tl.constexpr,
         SYNC: tl.constexpr,
         W_RESIDENT: tl.constexpr,
+        DROP: tl.constexpr,
+        ZONE: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         state = rb[:, None] * H + rh[None, :]
@@ -208,22 +290,43 @@ if triton is not None:
             w_r = tl.load(w_t, mask=wmask, other=0.0)
             w_z = tl.load(w_t + H * H, mask=wmask, other=0.0)
             w_n = tl.load(w_t + 2 * H * H, mask=wmask, other=0.0)
+            if DROP:  # the recurrent-dropout mask of these rows, for every step
+                drop_all = tl.load(drop_ptr + rb[:, None] * H + rk[None, :], mask=h_tile, other=0.0)
         h = tl.load(hs_ptr + state, mask=tile, other=0.0).to(ACC)  # h_0 (own units)
         step = B * H
         for t in range(T):
             h_prev_ptr = hs_ptr + t * step  # h_{t-1} of every unit, written by all programs
             if W_RESIDENT:
                 h_all = tl.load(h_prev_ptr + rb[:, None] * H + rk[None, :], mask=h_tile, other=0.0)
+                if DROP:
+                    h_all = h_all * drop_all
                 acc_r = _mm(h_all, w_r, ACC, PRECISION, UPCAST)
                 acc_z = _mm(h_all, w_z, ACC, PRECISION, UPCAST)
                 acc_n = _mm(h_all, w_n, ACC, PRECISION, UPCAST)
             else:
                 acc_r, acc_z, acc_n = _gru_product(
-                    h_prev_ptr, w_ptr, rb, rh, mb, mh, H, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION, UPCAST
+                    h_prev_ptr,
+                    w_ptr,
+                    drop_ptr,
+                    rb,
+                    rh,
+                    mb,
+                    mh,
+                    H,
+                    BLOCK_B,
+                    BLOCK_H,
+                    BLOCK_K,
+                    ACC,
+                    PRECISION,
+                    UPCAST,
+                    DROP,
                 )
             valid = (t < lengths)[:, None]
+            kh = _gru_zoneout(zone_ptr, t, state, tile, B, H, ACC, ZONE)
             x_row = xp_ptr + t * (3 * step) + rb[:, None] * (3 * H) + rh[None, :]
-            r, z, n, hn, h = _gru_update(acc_r, acc_z, acc_n, x_row, b_ptr, rh, mh, tile, h, valid, H, ACC)
+            r, z, n, hn, h = _gru_update(
+                acc_r, acc_z, acc_n, x_row, b_ptr, rh, mh, tile, h, valid, kh, H, ACC, ZONE
+            )
             a_row = acts_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
             _gru_store(
                 state, tile, valid, r, z, n, hn, h, a_row, hs_ptr + (t + 1) * step, out_ptr + t * step, H
@@ -238,6 +341,8 @@ if triton is not None:
         acts_ptr,
         hs_ptr,
         len_ptr,
+        drop_ptr,
+        zone_ptr,
         dxp_ptr,
         dgh_ptr,
         carry_ptr,
@@ -253,10 +358,14 @@ if triton is not None:
         UPCAST: tl.constexpr,
         SYNC: tl.constexpr,
         W_RESIDENT: tl.constexpr,
+        DROP: tl.constexpr,
+        ZONE: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         state = rb[:, None] * H + rh[None, :]
         lengths = tl.load(len_ptr + rb, mask=mb, other=0)
+        if DROP:  # h_t entered step t + 1's product as h_t * drop
+            drop_own = tl.load(drop_ptr + state, mask=tile, other=0.0).to(ACC)
         if W_RESIDENT:  # this program's columns of W_hh, one (K, BLOCK_H) tile per gate, on chip
             rk = tl.arange(0, BLOCK_K)
             mk = rk < H
@@ -296,6 +405,8 @@ if triton is not None:
                 )
             valid = (t < lengths)[:, None]
             last = (t == lengths - 1)[:, None]
+            if DROP:
+                dh = dh * drop_own
             dh += tl.load(d_out_ptr + t * step + state, mask=tile, other=0.0).to(ACC)
             dh += carry
             dh += tl.where(last, d_hn, 0.0)
@@ -303,35 +414,51 @@ if triton is not None:
             a_row = acts_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
             x_row = dxp_ptr + t * (3 * step) + rb[:, None] * (3 * H) + rh[None, :]
             h_row = dgh_ptr + t * (3 * step) + rb[:, None] * (3 * H) + rh[None, :]
-            carry = _gru_grads(dh, a_row, tile, valid, h_prev, x_row, h_row, H, ACC)
+            kh = _gru_zoneout(zone_ptr, t, state, tile, B, H, ACC, ZONE)
+            carry = _gru_grads(dh, a_row, tile, valid, h_prev, x_row, h_row, kh, H, ACC, ZONE)
             _grid_barrier(sync_ptr + tl.program_id(0), (t + 1) * tl.num_programs(1), SYNC)
         tl.store(carry_ptr + state, carry.to(carry_ptr.dtype.element_ty), mask=tile)
 
 
 class GRUTriton(torch.autograd.Function):
-    """``(xp (T, B, 3H), h0, weight_hh (3H, H), bias_hh (3H), lengths (B,), path)`` -> ``(output, h_n)``.
+    """``(xp (T, B, 3H), h0, weight_hh (3H, H), bias_hh (3H), lengths (B,), drop, zone, path)`` ->
+    ``(output, h_n)``.
 
-    ``path``: a Triton path to force (:data:`rnnkit.kernels.triton_paths.PATHS`), or None for the table.
+    ``drop``: the recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (not in the carry
+    z h_{t-1}), or empty; ``zone``: zoneout's keep weights
+    (:func:`rnnkit.kernels.zoneout.zoneout_keep`), or empty. ``path``: a Triton path to force
+    (:data:`rnnkit.kernels.triton_paths.PATHS`), or None for the table.
     """
 
     @staticmethod
-    def forward(ctx, xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, path):
+    def forward(
+        ctx,
+        xp: Tensor,
+        h0: Tensor,
+        weight_hh: Tensor,
+        bias_hh: Tensor,
+        lengths: Tensor,
+        drop: Tensor,
+        zone: Tensor,
+        path,
+    ):
         steps, batch, three_h = xp.shape
         hidden = three_h // 3
         inputs = (xp, h0, weight_hh, bias_hh)  # as given: what a higher-order gradient differentiates
         xp, weight_hh, bias_hh = xp.contiguous(), weight_hh.contiguous(), bias_hh.contiguous()
+        drop_arg, zone_arg, masks = mask_inputs(xp, drop, zone)
         keep = state_dtype(xp.dtype)
         hs = xp.new_empty(steps + 1, batch, hidden)  # slot 0: h_0, slot t + 1: h_t
         hs[0].copy_(h0)
         out = xp.new_empty(steps, batch, hidden)
         acts = xp.new_empty(steps, batch, 4 * hidden, dtype=keep)
-        meta = compile_meta(xp.dtype)
+        meta = {**compile_meta(xp.dtype), **masks}
         launch = plan("gru", batch, hidden, xp.dtype, xp.device, path)
         ran = launch.path == "persistent" and run_persistent(
             _gru_fwd_persistent,
             launch,
-            (xp, weight_hh, bias_hh, lengths, hs, acts, out, barrier_counters(launch, xp.device))
-            + (steps, batch, hidden),
+            (xp, weight_hh, bias_hh, lengths, drop_arg, zone_arg, hs, acts, out)
+            + (barrier_counters(launch, xp.device), steps, batch, hidden),
             meta,
             xp.device,
             forced=path is not None,
@@ -345,6 +472,8 @@ class GRUTriton(torch.autograd.Function):
                     weight_hh,
                     bias_hh,
                     lengths,
+                    drop_arg,
+                    zone_arg,
                     t,
                     hs[t + 1],
                     acts[t],
@@ -355,15 +484,15 @@ class GRUTriton(torch.autograd.Function):
                     **launch.meta(),
                 )
         ctx.path = path
-        ctx.save_for_backward(weight_hh, lengths, hs, acts, *inputs)
+        ctx.save_for_backward(weight_hh, lengths, hs, acts, drop, zone, *inputs)
         return out, hs[-1].clone()
 
     @staticmethod
     def backward(ctx, d_out: Tensor, d_hn: Tensor):
-        weight_hh, lengths, hs, acts, *inputs = ctx.saved_tensors
+        weight_hh, lengths, hs, acts, drop, zone, *inputs = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
             xp, h0, w, b = inputs
-            return (*gru_vjp(xp, h0, w, b, lengths, d_out, d_hn), None, None)
+            return (*gru_vjp(xp, h0, w, b, lengths, d_out, d_hn, drop, zone), None, None, None, None)
         steps, batch, four_h = acts.shape
         hidden = four_h // 4
         keep = acts.dtype
@@ -373,14 +502,15 @@ class GRUTriton(torch.autograd.Function):
         d_gh = acts.new_empty(steps + 1, batch, 3 * hidden)  # slot T stays zero: no step T+1
         d_gh[steps].zero_()
         w = weight_hh.to(keep).contiguous()
-        meta = compile_meta(keep)
+        drop_arg, zone_arg, masks = mask_inputs(hs, drop, zone)
+        meta = {**compile_meta(keep), **masks}
         launch = plan("gru", batch, hidden, keep, acts.device, ctx.path)
         carry = acts.new_empty(batch, hidden)
         ran = launch.path == "persistent" and run_persistent(
             _gru_bwd_persistent,
             launch,
-            (w, d_out, d_hn, acts, hs, lengths, d_xp, d_gh, carry, barrier_counters(launch, acts.device))
-            + (steps, batch, hidden),
+            (w, d_out, d_hn, acts, hs, lengths, drop_arg, zone_arg, d_xp, d_gh, carry)
+            + (barrier_counters(launch, acts.device), steps, batch, hidden),
             meta,
             acts.device,
             forced=ctx.path is not None,
@@ -398,6 +528,8 @@ class GRUTriton(torch.autograd.Function):
                     acts[t],
                     hs[t],
                     lengths,
+                    drop_arg,
+                    zone_arg,
                     t,
                     d_xp[t],
                     d_gh[t],
@@ -409,13 +541,17 @@ class GRUTriton(torch.autograd.Function):
                 )
             carry = carries[steps % 2]
         d_gh = d_gh[:steps]
-        d_h0 = carry + torch.mm(d_gh[0], w)
         h_prev = hs[:-1].to(keep)  # (T, B, H): h_0 .. h_{T-1}
+        via_w = torch.mm(d_gh[0], w)  # into h_0 through the first step's product
+        if masks["DROP"]:
+            via_w.mul_(drop)
+            h_prev = h_prev * drop  # what the product saw
+        d_h0 = carry + via_w
         flat = d_gh.reshape(-1, 3 * hidden)
         d_w = torch.mm(flat.t(), h_prev.reshape(-1, hidden))
         dtype = hs.dtype
         d_b = flat.sum(0).to(weight_hh.dtype)
-        return d_xp.to(dtype), d_h0.to(dtype), d_w.to(weight_hh.dtype), d_b, None, None
+        return d_xp.to(dtype), d_h0.to(dtype), d_w.to(weight_hh.dtype), d_b, None, None, None, None
 
 
 def gru_forward(
@@ -425,11 +561,17 @@ def gru_forward(
     bias_hh: Tensor | None,
     lengths: Tensor | None,
     path: str | None = None,
+    drop: Tensor | None = None,
+    zone: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The Triton GRU recurrence: ``xp (T, B, 3H)``, ``h0 (B, H)`` -> ``(output (T, B, H), h_n)``.
 
-    ``path`` forces ``"persistent"`` or ``"stepwise"`` (:mod:`rnnkit.kernels.triton_paths`)."""
+    ``path`` forces ``"persistent"`` or ``"stepwise"`` (:mod:`rnnkit.kernels.triton_paths`).
+    ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or None; ``zone``:
+    zoneout's keep weights (:func:`rnnkit.kernels.zoneout.zoneout_keep`), or None."""
     lengths = full_lengths(xp, lengths, torch.int32)
     if bias_hh is None:
         bias_hh = xp.new_zeros(weight_hh.shape[0])
-    return GRUTriton.apply(xp, h0, weight_hh, bias_hh, lengths, path)
+    drop = xp.new_empty(0) if drop is None else drop
+    zone = xp.new_empty(0) if zone is None else zone
+    return GRUTriton.apply(xp, h0, weight_hh, bias_hh, lengths, drop, zone, path)

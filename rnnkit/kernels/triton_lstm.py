@@ -17,6 +17,11 @@ accumulators of that tile, so the gates of a unit never leave registers between 
 the cell update. Rows past their sequence's length keep their state (a step is "valid" when
 t < lengths[b]); the gradient of the final state enters at each row's last valid step.
 
+Recurrent dropout and zoneout (:mod:`rnnkit.kernels.zoneout`) are kernel inputs, read only when the
+compile-time flags DROP and ZONE say so: the product takes h_{t-1} times the sequence's mask, and h_t,
+C_t mix with their previous values by the keep weights; backward multiplies dG_{t+1} W_hh by the same
+mask and passes zoneout's share of dh_t, dC_t straight to step t - 1.
+
 Buffers: ``hs`` and ``cells`` are (T + 1, B, H) with slot 0 holding h_0 and C_0, so step t reads
 slot t and writes slot t + 1 on both paths. Precision: the products accumulate in float32 (float64
 for float64 inputs); half-precision runs keep gates and cell states in float32. fp32 products use
@@ -30,16 +35,25 @@ from torch import Tensor
 
 from rnnkit.kernels.double_backward import lstm_vjp
 from rnnkit.kernels.lengths import full_lengths
-from rnnkit.kernels.triton_common import compile_meta, state_dtype, tl, triton
+from rnnkit.kernels.triton_common import compile_meta, mask_inputs, state_dtype, tl, triton
 from rnnkit.kernels.triton_paths import barrier_counters, plan, run_persistent, stepwise_fallback
 
 if triton is not None:
-    from rnnkit.kernels.triton_common import _grid_barrier, _mm, _rows_times_w, _tanh, _tile
+    from rnnkit.kernels.triton_common import (
+        _grid_barrier,
+        _mm,
+        _rows_times_w,
+        _tanh,
+        _tile,
+        _zoneout_keep,
+        _zoneout_mix,
+    )
 
     @triton.jit
     def _lstm_product(
         h_ptr,
         w_ptr,
+        drop_ptr,
         rb,
         rh,
         mb,
@@ -51,8 +65,10 @@ if triton is not None:
         ACC: tl.constexpr,
         PRECISION: tl.constexpr,
         UPCAST: tl.constexpr,
+        DROP: tl.constexpr,
     ):
-        """h_{t-1}[rb] W_hh^T[:, gate units rh] for the four gates, W_hh streamed in BLOCK_K chunks."""
+        """h_{t-1}[rb] W_hh^T[:, gate units rh] for the four gates, W_hh streamed in BLOCK_K chunks;
+        with DROP, h_{t-1} times the recurrent-dropout mask ``drop`` (B, H)."""
         acc_i = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
         acc_f = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
         acc_g = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)
@@ -60,7 +76,10 @@ if triton is not None:
         for k0 in range(0, H, BLOCK_K):
             rk = k0 + tl.arange(0, BLOCK_K)
             mk = rk < H
-            h = tl.load(h_ptr + rb[:, None] * H + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
+            rows = rb[:, None] * H + rk[None, :]
+            h = tl.load(h_ptr + rows, mask=mb[:, None] & mk[None, :], other=0.0)
+            if DROP:
+                h = h * tl.load(drop_ptr + rows, mask=mb[:, None] & mk[None, :], other=0.0)
             wmask = mk[:, None] & mh[None, :]
             w_t = w_ptr + rh[None, :] * H + rk[:, None]  # (BK, BH) tile of W_hh^T, gate i
             acc_i += _mm(h, tl.load(w_t, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
@@ -70,14 +89,44 @@ if triton is not None:
         return acc_i, acc_f, acc_g, acc_o
 
     @triton.jit
-    def _lstm_update(acc_i, acc_f, acc_g, acc_o, x_row, tile, c_prev, h_prev, valid, H, ACC: tl.constexpr):
-        """Gates and state update of one tile; ``x_row`` points at the tile in xp_t (B, 4H)."""
+    def _lstm_zoneout(zone_ptr, t, state, tile, B, H, ACC: tl.constexpr, ZONE: tl.constexpr):
+        """Zoneout's keep weights (kh, kc) of step t for one tile: parts 0 (h) and 1 (C) of ``zone``."""
+        if ZONE != 0:
+            kh = _zoneout_keep(zone_ptr, t, 0, 2, state, tile, B, H, ACC, ZONE)
+            kc = _zoneout_keep(zone_ptr, t, 1, 2, state, tile, B, H, ACC, ZONE)
+        else:
+            kh = 0.0
+            kc = 0.0
+        return kh, kc
+
+    @triton.jit
+    def _lstm_update(
+        acc_i,
+        acc_f,
+        acc_g,
+        acc_o,
+        x_row,
+        tile,
+        c_prev,
+        h_prev,
+        valid,
+        kh,
+        kc,
+        H,
+        ACC: tl.constexpr,
+        ZONE: tl.constexpr,
+    ):
+        """Gates and state update of one tile; ``x_row`` points at the tile in xp_t (B, 4H). With
+        zoneout (ZONE), h and C mix with their previous values by the keep weights kh, kc."""
         i = tl.sigmoid(acc_i + tl.load(x_row, mask=tile, other=0.0).to(ACC))  # input gate
         f = tl.sigmoid(acc_f + tl.load(x_row + H, mask=tile, other=0.0).to(ACC))  # forget gate
         g = _tanh(acc_g + tl.load(x_row + 2 * H, mask=tile, other=0.0).to(ACC))  # candidate C~
         o = tl.sigmoid(acc_o + tl.load(x_row + 3 * H, mask=tile, other=0.0).to(ACC))  # output gate
         c = f * c_prev + i * g  # cell update
         h = o * _tanh(c)  # hidden state
+        if ZONE != 0:
+            c = _zoneout_mix(c, c_prev, kc)
+            h = _zoneout_mix(h, h_prev, kh)
         c = tl.where(valid, c, c_prev)  # past the end the state is frozen
         h = tl.where(valid, h, h_prev)
         return i, f, g, o, c, h
@@ -95,20 +144,33 @@ if triton is not None:
         tl.store(g_row + 3 * H, o.to(gty), mask=tile)
 
     @triton.jit
-    def _lstm_gate_grads(dh, dc, g_row, tile, c, c_prev, H, ACC: tl.constexpr):
+    def _lstm_gate_grads(dh, dc, g_row, tile, c, c_prev, kh, kc, H, ACC: tl.constexpr, ZONE: tl.constexpr):
         """dG_t of one tile from dh_t, dC_t (C_t's gradient from later steps) and the saved gates;
-        also returns dC_{t-1} = dC_t f."""
+        also returns dC_{t-1} = dC_t f and the part of dh_t that flows straight into h_{t-1}.
+
+        Zoneout (ZONE): h_t = kh h_{t-1} + (1 - kh) h~_t (C likewise), so the update sees
+        (1 - k) of each gradient and k of it skips the step; the update C~_t = f C_{t-1} + i C~ is
+        recomputed from the saved gates (the saved C_t is the mixed state)."""
         i = tl.load(g_row, mask=tile, other=0.0).to(ACC)
         f = tl.load(g_row + H, mask=tile, other=0.0).to(ACC)
         g = tl.load(g_row + 2 * H, mask=tile, other=0.0).to(ACC)
         o = tl.load(g_row + 3 * H, mask=tile, other=0.0).to(ACC)
+        if ZONE != 0:
+            c = f * c_prev + i * g
+            dh_kept = dh * kh
+            dc_kept = dc * kc
+            dh = dh * (1.0 - kh)
+            dc = dc * (1.0 - kc)
+        else:
+            dh_kept = 0.0
+            dc_kept = 0.0
         tanh_c = _tanh(c)
         dc += dh * o * (1.0 - tanh_c * tanh_c)
         d_o = dh * tanh_c * o * (1.0 - o)
         d_i = dc * g * i * (1.0 - i)
         d_f = dc * c_prev * f * (1.0 - f)
         d_g = dc * i * (1.0 - g * g)
-        return d_i, d_f, d_g, d_o, dc * f
+        return d_i, d_f, d_g, d_o, dc * f + dc_kept, dh_kept
 
     @triton.jit
     def _lstm_store_grads(out_row, tile, valid, d_i, d_f, d_g, d_o, H):
@@ -126,6 +188,8 @@ if triton is not None:
         c_prev_ptr,
         w_ptr,
         len_ptr,
+        drop_ptr,
+        zone_ptr,
         t,
         hs_ptr,
         cells_ptr,
@@ -139,18 +203,35 @@ if triton is not None:
         ACC: tl.constexpr,
         PRECISION: tl.constexpr,
         UPCAST: tl.constexpr,
+        DROP: tl.constexpr,
+        ZONE: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         acc_i, acc_f, acc_g, acc_o = _lstm_product(
-            h_prev_ptr, w_ptr, rb, rh, mb, mh, H, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION, UPCAST
+            h_prev_ptr,
+            w_ptr,
+            drop_ptr,
+            rb,
+            rh,
+            mb,
+            mh,
+            H,
+            BLOCK_B,
+            BLOCK_H,
+            BLOCK_K,
+            ACC,
+            PRECISION,
+            UPCAST,
+            DROP,  # noqa: E501
         )
         state = rb[:, None] * H + rh[None, :]
         c_prev = tl.load(c_prev_ptr + state, mask=tile, other=0.0).to(ACC)
         h_prev = tl.load(h_prev_ptr + state, mask=tile, other=0.0).to(ACC)
         valid = (t < tl.load(len_ptr + rb, mask=mb, other=0))[:, None]
+        kh, kc = _lstm_zoneout(zone_ptr, t, state, tile, B, H, ACC, ZONE)
         x_row = xp_ptr + rb[:, None] * (4 * H) + rh[None, :]  # (B, 4H) slice of step t
         i, f, g, o, c, h = _lstm_update(
-            acc_i, acc_f, acc_g, acc_o, x_row, tile, c_prev, h_prev, valid, H, ACC
+            acc_i, acc_f, acc_g, acc_o, x_row, tile, c_prev, h_prev, valid, kh, kc, H, ACC, ZONE
         )
         g_row = gates_ptr + rb[:, None] * (4 * H) + rh[None, :]
         _lstm_store(state, tile, valid, i, f, g, o, c, h, g_row, hs_ptr, cells_ptr, out_ptr, H)
@@ -163,13 +244,17 @@ if triton is not None:
         d_hn_ptr,
         d_cn_ptr,
         dc_in_ptr,
+        dh_in_ptr,
         gates_ptr,
         cells_ptr,
         c_prev_ptr,
         len_ptr,
+        drop_ptr,
+        zone_ptr,
         t,
         dg_ptr,
         dc_out_ptr,
+        dh_out_ptr,
         B,
         H,
         BLOCK_B: tl.constexpr,
@@ -178,6 +263,8 @@ if triton is not None:
         ACC: tl.constexpr,
         PRECISION: tl.constexpr,
         UPCAST: tl.constexpr,
+        DROP: tl.constexpr,
+        ZONE: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         # dG_{t+1} W_hh: the recurrent path into h_t
@@ -188,6 +275,10 @@ if triton is not None:
         valid = (t < lengths)[:, None]
         last = (t == lengths - 1)[:, None]  # the final state's gradient enters here
         state = rb[:, None] * H + rh[None, :]
+        if DROP:  # h_t entered step t + 1's product as h_t * drop
+            dh = dh * tl.load(drop_ptr + state, mask=tile, other=0.0).to(ACC)
+        if ZONE != 0:  # what zoneout at step t + 1 passed straight back to h_t
+            dh += tl.load(dh_in_ptr + state, mask=tile, other=0.0).to(ACC)
         dh += tl.load(d_out_ptr + state, mask=tile, other=0.0).to(ACC)
         dh += tl.where(last, tl.load(d_hn_ptr + state, mask=tile, other=0.0).to(ACC), 0.0)
         dc = tl.load(dc_in_ptr + state, mask=tile, other=0.0).to(ACC)
@@ -195,9 +286,15 @@ if triton is not None:
         c = tl.load(cells_ptr + state, mask=tile, other=0.0).to(ACC)
         c_prev = tl.load(c_prev_ptr + state, mask=tile, other=0.0).to(ACC)
         g_row = gates_ptr + rb[:, None] * (4 * H) + rh[None, :]
-        d_i, d_f, d_g, d_o, dc = _lstm_gate_grads(dh, dc, g_row, tile, c, c_prev, H, ACC)
+        kh, kc = _lstm_zoneout(zone_ptr, t, state, tile, B, H, ACC, ZONE)
+        d_i, d_f, d_g, d_o, dc, dh_kept = _lstm_gate_grads(
+            dh, dc, g_row, tile, c, c_prev, kh, kc, H, ACC, ZONE
+        )
         _lstm_store_grads(dg_ptr + rb[:, None] * (4 * H) + rh[None, :], tile, valid, d_i, d_f, d_g, d_o, H)
         tl.store(dc_out_ptr + state, tl.where(valid, dc, 0.0).to(dc_out_ptr.dtype.element_ty), mask=tile)
+        if ZONE != 0:
+            kept = tl.where(valid, dh_kept, 0.0)
+            tl.store(dh_out_ptr + state, kept.to(dh_out_ptr.dtype.element_ty), mask=tile)
 
     # ---------------------------------------------------------------------- one launch for all steps
     @triton.jit
@@ -205,6 +302,8 @@ if triton is not None:
         xp_ptr,
         w_ptr,
         len_ptr,
+        drop_ptr,
+        zone_ptr,
         hs_ptr,
         cells_ptr,
         gates_ptr,
@@ -221,6 +320,8 @@ if triton is not None:
         UPCAST: tl.constexpr,
         SYNC: tl.constexpr,
         W_RESIDENT: tl.constexpr,
+        DROP: tl.constexpr,
+        ZONE: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         state = rb[:, None] * H + rh[None, :]
@@ -235,6 +336,8 @@ if triton is not None:
             w_f = tl.load(w_t + H * H, mask=wmask, other=0.0)
             w_g = tl.load(w_t + 2 * H * H, mask=wmask, other=0.0)
             w_o = tl.load(w_t + 3 * H * H, mask=wmask, other=0.0)
+            if DROP:  # the recurrent-dropout mask of these rows, for every step
+                drop_all = tl.load(drop_ptr + rb[:, None] * H + rk[None, :], mask=h_tile, other=0.0)
         c = tl.load(cells_ptr + state, mask=tile, other=0.0).to(ACC)  # C_0: C stays in registers
         h = tl.load(hs_ptr + state, mask=tile, other=0.0).to(ACC)  # h_0 (own units)
         step = B * H
@@ -242,17 +345,36 @@ if triton is not None:
             h_prev_ptr = hs_ptr + t * step  # h_{t-1} of every unit, written by all programs
             if W_RESIDENT:
                 h_all = tl.load(h_prev_ptr + rb[:, None] * H + rk[None, :], mask=h_tile, other=0.0)
+                if DROP:
+                    h_all = h_all * drop_all
                 acc_i = _mm(h_all, w_i, ACC, PRECISION, UPCAST)
                 acc_f = _mm(h_all, w_f, ACC, PRECISION, UPCAST)
                 acc_g = _mm(h_all, w_g, ACC, PRECISION, UPCAST)
                 acc_o = _mm(h_all, w_o, ACC, PRECISION, UPCAST)
             else:
                 acc_i, acc_f, acc_g, acc_o = _lstm_product(
-                    h_prev_ptr, w_ptr, rb, rh, mb, mh, H, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION, UPCAST
+                    h_prev_ptr,
+                    w_ptr,
+                    drop_ptr,
+                    rb,
+                    rh,
+                    mb,
+                    mh,
+                    H,
+                    BLOCK_B,
+                    BLOCK_H,
+                    BLOCK_K,
+                    ACC,
+                    PRECISION,
+                    UPCAST,
+                    DROP,
                 )
             valid = (t < lengths)[:, None]
+            kh, kc = _lstm_zoneout(zone_ptr, t, state, tile, B, H, ACC, ZONE)
             x_row = xp_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
-            i, f, g, o, c, h = _lstm_update(acc_i, acc_f, acc_g, acc_o, x_row, tile, c, h, valid, H, ACC)
+            i, f, g, o, c, h = _lstm_update(
+                acc_i, acc_f, acc_g, acc_o, x_row, tile, c, h, valid, kh, kc, H, ACC, ZONE
+            )
             g_row = gates_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
             _lstm_store(
                 state,
@@ -281,8 +403,11 @@ if triton is not None:
         gates_ptr,
         cells_ptr,
         len_ptr,
+        drop_ptr,
+        zone_ptr,
         dg_ptr,
         d_c0_ptr,
+        dh_kept_ptr,
         sync_ptr,
         T,
         B,
@@ -295,6 +420,8 @@ if triton is not None:
         UPCAST: tl.constexpr,
         SYNC: tl.constexpr,
         W_RESIDENT: tl.constexpr,
+        DROP: tl.constexpr,
+        ZONE: tl.constexpr,
     ):
         rb, rh, mb, mh, tile = _tile(B, H, BLOCK_B, BLOCK_H)  # this program's rows and units
         state = rb[:, None] * H + rh[None, :]
@@ -311,7 +438,10 @@ if triton is not None:
             w_o = tl.load(w_c + 3 * H * H, mask=wmask, other=0.0)
         d_hn = tl.load(d_hn_ptr + state, mask=tile, other=0.0).to(ACC)
         d_cn = tl.load(d_cn_ptr + state, mask=tile, other=0.0).to(ACC)
+        if DROP:  # h_t entered step t + 1's product as h_t * drop
+            drop_own = tl.load(drop_ptr + state, mask=tile, other=0.0).to(ACC)
         dc = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)  # dC_t stays in registers
+        dh_kept = tl.zeros((BLOCK_B, BLOCK_H), dtype=ACC)  # zoneout's k dh_{t+1}, straight into h_t
         step = B * H
         for s in range(T):
             t = T - 1 - s
@@ -341,32 +471,56 @@ if triton is not None:
                 )
             valid = (t < lengths)[:, None]
             last = (t == lengths - 1)[:, None]  # the final state's gradient enters here
+            if DROP:
+                dh = dh * drop_own
+            if ZONE != 0:
+                dh += dh_kept
             dh += tl.load(d_out_ptr + t * step + state, mask=tile, other=0.0).to(ACC)
             dh += tl.where(last, d_hn, 0.0)
             dc += tl.where(last, d_cn, 0.0)
             c = tl.load(cells_ptr + (t + 1) * step + state, mask=tile, other=0.0).to(ACC)
             c_prev = tl.load(cells_ptr + t * step + state, mask=tile, other=0.0).to(ACC)
             g_row = gates_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
-            d_i, d_f, d_g, d_o, dc = _lstm_gate_grads(dh, dc, g_row, tile, c, c_prev, H, ACC)
+            kh, kc = _lstm_zoneout(zone_ptr, t, state, tile, B, H, ACC, ZONE)
+            d_i, d_f, d_g, d_o, dc, kept = _lstm_gate_grads(
+                dh, dc, g_row, tile, c, c_prev, kh, kc, H, ACC, ZONE
+            )
             out_row = dg_ptr + t * (4 * step) + rb[:, None] * (4 * H) + rh[None, :]
             _lstm_store_grads(out_row, tile, valid, d_i, d_f, d_g, d_o, H)
             dc = tl.where(valid, dc, 0.0)
+            if ZONE != 0:
+                dh_kept = tl.where(valid, kept, 0.0)
             _grid_barrier(sync_ptr + tl.program_id(0), (t + 1) * tl.num_programs(1), SYNC)
         tl.store(d_c0_ptr + state, dc.to(d_c0_ptr.dtype.element_ty), mask=tile)
+        tl.store(dh_kept_ptr + state, dh_kept.to(dh_kept_ptr.dtype.element_ty), mask=tile)
 
 
 class LSTMTriton(torch.autograd.Function):
-    """``(xp (T, B, 4H), h0, c0, weight_hh (4H, H), lengths (B,), path)`` -> ``(output, h_n, c_n)``.
+    """``(xp (T, B, 4H), h0, c0, weight_hh (4H, H), lengths (B,), drop, zone, path)`` ->
+    ``(output, h_n, c_n)``.
 
-    ``path``: a Triton path to force (:data:`rnnkit.kernels.triton_paths.PATHS`), or None for the table.
+    ``drop``: the recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or empty; ``zone``:
+    zoneout's keep weights (:func:`rnnkit.kernels.zoneout.zoneout_keep`), or empty. ``path``: a
+    Triton path to force (:data:`rnnkit.kernels.triton_paths.PATHS`), or None for the table.
     """
 
     @staticmethod
-    def forward(ctx, xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor, path):
+    def forward(
+        ctx,
+        xp: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        weight_hh: Tensor,
+        lengths: Tensor,
+        drop: Tensor,
+        zone: Tensor,
+        path,
+    ):
         steps, batch, four_h = xp.shape
         hidden = four_h // 4
         inputs = (xp, h0, c0, weight_hh)  # as given: what a higher-order gradient differentiates
         xp, weight_hh = xp.contiguous(), weight_hh.contiguous()
+        drop_arg, zone_arg, masks = mask_inputs(xp, drop, zone)
         keep = state_dtype(xp.dtype)
         hs = xp.new_empty(steps + 1, batch, hidden)  # slot 0: h_0, slot t + 1: h_t
         cells = xp.new_empty(steps + 1, batch, hidden, dtype=keep)
@@ -374,7 +528,7 @@ class LSTMTriton(torch.autograd.Function):
         cells[0].copy_(c0)
         out = xp.new_empty(steps, batch, hidden)
         gates = xp.new_empty(steps, batch, four_h, dtype=keep)
-        meta = compile_meta(xp.dtype)
+        meta = {**compile_meta(xp.dtype), **masks}
         launch = plan("lstm", batch, hidden, xp.dtype, xp.device, path)
         ran = launch.path == "persistent" and run_persistent(
             _lstm_fwd_persistent,
@@ -383,6 +537,8 @@ class LSTMTriton(torch.autograd.Function):
                 xp,
                 weight_hh,
                 lengths,
+                drop_arg,
+                zone_arg,
                 hs,
                 cells,
                 gates,
@@ -405,6 +561,8 @@ class LSTMTriton(torch.autograd.Function):
                     cells[t],
                     weight_hh,
                     lengths,
+                    drop_arg,
+                    zone_arg,
                     t,
                     hs[t + 1],
                     cells[t + 1],
@@ -416,15 +574,16 @@ class LSTMTriton(torch.autograd.Function):
                     **launch.meta(),
                 )
         ctx.path = path
-        ctx.save_for_backward(weight_hh, lengths, hs, cells, gates, *inputs)
+        ctx.save_for_backward(weight_hh, lengths, hs, cells, gates, drop, zone, *inputs)
         return out, hs[-1].clone(), cells[-1].to(xp.dtype)
 
     @staticmethod
     def backward(ctx, d_out: Tensor, d_hn: Tensor, d_cn: Tensor):
-        weight_hh, lengths, hs, cells, gates, *inputs = ctx.saved_tensors
+        weight_hh, lengths, hs, cells, gates, drop, zone, *inputs = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
             xp, h0, c0, w = inputs
-            return (*lstm_vjp(xp, h0, c0, w, lengths, d_out, d_hn, d_cn), None, None)
+            grads = lstm_vjp(xp, h0, c0, w, lengths, d_out, d_hn, d_cn, drop, zone)
+            return (*grads, None, None, None, None)
         steps, batch, four_h = gates.shape
         hidden = four_h // 4
         keep = gates.dtype
@@ -434,9 +593,11 @@ class LSTMTriton(torch.autograd.Function):
         d_gates = gates.new_empty(steps + 1, batch, four_h)  # slot T stays zero: no step T+1
         d_gates[steps].zero_()
         w = weight_hh.to(keep).contiguous()
-        meta = compile_meta(keep)
+        drop_arg, zone_arg, masks = mask_inputs(hs, drop, zone)
+        meta = {**compile_meta(keep), **masks}
         launch = plan("lstm", batch, hidden, keep, gates.device, ctx.path)
         d_c0 = gates.new_empty(batch, hidden)
+        dh_kept = gates.new_empty(batch, hidden)  # the part of dL/dh_0 that zoneout kept
         ran = launch.path == "persistent" and run_persistent(
             _lstm_bwd_persistent,
             launch,
@@ -448,8 +609,11 @@ class LSTMTriton(torch.autograd.Function):
                 gates,
                 cells,
                 lengths,
+                drop_arg,
+                zone_arg,
                 d_gates,
                 d_c0,
+                dh_kept,
                 barrier_counters(launch, gates.device),
             )
             + (steps, batch, hidden),
@@ -459,7 +623,8 @@ class LSTMTriton(torch.autograd.Function):
         )
         if not ran:
             launch = stepwise_fallback(launch, batch, hidden, gates.device)
-            dc = [gates.new_zeros(batch, hidden), gates.new_empty(batch, hidden)]  # ping-pong carry
+            dc = [gates.new_zeros(batch, hidden), gates.new_empty(batch, hidden)]  # ping-pong carries
+            dh = [gates.new_zeros(batch, hidden), gates.new_zeros(batch, hidden)]
             for step, t in enumerate(range(steps - 1, -1, -1)):
                 _lstm_bwd_step[launch.grid](
                     d_gates[t + 1],
@@ -468,25 +633,43 @@ class LSTMTriton(torch.autograd.Function):
                     d_hn,
                     d_cn,
                     dc[step % 2],
+                    dh[step % 2],
                     gates[t],
                     cells[t + 1],
                     cells[t],
                     lengths,
+                    drop_arg,
+                    zone_arg,
                     t,
                     d_gates[t],
                     dc[(step + 1) % 2],
+                    dh[(step + 1) % 2],
                     batch,
                     hidden,
                     **meta,
                     **launch.meta(),
                 )
-            d_c0 = dc[steps % 2]
+            d_c0, dh_kept = dc[steps % 2], dh[steps % 2]
         d_gates = d_gates[:steps]
-        d_h0 = torch.mm(d_gates[0], w)  # into h_0 through the first step's product
         h_prev = hs[:-1].to(keep)  # (T, B, H): h_0 .. h_{T-1}
+        d_h0 = torch.mm(d_gates[0], w)  # into h_0 through the first step's product
+        if masks["DROP"]:
+            d_h0.mul_(drop)
+            h_prev = h_prev * drop  # what the product saw
+        if masks["ZONE"]:
+            d_h0.add_(dh_kept)
         d_w = torch.mm(d_gates.reshape(-1, four_h).t(), h_prev.reshape(-1, hidden))  # all steps, one GEMM
         dtype = hs.dtype
-        return d_gates.to(dtype), d_h0.to(dtype), d_c0.to(dtype), d_w.to(weight_hh.dtype), None, None
+        return (
+            d_gates.to(dtype),
+            d_h0.to(dtype),
+            d_c0.to(dtype),
+            d_w.to(weight_hh.dtype),
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def lstm_forward(
@@ -495,11 +678,18 @@ def lstm_forward(
     weight_hh: Tensor,
     lengths: Tensor | None,
     path: str | None = None,
+    drop: Tensor | None = None,
+    zone: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """The Triton LSTM recurrence: ``xp (T, B, 4H)``, ``(h0, c0)`` -> ``(output, (h_n, c_n))``.
 
-    ``path`` forces ``"persistent"`` or ``"stepwise"`` (:mod:`rnnkit.kernels.triton_paths`)."""
+    ``path`` forces ``"persistent"`` or ``"stepwise"`` (:mod:`rnnkit.kernels.triton_paths`).
+    ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or None; ``zone``:
+    zoneout's keep weights for the parts (h, C) (:func:`rnnkit.kernels.zoneout.zoneout_keep`), or None.
+    """
     lengths = full_lengths(xp, lengths, torch.int32)
+    drop = xp.new_empty(0) if drop is None else drop
+    zone = xp.new_empty(0) if zone is None else zone
     h0, c0 = state
-    out, h_n, c_n = LSTMTriton.apply(xp, h0, c0, weight_hh, lengths, path)
+    out, h_n, c_n = LSTMTriton.apply(xp, h0, c0, weight_hh, lengths, drop, zone, path)
     return out, (h_n, c_n)

@@ -1,5 +1,6 @@
-"""Compare a backend with torch.nn on one configuration: used by the tests and by
-``scripts/check_kernels.py`` (the correctness sweep to point at a GPU)."""
+"""Compare a backend with torch.nn (or, for what torch.nn lacks, with rnnkit's reference loop) on one
+configuration: used by the tests and by ``scripts/check_kernels.py`` (the correctness sweep to point
+at a GPU)."""
 
 from __future__ import annotations
 
@@ -43,27 +44,72 @@ def compare_with_torch(
 ) -> Comparison:
     """Run rnnkit's layer (``backend``, ``dtype``) and torch.nn's (float64) on the same fresh random
     input, initial state and weights, with a random linear loss on every output; compare."""
-    device = torch.device(device)
-    generator = torch.Generator().manual_seed(seed)
     ours_cls, torch_cls = LAYERS[kind]
+    generator = torch.Generator().manual_seed(seed)
     reference = torch_cls(input_size, hidden_size, **layer_kwargs).double()
     for p in reference.parameters():
         p.data.uniform_(-(hidden_size**-0.5), hidden_size**-0.5, generator=generator)
     ours = ours_cls(input_size, hidden_size, backend=backend, dtype=torch.float64, **layer_kwargs)
     ours.load_state_dict(reference.state_dict())  # in float64, then cast: both start from the same values
-    ours = ours.to(device, dtype)
-    reference = reference.to(device)
-    lead = ours.num_layers * ours.num_directions
-    sizes = ours.layer_cells()[0].state_sizes()
+    runs = ((ours.to(device, dtype), dtype), (reference.to(device), torch.float64))
+    return _compare(runs, steps, batch, input_size, lengths, generator, device)
+
+
+def compare_with_reference(
+    kind: str,
+    backend: str,
+    steps: int,
+    batch: int,
+    input_size: int,
+    hidden_size: int,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+    lengths: Tensor | None = None,
+    seed: int = 0,
+    **layer_kwargs: object,
+) -> Comparison:
+    """Like :func:`compare_with_torch` for what torch.nn lacks (``zoneout``, ``recurrent_dropout``
+    in ``layer_kwargs``): the layer in training mode against the same layer on the ``"reference"``
+    backend, both in ``dtype`` (the masks are drawn in the run's dtype, so both draw the same masks
+    only at the same dtype), the generators seeded alike before each run."""
+    ours_cls, _ = LAYERS[kind]
+    generator = torch.Generator().manual_seed(seed)
+    ours = ours_cls(input_size, hidden_size, backend=backend, dtype=torch.float64, **layer_kwargs)
+    for p in ours.parameters():
+        p.data.uniform_(-(hidden_size**-0.5), hidden_size**-0.5, generator=generator)
+    reference = ours_cls(input_size, hidden_size, backend="reference", dtype=torch.float64, **layer_kwargs)
+    reference.load_state_dict(ours.state_dict())
+    runs = ((ours.to(device, dtype), dtype), (reference.to(device, dtype), dtype))
+    return _compare(runs, steps, batch, input_size, lengths, generator, device, mask_seed=seed)
+
+
+def _compare(
+    runs: tuple[tuple[nn.Module, torch.dtype], ...],
+    steps: int,
+    batch: int,
+    input_size: int,
+    lengths: Tensor | None,
+    generator: torch.Generator,
+    device: torch.device | str,
+    mask_seed: int | None = None,
+) -> Comparison:
+    """Run each ``(module, dtype)`` on the same input, initial state and linear loss (all drawn in
+    float64 from ``generator``); compare the first run with the second."""
+    device = torch.device(device)
+    first = runs[0][0]
+    lead = first.num_layers * first.num_directions
+    sizes = first.layer_cells()[0].state_sizes()
     x = torch.randn(steps, batch, input_size, generator=generator, dtype=torch.float64)
     state = [torch.randn(lead, batch, s, generator=generator, dtype=torch.float64) for s in sizes]
     weights = None
     results = []
-    for module, dt in ((ours, dtype), (reference, torch.float64)):
+    for module, dt in runs:
         xi = x.to(device, dt).requires_grad_()
         si = [s.to(device, dt).requires_grad_() for s in state]
         hx = si[0] if len(si) == 1 else tuple(si)
         inp = xi if lengths is None else nn.utils.rnn.pack_padded_sequence(xi, lengths, enforce_sorted=False)
+        if mask_seed is not None:
+            torch.manual_seed(mask_seed)  # the same masks for every run
         out, h_n = module(inp, hx)
         leaves = [out.data if lengths is not None else out, *(h_n if isinstance(h_n, tuple) else (h_n,))]
         if weights is None:
@@ -79,7 +125,7 @@ def compare_with_torch(
         "d_input",
         *[f"d_h0[{k}]" for k in range(len(sizes))],
     ]
-    names += [f"d_{n}" for n, _ in reference.named_parameters()]
+    names += [f"d_{n}" for n, _ in runs[-1][0].named_parameters()]
     ours_t, ref_t = results
     max_abs = [(a - b).abs().max().item() if a.numel() else 0.0 for a, b in zip(ours_t, ref_t, strict=True)]
     rel = [((a - b).norm() / b.norm().clamp(min=1e-30)).item() for a, b in zip(ours_t, ref_t, strict=True)]

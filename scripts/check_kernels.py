@@ -19,9 +19,8 @@ import sys
 import torch
 
 from rnnkit.kernels import BACKENDS
-from rnnkit.kernels.verify import compare_with_reference, compare_with_torch
+from rnnkit.kernels.verify import BOUNDS, compare_with_reference, compare_with_torch
 
-BOUNDS = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 6e-2, torch.float16: 1e-2}
 SHAPES = [  # steps, batch, input, hidden
     (1, 1, 1, 1),
     (1, 3, 4, 5),

@@ -12,6 +12,7 @@ from rnnkit import kernels
 from rnnkit.cells import get_cell
 from rnnkit.kernels.triton_common import why_triton_cannot_run
 from rnnkit.kernels.triton_paths import PATHS
+from rnnkit.kernels.verify import BOUNDS, compare_with_reference
 
 D = torch.float64
 TRITON_REASON = why_triton_cannot_run(torch.device("cpu"))
@@ -235,6 +236,21 @@ def test_gradcheck_of_the_fused_kernels_with_zoneout_and_recurrent_dropout(kind,
         return out, *torch.utils._pytree.tree_leaves(state)
 
     assert torch.autograd.gradcheck(fn, (x, h0, *params), fast_mode=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_masks_in_the_fused_kernels_in_every_dtype(kind, fused, dtype):
+    """Zoneout and recurrent dropout in training, two layers both ways, variable lengths: against the
+    reference loop at the same dtype and seed (the same masks), within the sweep's bounds."""
+    lengths = torch.tensor([6, 2, 5, 6])
+    result = compare_with_reference(
+        kind, fused, 6, 4, 3, 7, dtype=dtype, lengths=lengths, num_layers=2, bidirectional=True,
+        zoneout=0.3, recurrent_dropout=0.2,
+    )  # fmt: skip
+    name, err = result.worst(relative=True)
+    assert err <= BOUNDS[dtype], f"{name}: relative error {err:.2e} > {BOUNDS[dtype]:.0e}"
 
 
 @pytest.mark.slow

@@ -146,6 +146,12 @@ if triton is not None:
         return acc
 
     @triton.jit
+    def _dropped(h, drop, ACC: tl.constexpr):
+        """h_{t-1} times the recurrent-dropout mask, in the operands' dtype (rounded once from ACC,
+        as torch rounds a half-precision product; the CPU interpreter's bf16 arithmetic is wrong)."""
+        return (h.to(ACC) * drop.to(ACC)).to(h.dtype)
+
+    @triton.jit
     def _zoneout_keep(zone_ptr, t, part, P, state, tile, B, H, ACC: tl.constexpr, ZONE: tl.constexpr):
         """Zoneout's keep weight k of state part ``part`` (of P) at step t for one tile: ``zone`` is
         0-dim p (ZONE = 1, eval: the expectation) or 0/1 masks (T, P, B, H) (ZONE = 2, training)."""

@@ -40,6 +40,7 @@ from rnnkit.kernels.triton_paths import barrier_counters, plan, run_persistent, 
 
 if triton is not None:
     from rnnkit.kernels.triton_common import (
+        _dropped,
         _grid_barrier,
         _mm,
         _rows_times_w,
@@ -79,7 +80,7 @@ if triton is not None:
             rows = rb[:, None] * H + rk[None, :]
             h = tl.load(h_ptr + rows, mask=mb[:, None] & mk[None, :], other=0.0)
             if DROP:
-                h = h * tl.load(drop_ptr + rows, mask=mb[:, None] & mk[None, :], other=0.0)
+                h = _dropped(h, tl.load(drop_ptr + rows, mask=mb[:, None] & mk[None, :], other=0.0), ACC)
             wmask = mk[:, None] & mh[None, :]
             w_t = w_ptr + rh[None, :] * H + rk[:, None]  # (BK, BH) tile of W_hh^T, gate i
             acc_i += _mm(h, tl.load(w_t, mask=wmask, other=0.0), ACC, PRECISION, UPCAST)
@@ -346,7 +347,7 @@ if triton is not None:
             if W_RESIDENT:
                 h_all = tl.load(h_prev_ptr + rb[:, None] * H + rk[None, :], mask=h_tile, other=0.0)
                 if DROP:
-                    h_all = h_all * drop_all
+                    h_all = _dropped(h_all, drop_all, ACC)
                 acc_i = _mm(h_all, w_i, ACC, PRECISION, UPCAST)
                 acc_f = _mm(h_all, w_f, ACC, PRECISION, UPCAST)
                 acc_g = _mm(h_all, w_g, ACC, PRECISION, UPCAST)

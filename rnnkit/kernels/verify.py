@@ -12,6 +12,8 @@ from torch import Tensor, nn
 import rnnkit.nn as rnn
 
 LAYERS = {"lstm": (rnn.LSTM, nn.LSTM), "gru": (rnn.GRU, nn.GRU)}
+# the worst error allowed per dtype: max |diff| in float64, relative norm otherwise
+BOUNDS = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 6e-2, torch.float16: 1e-2}
 
 
 @dataclass

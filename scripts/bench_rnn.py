@@ -120,7 +120,7 @@ def main() -> None:
         default=None,
         choices=CHOICES,
         help="default: reference, cpu and cpu-python (the cpu backend's Python loop, the fallback of its "
-        "compiled C++ loop) on the CPU; triton-persistent and triton-stepwise on CUDA",
+        "compiled C++ loop) on the CPU; triton-persistent, triton-graphed and triton-stepwise on CUDA",
     )
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
     parser.add_argument("--warmup", type=int, default=3)
@@ -151,7 +151,7 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     cases = args.cases or DEFAULT_CASES["cuda" if device.type == "cuda" else "cpu"]
     backends = args.backends or (
-        ["triton-persistent", "triton-stepwise"]
+        ["triton-persistent", "triton-graphed", "triton-stepwise"]
         if device.type == "cuda"
         else ["reference", "cpu", PYTHON_LOOP]
     )

@@ -11,7 +11,8 @@ costs its section, not the report):
 2. the correctness sweep on CUDA (``scripts/check_kernels.py``): every backend and Triton path
    against torch.nn in float64, float32, bfloat16 and float16; outputs, final states and every
    gradient; odd sizes, T=1, B=1, variable lengths, long sequences, 2-layer bidirectional;
-3. the kernel tests on CUDA (``tests/test_kernels.py``, ``tests/test_triton_paths.py``);
+3. the kernel tests on CUDA (``tests/test_kernels.py``, ``tests/test_triton_paths.py``,
+   ``tests/test_step_graphs.py``: the graphed path's real CUDA graphs, ``tests/test_double_backward.py``);
 4. the speed table against cuDNN (``scripts/bench_rnn.py``): forward and forward+backward, T=100
    B=64 I=H=512 and T=1024 with B in {1, 4, 16} and H in {128, 256, 512, 768}, a 2-layer
    bidirectional case; bf16, and fp32 with TF32 off for both sides (plus TF32 on for both at the
@@ -105,11 +106,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a smoke run)")
     args = parser.parse_args()
 
-    paths = ["triton-persistent", "triton-stepwise"]
+    paths = ["triton-persistent", "triton-graphed", "triton-stepwise"]
     sweep = [PY, "scripts/check_kernels.py", "--device", "cuda", "--backends", *paths, "cpu"]
     sweep += ["--dtypes", "float64", "float32", "bfloat16", "float16"] + (["--quick"] if args.quick else [])
     tests = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_kernels.py"]
-    tests += ["tests/test_triton_paths.py"]
+    tests += ["tests/test_triton_paths.py", "tests/test_step_graphs.py", "tests/test_double_backward.py"]
     repeats = ["--repeats", "3", "--warmup", "1"] if args.quick else ["--repeats", "11", "--warmup", "3"]
     bench = [PY, "scripts/bench_rnn.py", "--device", "cuda", "--kinds", "lstm", "gru", *repeats]
     long_cases = ["long_b1_h256", "standard"] if args.quick else None

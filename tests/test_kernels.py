@@ -159,7 +159,7 @@ def test_bad_backend_names_and_cells_without_kernels():
     with pytest.raises(
         ValueError,
         match=r"backend must be one of \['auto', 'reference', 'cpu', 'compiled', 'triton', "
-        r"'triton-persistent', 'triton-stepwise'\], got 'cuda'",
+        r"'triton-persistent', 'triton-graphed', 'triton-stepwise'\], got 'cuda'",
     ):
         rnn.LSTM(3, 4, backend="cuda")
     with pytest.raises(

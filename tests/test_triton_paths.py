@@ -52,10 +52,10 @@ def test_w_hh_too_big_for_the_chip_is_streamed_in_chunks():
     assert launch.path == "persistent" and not launch.w_resident and launch.block_k == 64
 
 
-def test_a_grid_the_device_cannot_hold_takes_the_stepwise_path_or_is_refused_when_forced():
+def test_a_grid_the_device_cannot_hold_takes_the_graphed_path_or_is_refused_when_forced():
     small = DeviceLimits(sm_count=4)
     launch = plan("gru", 1024, 256, torch.float32, CUDA, limits=small)  # 16 batch blocks > 4 SMs
-    assert launch.path == "stepwise"
+    assert launch.path == "graphed" and launch.graphed
     with pytest.raises(GridTooLarge, match="persistent grid .* of 16 programs cannot be resident at once"):
         plan("gru", 1024, 256, torch.float32, CUDA, path="persistent", limits=small)
 
@@ -70,9 +70,11 @@ def test_coresidency_check_refuses_an_oversized_grid():
         check_coresident(133, 132)
 
 
-def test_stepwise_grid_is_widened_to_cover_the_sms():
-    launch = plan("lstm", 64, 512, torch.float32, CUDA, path="stepwise", limits=H100)
+@pytest.mark.parametrize("path", ["stepwise", "graphed"])
+def test_stepwise_grid_is_widened_to_cover_the_sms(path):
+    launch = plan("lstm", 64, 512, torch.float32, CUDA, path=path, limits=H100)
     assert launch.programs >= 128 and launch.block_h == 16  # was 8 programs with 64 x 64 tiles
+    assert launch.path == path and launch.graphed == (path == "graphed")
 
 
 def test_interpreter_runs_one_program_per_batch_block():
@@ -82,7 +84,7 @@ def test_interpreter_runs_one_program_per_batch_block():
 
 def test_unknown_path_is_named():
     with pytest.raises(
-        ValueError, match=r"Triton path must be one of \['persistent', 'stepwise'\], got 'fast'"
+        ValueError, match=r"Triton path must be one of \['persistent', 'graphed', 'stepwise'\], got 'fast'"
     ):
         plan("lstm", 4, 8, torch.float32, CUDA, path="fast", limits=H100)
 
@@ -144,15 +146,16 @@ def test_persistent_kernel_with_streamed_w_matches_the_cpu_op_in_float64(kind, b
     [
         (frozenset(), "cpu"),
         (frozenset({"stepwise"}), "triton-stepwise"),
+        (frozenset({"graphed", "stepwise"}), "triton-graphed"),
         (frozenset(PATHS), "triton-persistent"),
     ],
-    ids=["nothing_verified", "stepwise_verified", "all_verified"],
+    ids=["nothing_verified", "stepwise_verified", "per_step_verified", "all_verified"],
 )
 def test_auto_on_cuda_uses_only_paths_verified_on_a_gpu(monkeypatch, cell, verified, expected):
     if why_triton_cannot_run(CUDA) is not None:
         pytest.skip(f"Triton is not installed: {why_triton_cannot_run(CUDA)}")
     calls = []
-    for name in ("cpu", "triton-persistent", "triton-stepwise"):
+    for name in ("cpu", *(f"triton-{path}" for path in PATHS)):
         monkeypatch.setitem(kernels.KERNELS[name], type(cell), lambda *a, name=name: calls.append(name))
     monkeypatch.setattr(kernels, "VERIFIED_ON_GPU", verified)
     runner = kernels.select("auto", cell, CUDA)

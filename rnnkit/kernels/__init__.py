@@ -10,8 +10,10 @@ Backends:
 - ``"triton"``: fused Triton kernels (:mod:`.triton_lstm`, :mod:`.triton_gru`), recurrent dropout
   and zoneout included (their masks are kernel inputs, read only when present); CUDA tensors, or
   CPU tensors under ``TRITON_INTERPRET=1``. Needs ``pip install 'rnnkit[triton]'``. The table in
-  :mod:`.triton_paths` chooses the path per shape: ``persistent`` (one launch for all time steps)
-  or ``stepwise`` (one launch per step); ``"triton-persistent"`` and ``"triton-stepwise"`` force one.
+  :mod:`.triton_paths` chooses the path per shape: ``persistent`` (one launch for all time steps),
+  ``graphed`` (one launch per step, the loop replayed from a CUDA graph) or ``stepwise`` (one launch
+  per step from Python); ``"triton-persistent"``, ``"triton-graphed"`` and ``"triton-stepwise"``
+  force one.
 - ``"compiled"``: any cell, the layer's time loop compiled by ``torch.compile`` in chunks of a few
   steps (:mod:`.compiled_cell`): the fused path for cells without a hand-written kernel (a user's
   cell, the LayerNorm and peephole cells). Compiles at first use (tens of seconds, cached on disk), so
@@ -110,11 +112,11 @@ _KIND = {LSTMCell: "lstm", GRUCell: "gru"}
 def _auto_on_cuda(
     cell: RecurrentCell, xp: Tensor, state: State, lengths: Tensor | None
 ) -> tuple[Tensor, State]:
-    """``backend="auto"`` on CUDA: the table's Triton path if it has passed the GPU report, else the
-    verified per-step path, else the ``cpu`` backend's torch ops."""
+    """``backend="auto"`` on CUDA: the table's Triton path if it has passed the GPU report, else a
+    verified per-step path (graphed first), else the ``cpu`` backend's torch ops."""
     kind = type(cell)
     chosen = plan(_KIND[kind], xp.shape[1], cell.hidden_size, xp.dtype, xp.device).path
-    for path in (chosen, "stepwise"):
+    for path in (chosen, "graphed", "stepwise"):
         if path in VERIFIED_ON_GPU:
             return KERNELS[f"triton-{path}"][kind](cell, xp, state, lengths)
     return KERNELS["cpu"][kind](cell, xp, state, lengths)

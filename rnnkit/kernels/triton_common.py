@@ -76,6 +76,12 @@ def mask_inputs(xp: torch.Tensor, drop: torch.Tensor | None, zone: torch.Tensor 
     return (xp if drop is None else drop), (xp if zone is None else zone), meta
 
 
+def present(drop: torch.Tensor | None, zone: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The masks that are there, by name (``drop``, ``zone``), contiguous: the per-step loops' buffers."""
+    given = (("drop", drop), ("zone", zone))
+    return {name: t.contiguous() for name, t in given if t is not None and t.numel() > 0}
+
+
 if triton is not None:
 
     @triton.jit

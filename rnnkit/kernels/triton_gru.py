@@ -14,13 +14,16 @@ reduction over all steps afterwards. ``hs`` is (T + 1, B, H) with h_0 in slot 0.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor
 
 from rnnkit.kernels.double_backward import gru_vjp
 from rnnkit.kernels.lengths import full_lengths
-from rnnkit.kernels.triton_common import compile_meta, mask_inputs, state_dtype, tl, triton
-from rnnkit.kernels.triton_paths import barrier_counters, plan, run_persistent, stepwise_fallback
+from rnnkit.kernels.step_graphs import Buffers, run_loop
+from rnnkit.kernels.triton_common import compile_meta, mask_inputs, present, state_dtype, tl, triton
+from rnnkit.kernels.triton_paths import Launch, barrier_counters, plan, run_persistent, stepwise_fallback
 
 if triton is not None:
     from rnnkit.kernels.triton_common import (
@@ -421,6 +424,65 @@ if triton is not None:
         tl.store(carry_ptr + state, carry.to(carry_ptr.dtype.element_ty), mask=tile)
 
 
+def _forward_steps(b: Buffers, launch: Launch, meta: dict) -> None:
+    """The per-step forward over the buffers ``b`` (:class:`GRUTriton`'s names): h_0 into slot 0,
+    then one kernel per step. Replayable: it reads and writes ``b`` alone."""
+    hs, acts, out = b["hs"], b["acts"], b["out"]
+    steps, batch, hidden = out.shape
+    hs[0].copy_(b["h0"])
+    drop, zone = b.get("drop", b["xp"]), b.get("zone", b["xp"])  # absent masks: never read
+    for t in range(steps):
+        _gru_fwd_step[launch.grid](
+            b["xp"][t],
+            hs[t],
+            b["w"],
+            b["b"],
+            b["lengths"],
+            drop,
+            zone,
+            t,
+            hs[t + 1],
+            acts[t],
+            out[t],
+            batch,
+            hidden,
+            **meta,
+            **launch.meta(),
+        )
+
+
+def _backward_steps(b: Buffers, launch: Launch, meta: dict) -> None:
+    """The per-step backward over the buffers ``b``, from step T - 1 down; the direct path
+    z_{t+1} dh_{t+1} ping-pongs through ``b["carries"]`` (2, B, H) and ends in ``carry``."""
+    d_gh, d_out, carries = b["d_gh"], b["d_out"], b["carries"]
+    steps, batch, hidden = d_out.shape
+    d_gh[steps].zero_()  # no step T + 1
+    carries[0].zero_()
+    drop, zone = b.get("drop", b["hs"]), b.get("zone", b["hs"])  # absent masks: never read
+    for step, t in enumerate(range(steps - 1, -1, -1)):
+        _gru_bwd_step[launch.grid](
+            d_gh[t + 1],
+            b["w"],
+            d_out[t],
+            b["d_hn"],
+            carries[step % 2],
+            b["acts"][t],
+            b["hs"][t],
+            b["lengths"],
+            drop,
+            zone,
+            t,
+            b["d_xp"][t],
+            d_gh[t],
+            carries[(step + 1) % 2],
+            batch,
+            hidden,
+            **meta,
+            **launch.meta(),
+        )
+    b["carry"].copy_(carries[steps % 2])
+
+
 class GRUTriton(torch.autograd.Function):
     """``(xp (T, B, 3H), h0, weight_hh (3H, H), bias_hh (3H), lengths (B,), drop, zone, path)`` ->
     ``(output, h_n)``.
@@ -450,11 +512,12 @@ class GRUTriton(torch.autograd.Function):
         drop_arg, zone_arg, masks = mask_inputs(xp, drop, zone)
         keep = state_dtype(xp.dtype)
         hs = xp.new_empty(steps + 1, batch, hidden)  # slot 0: h_0, slot t + 1: h_t
-        hs[0].copy_(h0)
         out = xp.new_empty(steps, batch, hidden)
         acts = xp.new_empty(steps, batch, 4 * hidden, dtype=keep)
         meta = {**compile_meta(xp.dtype), **masks}
         launch = plan("gru", batch, hidden, xp.dtype, xp.device, path)
+        if launch.path == "persistent":
+            hs[0].copy_(h0)
         ran = launch.path == "persistent" and run_persistent(
             _gru_fwd_persistent,
             launch,
@@ -466,24 +529,24 @@ class GRUTriton(torch.autograd.Function):
         )
         if not ran:
             launch = stepwise_fallback(launch, batch, hidden, xp.device)
-            for t in range(steps):
-                _gru_fwd_step[launch.grid](
-                    xp[t],
-                    hs[t],
-                    weight_hh,
-                    bias_hh,
-                    lengths,
-                    drop_arg,
-                    zone_arg,
-                    t,
-                    hs[t + 1],
-                    acts[t],
-                    out[t],
-                    batch,
-                    hidden,
-                    **meta,
-                    **launch.meta(),
-                )
+            buffers = {
+                "xp": xp,
+                "h0": h0,
+                "w": weight_hh,
+                "b": bias_hh,
+                "lengths": lengths,
+                **present(drop, zone),
+            }
+            written = run_loop(
+                "gru_forward",
+                partial(_forward_steps, launch=launch, meta=meta),
+                {**buffers, "hs": hs, "acts": acts, "out": out},
+                inputs=buffers,
+                outputs=("hs", "acts", "out"),
+                graphed=launch.graphed,
+                signature=(launch, *sorted(meta.items())),
+            )
+            hs, acts, out = (written[k] for k in ("hs", "acts", "out"))
         ctx.path = path
         ctx.save_for_backward(weight_hh, lengths, hs, acts, drop, zone, *inputs)
         return out, hs[-1].clone()
@@ -501,12 +564,13 @@ class GRUTriton(torch.autograd.Function):
         d_hn = hs.new_zeros(batch, hidden) if d_hn is None else d_hn.contiguous()
         d_xp = acts.new_empty(steps, batch, 3 * hidden)
         d_gh = acts.new_empty(steps + 1, batch, 3 * hidden)  # slot T stays zero: no step T+1
-        d_gh[steps].zero_()
         w = weight_hh.to(keep).contiguous()
         drop_arg, zone_arg, masks = mask_inputs(hs, drop, zone)
         meta = {**compile_meta(keep), **masks}
         launch = plan("gru", batch, hidden, keep, acts.device, ctx.path)
         carry = acts.new_empty(batch, hidden)
+        if launch.path == "persistent":
+            d_gh[steps].zero_()
         ran = launch.path == "persistent" and run_persistent(
             _gru_bwd_persistent,
             launch,
@@ -518,29 +582,24 @@ class GRUTriton(torch.autograd.Function):
         )
         if not ran:
             launch = stepwise_fallback(launch, batch, hidden, acts.device)
-            carries = [acts.new_zeros(batch, hidden), acts.new_empty(batch, hidden)]
-            for step, t in enumerate(range(steps - 1, -1, -1)):
-                _gru_bwd_step[launch.grid](
-                    d_gh[t + 1],
-                    w,
-                    d_out[t],
-                    d_hn,
-                    carries[step % 2],
-                    acts[t],
-                    hs[t],
-                    lengths,
-                    drop_arg,
-                    zone_arg,
-                    t,
-                    d_xp[t],
-                    d_gh[t],
-                    carries[(step + 1) % 2],
-                    batch,
-                    hidden,
-                    **meta,
-                    **launch.meta(),
-                )
-            carry = carries[steps % 2]
+            buffers = {"w": w, "d_out": d_out, "d_hn": d_hn, "acts": acts, "hs": hs, "lengths": lengths}
+            buffers.update(present(drop, zone))
+            written = run_loop(
+                "gru_backward",
+                partial(_backward_steps, launch=launch, meta=meta),
+                {
+                    **buffers,
+                    "d_xp": d_xp,
+                    "d_gh": d_gh,
+                    "carry": carry,
+                    "carries": acts.new_empty(2, batch, hidden),
+                },
+                inputs=buffers,
+                outputs=("d_xp", "d_gh", "carry"),
+                graphed=launch.graphed,
+                signature=(launch, *sorted(meta.items())),
+            )
+            d_xp, d_gh, carry = (written[k] for k in ("d_xp", "d_gh", "carry"))
         d_gh = d_gh[:steps]
         h_prev = hs[:-1].to(keep)  # (T, B, H): h_0 .. h_{T-1}
         via_w = torch.mm(d_gh[0], w)  # into h_0 through the first step's product

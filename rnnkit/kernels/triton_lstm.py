@@ -30,13 +30,16 @@ exact IEEE fp32 unless ``torch.backends.cuda.matmul.allow_tf32`` is set.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor
 
 from rnnkit.kernels.double_backward import lstm_vjp
 from rnnkit.kernels.lengths import full_lengths
-from rnnkit.kernels.triton_common import compile_meta, mask_inputs, state_dtype, tl, triton
-from rnnkit.kernels.triton_paths import barrier_counters, plan, run_persistent, stepwise_fallback
+from rnnkit.kernels.step_graphs import Buffers, run_loop
+from rnnkit.kernels.triton_common import compile_meta, mask_inputs, present, state_dtype, tl, triton
+from rnnkit.kernels.triton_paths import Launch, barrier_counters, plan, run_persistent, stepwise_fallback
 
 if triton is not None:
     from rnnkit.kernels.triton_common import (
@@ -496,6 +499,73 @@ if triton is not None:
         tl.store(dh_kept_ptr + state, dh_kept.to(dh_kept_ptr.dtype.element_ty), mask=tile)
 
 
+def _forward_steps(b: Buffers, launch: Launch, meta: dict) -> None:
+    """The per-step forward over the buffers ``b`` (:class:`LSTMTriton`'s names): h_0 and C_0 into
+    slot 0, then one kernel per step. Replayable: it reads and writes ``b`` alone."""
+    hs, cells, gates, out = b["hs"], b["cells"], b["gates"], b["out"]
+    steps, batch, hidden = out.shape
+    hs[0].copy_(b["h0"])
+    cells[0].copy_(b["c0"])
+    drop, zone = b.get("drop", b["xp"]), b.get("zone", b["xp"])  # absent masks: never read
+    for t in range(steps):
+        _lstm_fwd_step[launch.grid](
+            b["xp"][t],
+            hs[t],
+            cells[t],
+            b["w"],
+            b["lengths"],
+            drop,
+            zone,
+            t,
+            hs[t + 1],
+            cells[t + 1],
+            gates[t],
+            out[t],
+            batch,
+            hidden,
+            **meta,
+            **launch.meta(),
+        )
+
+
+def _backward_steps(b: Buffers, launch: Launch, meta: dict) -> None:
+    """The per-step backward over the buffers ``b``, from step T - 1 down; the carried dC and
+    zoneout's dh ping-pong through ``b["carries"]`` (4, B, H) and end in ``d_c0``, ``dh_kept``."""
+    d_gates, cells, d_out, carries = b["d_gates"], b["cells"], b["d_out"], b["carries"]
+    steps, batch, hidden = d_out.shape
+    d_gates[steps].zero_()  # no step T + 1
+    carries[0].zero_()  # dC_T from later steps
+    carries[2].zero_()  # zoneout's dh_T from later steps
+    drop, zone = b.get("drop", b["w"]), b.get("zone", b["w"])  # absent masks: never read
+    for step, t in enumerate(range(steps - 1, -1, -1)):
+        now, after = step % 2, (step + 1) % 2
+        _lstm_bwd_step[launch.grid](
+            d_gates[t + 1],
+            b["w"],
+            d_out[t],
+            b["d_hn"],
+            b["d_cn"],
+            carries[now],
+            carries[2 + now],
+            b["gates"][t],
+            cells[t + 1],
+            cells[t],
+            b["lengths"],
+            drop,
+            zone,
+            t,
+            d_gates[t],
+            carries[after],
+            carries[2 + after],
+            batch,
+            hidden,
+            **meta,
+            **launch.meta(),
+        )
+    b["d_c0"].copy_(carries[steps % 2])
+    b["dh_kept"].copy_(carries[2 + steps % 2])
+
+
 class LSTMTriton(torch.autograd.Function):
     """``(xp (T, B, 4H), h0, c0, weight_hh (4H, H), lengths (B,), drop, zone, path)`` ->
     ``(output, h_n, c_n)``.
@@ -525,12 +595,13 @@ class LSTMTriton(torch.autograd.Function):
         keep = state_dtype(xp.dtype)
         hs = xp.new_empty(steps + 1, batch, hidden)  # slot 0: h_0, slot t + 1: h_t
         cells = xp.new_empty(steps + 1, batch, hidden, dtype=keep)
-        hs[0].copy_(h0)
-        cells[0].copy_(c0)
         out = xp.new_empty(steps, batch, hidden)
         gates = xp.new_empty(steps, batch, four_h, dtype=keep)
         meta = {**compile_meta(xp.dtype), **masks}
         launch = plan("lstm", batch, hidden, xp.dtype, xp.device, path)
+        if launch.path == "persistent":
+            hs[0].copy_(h0)
+            cells[0].copy_(c0)
         ran = launch.path == "persistent" and run_persistent(
             _lstm_fwd_persistent,
             launch,
@@ -555,25 +626,24 @@ class LSTMTriton(torch.autograd.Function):
         )
         if not ran:
             launch = stepwise_fallback(launch, batch, hidden, xp.device)
-            for t in range(steps):
-                _lstm_fwd_step[launch.grid](
-                    xp[t],
-                    hs[t],
-                    cells[t],
-                    weight_hh,
-                    lengths,
-                    drop_arg,
-                    zone_arg,
-                    t,
-                    hs[t + 1],
-                    cells[t + 1],
-                    gates[t],
-                    out[t],
-                    batch,
-                    hidden,
-                    **meta,
-                    **launch.meta(),
-                )
+            buffers = {
+                "xp": xp,
+                "h0": h0,
+                "c0": c0,
+                "w": weight_hh,
+                "lengths": lengths,
+                **present(drop, zone),
+            }
+            written = run_loop(
+                "lstm_forward",
+                partial(_forward_steps, launch=launch, meta=meta),
+                {**buffers, "hs": hs, "cells": cells, "gates": gates, "out": out},
+                inputs=buffers,
+                outputs=("hs", "cells", "gates", "out"),
+                graphed=launch.graphed,
+                signature=(launch, *sorted(meta.items())),
+            )
+            hs, cells, gates, out = (written[k] for k in ("hs", "cells", "gates", "out"))
         ctx.path = path
         ctx.save_for_backward(weight_hh, lengths, hs, cells, gates, drop, zone, *inputs)
         return out, hs[-1].clone(), cells[-1].to(xp.dtype)
@@ -592,13 +662,14 @@ class LSTMTriton(torch.autograd.Function):
         d_hn = hs.new_zeros(batch, hidden) if d_hn is None else d_hn.contiguous()
         d_cn = hs.new_zeros(batch, hidden) if d_cn is None else d_cn.contiguous()
         d_gates = gates.new_empty(steps + 1, batch, four_h)  # slot T stays zero: no step T+1
-        d_gates[steps].zero_()
         w = weight_hh.to(keep).contiguous()
         drop_arg, zone_arg, masks = mask_inputs(hs, drop, zone)
         meta = {**compile_meta(keep), **masks}
         launch = plan("lstm", batch, hidden, keep, gates.device, ctx.path)
         d_c0 = gates.new_empty(batch, hidden)
         dh_kept = gates.new_empty(batch, hidden)  # the part of dL/dh_0 that zoneout kept
+        if launch.path == "persistent":
+            d_gates[steps].zero_()
         ran = launch.path == "persistent" and run_persistent(
             _lstm_bwd_persistent,
             launch,
@@ -624,33 +695,32 @@ class LSTMTriton(torch.autograd.Function):
         )
         if not ran:
             launch = stepwise_fallback(launch, batch, hidden, gates.device)
-            dc = [gates.new_zeros(batch, hidden), gates.new_empty(batch, hidden)]  # ping-pong carries
-            dh = [gates.new_zeros(batch, hidden), gates.new_zeros(batch, hidden)]
-            for step, t in enumerate(range(steps - 1, -1, -1)):
-                _lstm_bwd_step[launch.grid](
-                    d_gates[t + 1],
-                    w,
-                    d_out[t],
-                    d_hn,
-                    d_cn,
-                    dc[step % 2],
-                    dh[step % 2],
-                    gates[t],
-                    cells[t + 1],
-                    cells[t],
-                    lengths,
-                    drop_arg,
-                    zone_arg,
-                    t,
-                    d_gates[t],
-                    dc[(step + 1) % 2],
-                    dh[(step + 1) % 2],
-                    batch,
-                    hidden,
-                    **meta,
-                    **launch.meta(),
-                )
-            d_c0, dh_kept = dc[steps % 2], dh[steps % 2]
+            buffers = {
+                "w": w,
+                "d_out": d_out,
+                "d_hn": d_hn,
+                "d_cn": d_cn,
+                "gates": gates,
+                "cells": cells,
+                "lengths": lengths,
+                **present(drop, zone),
+            }
+            written = run_loop(
+                "lstm_backward",
+                partial(_backward_steps, launch=launch, meta=meta),
+                {
+                    **buffers,
+                    "d_gates": d_gates,
+                    "d_c0": d_c0,
+                    "dh_kept": dh_kept,
+                    "carries": d_gates.new_empty(4, batch, hidden),
+                },
+                inputs=buffers,
+                outputs=("d_gates", "d_c0", "dh_kept"),
+                graphed=launch.graphed,
+                signature=(launch, *sorted(meta.items())),
+            )
+            d_gates, d_c0, dh_kept = (written[k] for k in ("d_gates", "d_c0", "dh_kept"))
         d_gates = d_gates[:steps]
         h_prev = hs[:-1].to(keep)  # (T, B, H): h_0 .. h_{T-1}
         d_h0 = torch.mm(d_gates[0], w)  # into h_0 through the first step's product

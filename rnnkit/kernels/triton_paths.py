@@ -8,6 +8,9 @@ Paths (``backend="triton-<path>"`` forces one; ``backend="triton"`` lets the tab
   the cell state (forward) and the cell-state gradient (backward) stay in registers, and the
   programs of one batch block exchange h_t (forward) or dG_t (backward) through a global buffer
   with one grid barrier per step. When one program holds all hidden units there is no barrier.
+- ``graphed``: the per-step kernels of ``stepwise``, their loop recorded once per shape as a CUDA
+  graph and replayed, so the host launches one graph instead of T kernels
+  (:mod:`rnnkit.kernels.step_graphs`); any shape.
 - ``stepwise``: one kernel per time step launched from Python, the grid made wide enough to fill
   the GPU's SMs; any shape.
 
@@ -18,13 +21,13 @@ The table (:func:`plan`), first row that holds:
 | any | a path was forced | that path, or an error saying why it cannot hold the shape |
 | CPU interpreter | always (one program holds all hidden units: no barrier) | persistent |
 | CUDA | the persistent grid (batch blocks x unit blocks) fits the device at once | persistent |
-| CUDA | otherwise | stepwise |
+| CUDA | otherwise | graphed |
 
 A persistent grid must be co-resident, or the first barrier waits forever for a program that never
 starts. The plan allows at most one program per SM before compiling; the launch then checks the
 compiled kernel's registers and shared memory against the device (:func:`max_resident_programs`)
 and launches cooperatively (the driver refuses a grid that cannot be co-resident instead of
-hanging). A grid that fails either check takes the stepwise path (or raises, when forced).
+hanging). A grid that fails either check takes the graphed path (or raises, when forced).
 
 ``backend="auto"`` uses Triton only on paths listed in :data:`VERIFIED_ON_GPU`, the ones that have
 passed ``scripts/gpu_report.py`` on a real GPU; the others stay opt-in.
@@ -38,7 +41,8 @@ import torch
 
 from rnnkit.kernels.triton_common import next_power_of_2
 
-PATHS = ("persistent", "stepwise")
+PATHS = ("persistent", "graphed", "stepwise")
+PER_STEP_PATHS = ("graphed", "stepwise")  # the per-step kernels, replayed from a graph or launched
 
 # Paths that passed scripts/gpu_report.py on a real GPU (the tables are in the issue notes). Only
 # these are chosen by backend="auto"; add a path here in the commit that records its passing report.
@@ -128,6 +132,11 @@ class Launch:
         """Persistent programs of a batch block exchange state through a grid barrier."""
         return self.path == "persistent" and self.unit_blocks > 1
 
+    @property
+    def graphed(self) -> bool:
+        """The per-step loop is recorded once as a CUDA graph and replayed."""
+        return self.path == "graphed"
+
     def meta(self) -> dict:
         """Tile sizes as the kernels' constexpr arguments."""
         out = {"BLOCK_B": self.block_b, "BLOCK_H": self.block_h, "BLOCK_K": self.block_k}
@@ -144,8 +153,9 @@ def _batch_block(batch: int) -> int:
     return min(64, max(16, next_power_of_2(batch)))
 
 
-def stepwise_launch(batch: int, hidden: int, limits: DeviceLimits) -> Launch:
-    """Tiles of the per-step kernels, shrunk (down to 16 x 16) until the grid covers every SM."""
+def stepwise_launch(batch: int, hidden: int, limits: DeviceLimits, path: str = "stepwise") -> Launch:
+    """Tiles of the per-step kernels, shrunk (down to 16 x 16) until the grid covers every SM;
+    ``path``: ``"stepwise"`` or ``"graphed"`` (the same kernels, their loop replayed from a graph)."""
     block_b = _batch_block(batch)
     block_h = min(64, max(16, next_power_of_2(hidden)))
     block_k = min(64, max(16, next_power_of_2(hidden)))
@@ -154,13 +164,15 @@ def stepwise_launch(batch: int, hidden: int, limits: DeviceLimits) -> Launch:
             block_h //= 2
         else:
             block_b //= 2
-    return Launch("stepwise", block_b, block_h, block_k, _cdiv(batch, block_b), _cdiv(hidden, block_h))
+    return Launch(path, block_b, block_h, block_k, _cdiv(batch, block_b), _cdiv(hidden, block_h))
 
 
 def stepwise_fallback(launch: Launch, batch: int, hidden: int, device: torch.device) -> Launch:
     """The per-step launch to run when the persistent one did not: ``launch`` itself if it already is
-    one (a forced or hand-made stepwise plan keeps its tiles), else the device's default."""
-    return launch if launch.path == "stepwise" else stepwise_launch(batch, hidden, DeviceLimits.of(device))
+    one (a forced or hand-made per-step plan keeps its tiles), else the device's default: graphed."""
+    if launch.path in PER_STEP_PATHS:
+        return launch
+    return stepwise_launch(batch, hidden, DeviceLimits.of(device), "graphed")
 
 
 def persistent_launch(
@@ -210,14 +222,14 @@ def plan(
         raise ValueError(f"Triton path must be one of {list(PATHS)}, got {path!r}")
     limits = limits or DeviceLimits.of(device)
     on_cuda = device.type == "cuda"
-    if path == "stepwise":
-        return stepwise_launch(batch, hidden, limits)
+    if path in PER_STEP_PATHS:
+        return stepwise_launch(batch, hidden, limits, path)
     try:
         return persistent_launch(kind, batch, hidden, dtype, limits, on_cuda)
     except GridTooLarge:
         if path == "persistent":
             raise
-        return stepwise_launch(batch, hidden, limits)
+        return stepwise_launch(batch, hidden, limits, "graphed")
 
 
 def run_persistent(

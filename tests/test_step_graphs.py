@@ -1,0 +1,86 @@
+"""The recorded per-step loops of the ``graphed`` Triton path (:mod:`rnnkit.kernels.step_graphs`).
+
+Without a GPU the recording is the CPU stand-in (the loop replayed on the same static buffers), so
+these tests check what both share: one recording per signature, inputs copied in at every call,
+outputs copied out into fresh tensors, the cache's bound. The kernels' numbers through this path
+are checked with every other backend in tests/test_kernels.py (``triton-graphed``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnkit.kernels import step_graphs
+from rnnkit.kernels.triton_common import why_triton_cannot_run
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    step_graphs.clear()
+    yield
+    step_graphs.clear()
+
+
+def cumulative_loop(b):
+    """A stand-in for a per-step kernel loop: out[t] = out[t - 1] + x[t] * w, written in place."""
+    out = b["out"]
+    out[0].copy_(b["x"][0] * b["w"])
+    for t in range(1, out.shape[0]):
+        torch.add(out[t - 1], b["x"][t] * b["w"], out=out[t])
+
+
+def run(x, w, graphed=True):
+    out = torch.empty_like(x)
+    buffers = {"x": x, "w": w}
+    written = step_graphs.run_loop(
+        "cumsum", cumulative_loop, {**buffers, "out": out}, buffers, ("out",), graphed, ("tiles", 16)
+    )
+    return written["out"]
+
+
+def test_each_call_reads_its_own_inputs_through_one_recording():
+    first_x, second_x, w = torch.randn(5, 3), torch.randn(5, 3), torch.tensor(2.0)
+    a = run(first_x, w)
+    b = run(second_x, w)
+    assert step_graphs.recorded_count() == 1  # same signature: recorded once, replayed twice
+    torch.testing.assert_close(a, (first_x * 2).cumsum(0))
+    torch.testing.assert_close(b, (second_x * 2).cumsum(0))
+    torch.testing.assert_close(a, (first_x * 2).cumsum(0))  # a fresh tensor: the replay did not touch it
+
+
+def test_a_new_length_is_a_new_recording_and_the_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(step_graphs, "MAX_GRAPHS", 3)
+    for steps in range(1, 6):
+        x = torch.randn(steps, 2)
+        torch.testing.assert_close(run(x, torch.tensor(1.0)), x.cumsum(0))
+    assert step_graphs.recorded_count() == 3
+
+
+def test_ungraphed_runs_on_the_callers_buffers():
+    x = torch.randn(4, 2)
+    torch.testing.assert_close(run(x, torch.tensor(3.0), graphed=False), (x * 3).cumsum(0))
+    assert step_graphs.recorded_count() == 0
+
+
+@pytest.mark.skipif(why_triton_cannot_run(torch.device("cpu")) is not None, reason="Triton cannot run here")
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_graphed_layers_record_once_per_shape_and_match_the_stepwise_path(kind):
+    """Two layers of the same shape share their recordings (forward and backward); a new length
+    records anew; every number equals the per-step launches'."""
+    import rnnkit.nn as rnn
+
+    results = {}
+    for path in ("stepwise", "graphed"):
+        torch.manual_seed(0)
+        layer = getattr(rnn, kind)(3, 5, 2, dtype=torch.float64, backend=f"triton-{path}")
+        found = []
+        for steps in (4, 4, 6):
+            x = torch.randn(steps, 2, 3, dtype=torch.float64, requires_grad=True)
+            out, _ = layer(x)
+            out.pow(2).sum().backward()
+            found += [out.detach(), x.grad, *(p.grad.clone() for p in layer.parameters())]
+        results[path] = found
+    # the recurrence sees xp (T, B, 4H): both layers share; 2 lengths x (forward, backward)
+    assert step_graphs.recorded_count() == 2 * 2
+    for a, b in zip(results["graphed"], results["stepwise"], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

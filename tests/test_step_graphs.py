@@ -56,6 +56,18 @@ def test_a_new_length_is_a_new_recording_and_the_cache_is_bounded(monkeypatch):
     assert step_graphs.recorded_count() == 3
 
 
+def test_the_cache_is_bounded_in_bytes_and_keeps_the_newest(monkeypatch):
+    monkeypatch.setattr(step_graphs, "MAX_BYTES", 3 * 10 * 4 * 4)  # three (10, 4) float32 buffers
+    for steps in (10, 11, 12):
+        x = torch.randn(steps, 4)
+        torch.testing.assert_close(run(x, torch.tensor(1.0)), x.cumsum(0))
+        assert step_graphs.recorded_count() == 1  # x and out (and w) exceed a third of the budget
+    monkeypatch.setattr(step_graphs, "MAX_BYTES", 0)
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(run(x, torch.tensor(1.0)), x.cumsum(0))  # too big for any budget: kept
+    assert step_graphs.recorded_count() == 1
+
+
 def test_ungraphed_runs_on_the_callers_buffers():
     x = torch.randn(4, 2)
     torch.testing.assert_close(run(x, torch.tensor(3.0), graphed=False), (x * 3).cumsum(0))

@@ -9,7 +9,8 @@ A graph replays the addresses it was recorded with, so each recorded loop owns *
 the inputs are copied into them before a replay and the outputs copied out after (plain device
 copies, a few microseconds each, that the graph would otherwise save many times over). One loop is
 recorded per signature (kernel loop, shapes, dtypes, tile sizes and compile-time flags) and kept in
-a small least-recently-used cache (:data:`MAX_GRAPHS`), each with its buffers; a new sequence length
+a small least-recently-used cache (:data:`MAX_GRAPHS` loops, :data:`MAX_BYTES` of buffers), each
+with its buffers; a new sequence length
 is a new signature, recorded at its first use (a warm-up run, then the recording).
 
 Where recording cannot work (the loop is already being recorded by the caller's own CUDA graph, or
@@ -30,6 +31,7 @@ Buffers = dict[str, Tensor]
 Loop = Callable[[Buffers], None]
 
 MAX_GRAPHS = 16  # recorded loops kept (each holds its own static buffers)
+MAX_BYTES = 2 * 1024**3  # and the most their static buffers may hold together (the newest is always kept)
 
 
 class RecordedLoop:
@@ -38,6 +40,7 @@ class RecordedLoop:
     def __init__(self, loop: Loop, static: Buffers) -> None:
         self.loop = loop
         self.static = static
+        self.nbytes = sum(t.numel() * t.element_size() for t in static.values())
         self.graph: torch.cuda.CUDAGraph | None = None
         device = next(iter(static.values())).device
         if device.type == "cuda":
@@ -97,9 +100,11 @@ def run_loop(
     if recorded is None:
         static = {k: v.clone() for k, v in buffers.items()}
         recorded = _RECORDED[key] = RecordedLoop(loop, static)
-        while len(_RECORDED) > MAX_GRAPHS:
-            _RECORDED.popitem(last=False)
     _RECORDED.move_to_end(key)
+    while len(_RECORDED) > 1 and (
+        len(_RECORDED) > MAX_GRAPHS or sum(r.nbytes for r in _RECORDED.values()) > MAX_BYTES
+    ):
+        _RECORDED.popitem(last=False)  # the least recently used
     for k in inputs:
         recorded.static[k].copy_(buffers[k])
     recorded.replay()

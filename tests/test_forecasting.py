@@ -16,7 +16,7 @@ import torch
 
 import rnnkit.nn as rnn
 from rnnkit.data import DataSpec, TimeSeriesDataModule
-from rnnkit.data.baselines import forecast_baselines, seasonal_naive, seasonal_naive_drift
+from rnnkit.data.baselines import ets_paths, forecast_baselines, seasonal_naive, seasonal_naive_drift
 from rnnkit.data.series import airline_passengers, panel_file
 from rnnkit.tasks import NextStep
 from rnnkit.tasks.metrics import IntervalCoverage, SampleCRPS
@@ -52,6 +52,31 @@ def test_classical_baselines_reproduce_the_statsmodels_figures_on_airline():
     assert mae["seasonal_naive_drift"] == pytest.approx(37.44, abs=0.01)
     assert mae["holt_winters"] == pytest.approx(29.0, abs=0.1)
     assert mae["ets"] == pytest.approx(48.4, abs=0.1)
+
+
+def test_ets_sample_paths_center_on_its_forecast_spread_with_the_horizon_and_follow_the_seed():
+    y = airline_passengers().astype(np.float64)[:120]
+    paths = ets_paths(y, 24, 12, samples=400, seed=0)
+    assert paths.shape == (400, 24)
+    np.testing.assert_array_equal(paths, ets_paths(y, 24, 12, samples=400, seed=0))
+    assert not np.array_equal(paths, ets_paths(y, 24, 12, samples=400, seed=1))
+    forecast = forecast_baselines(["ets"], y[:, None], 24, 12)["ets"][:, 0]
+    np.testing.assert_allclose(paths.mean(0), forecast, rtol=0.03)  # the point forecast is its mean
+    spread = paths.std(0)
+    assert spread[-1] > 2 * spread[0]  # uncertainty grows with the horizon
+
+
+def test_ets_paths_are_scored_only_when_asked_and_bad_counts_are_refused():
+    data = TimeSeriesDataModule("airline", window=24, horizon=24, log=True, baseline_samples=50)
+    data.setup("test")
+    batch = next(iter(data.test_dataloader()))
+    assert data.baseline_paths(batch)["ets"].shape == (50, 1, 24, 1)  # (S, B, h, O)
+    quiet = TimeSeriesDataModule("airline", window=24, horizon=24, baseline_samples=0)
+    quiet.setup("test")
+    assert quiet.baseline_paths(batch) == {}
+    for bad, message in ((-1, "a non-negative integer, got -1"), (1, "at least 2 sample paths")):
+        with pytest.raises(ValueError, match=f"baseline_samples.*{message}"):
+            TimeSeriesDataModule("airline", baseline_samples=bad)
 
 
 def test_unknown_baseline_is_refused_by_name():
@@ -292,6 +317,10 @@ def test_default_run_reports_the_horizon_beside_the_classical_baselines_and_draw
     assert len(metrics["test/mae_by_step"]) == 24 and len(metrics["baseline_ets/mae_by_step"]) == 24
     assert metrics["test/origins"] == ["1958-12"]
     assert 0 <= metrics["test/coverage80"] <= metrics["test/coverage95"] <= 1 and metrics["test/crps"] > 0
+    # ETS's own intervals, from its sample paths, scored alike (values of the seeded paths)
+    assert metrics["baseline_ets/coverage80"] == pytest.approx(10 / 24, abs=1e-6)
+    assert metrics["baseline_ets/coverage95"] == pytest.approx(23 / 24, abs=1e-6)
+    assert metrics["baseline_ets/crps"] == pytest.approx(35.5, abs=0.1)
     lines = (out / "forecasts.csv").read_text().splitlines()
     assert lines[0] == "series,date,step,output,truth,forecast,q0.025,q0.1,q0.5,q0.9,q0.975," + (
         "seasonal_naive,seasonal_naive_drift,holt_winters,ets"

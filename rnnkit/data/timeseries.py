@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset, baseline_prefix
-from rnnkit.data.baselines import BASELINES, check_baselines, forecast_baselines
+from rnnkit.data.baselines import BASELINES, baseline_paths, check_baselines, forecast_baselines
 from rnnkit.data.series import SEASONS, SOURCES, Series
 from rnnkit.training.checkpoint import atomic_write_text
 
@@ -58,6 +58,9 @@ class TimeSeriesDataModule(SequenceDataModule):
         source_kwargs: passed to the generator or reader (``length``, ``num_series``, ``path`` ...).
         season: the seasonal period m (default: 12 for airline, from the file for panels, else 1).
         baselines: origin evaluation: which classical forecasts to compute (the first is ``baseline/``).
+        baseline_samples: origin evaluation with ``ets`` among the baselines: sample paths drawn from
+            the fitted ETS model (:func:`rnnkit.data.baselines.ets_paths`), scored with the model's
+            interval metrics (``baseline_ets/coverage80``, ``coverage95``, ``crps``); 0 for none.
         train_on_validation: training windows run up to the test period, through the validation
             steps (whose metrics are then in-sample); normalization statistics are unchanged. What
             ``refit=true`` (``rnnkit.training.run``) trains its final model on.
@@ -79,6 +82,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         source_kwargs: dict | None = None,
         season: int | None = None,
         baselines: list[str] | tuple[str, ...] = BASELINES,
+        baseline_samples: int = 200,
         train_on_validation: bool = False,
         batch_size: int = 32,
         seed: int = 0,
@@ -115,6 +119,15 @@ class TimeSeriesDataModule(SequenceDataModule):
             )
         self.baseline_names = tuple(baselines) if evaluation == "origin" else ()
         check_baselines(self.baseline_names)
+        if (
+            not isinstance(baseline_samples, int)
+            or isinstance(baseline_samples, bool)
+            or baseline_samples < 0
+        ):
+            raise ValueError(f"baseline_samples must be a non-negative integer, got {baseline_samples!r}")
+        if baseline_samples == 1:
+            raise ValueError("baseline_samples: an interval needs at least 2 sample paths (0: none), got 1")
+        self.baseline_samples = baseline_samples
         self.source = source
         self.window = window
         self.train_window = train_window
@@ -209,6 +222,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         self.splits = {}
         self.items: dict[str, list[tuple[int, int]]] = {}  # split -> (series, first target step)
         self.baseline_forecasts: dict[str, Tensor] = {}
+        self.baseline_sample_paths: dict[str, Tensor] = {}
         for split in ("train", "val", "test"):
             xs, ys, where = [], [], []
             for k, (s, v) in enumerate(zip(series, transformed, strict=True)):
@@ -226,13 +240,18 @@ class TimeSeriesDataModule(SequenceDataModule):
             )
             self.items[split] = where
         if self.evaluation == "origin" and self.baseline_names:
-            per_item = [
-                forecast_baselines(self.baseline_names, self.series[k].values[:origin], self.horizon, m)
-                for k, origin in self.items["test"]
-            ]
+            sampled = "ets" in self.baseline_names and self.baseline_samples > 0
+            per_item, paths = [], []
+            for i, (k, origin) in enumerate(self.items["test"]):
+                history = self.series[k].values[:origin]
+                per_item.append(forecast_baselines(self.baseline_names, history, self.horizon, m))
+                if sampled:  # right after its forecast: the fitted ETS model is reused
+                    paths.append(baseline_paths(history, self.horizon, m, self.baseline_samples, seed=i))
             for name in self.baseline_names:
                 stacked = np.stack([f[name] for f in per_item])  # (N, h, O)
                 self.baseline_forecasts[name] = torch.tensor(stacked, dtype=torch.float32)
+            if sampled:
+                self.baseline_sample_paths["ets"] = torch.tensor(np.stack(paths), dtype=torch.float32)
 
     def _windows(self, split: str, n: int, train_end: int) -> list[tuple[int, int, int]]:
         """``(start, stop, step)`` per window of a split: its inputs are steps start..stop-1, and
@@ -290,6 +309,17 @@ class TimeSeriesDataModule(SequenceDataModule):
             seasonal = self.inverse_target(x[:, self.window - lag, :outputs])
             return {"seasonal_naive": seasonal, "last_value": last}
         return {"last_value": last}
+
+    def baseline_paths(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Sample paths of the baselines that have a distribution (ETS), for a test batch in original
+        units: ``(S, B, h, O)``, sample-major like the model's."""
+        if not self.baseline_sample_paths:
+            return {}
+        items = batch["item"].cpu()
+        return {
+            name: paths[items].movedim(1, 0).to(batch["x"].device)  # (N, S, h, O) -> (S, B, h, O)
+            for name, paths in self.baseline_sample_paths.items()
+        }
 
     def _test_truth(self, count: int) -> Tensor:
         """The test targets of the first ``count`` items in original units, ``(count, h, O)``."""

@@ -11,7 +11,7 @@ from torchmetrics import MetricCollection
 from tqdm.auto import trange
 
 from rnnkit.cells.base import State
-from rnnkit.data.base import DataSpec
+from rnnkit.data.base import DataSpec, baseline_prefix
 from rnnkit.tasks.base import Factory, OptimizerFactory, SchedulerFactory, SequenceTask, encoder_width
 from rnnkit.tasks.metrics import interval_metrics, series_metrics, symbol_metrics
 
@@ -135,6 +135,7 @@ class NextStep(SequenceTask):
             raise ValueError("teacher_forcing < 1 runs step by step: set tbptt_steps to 0")
         self.teacher_forcing = teacher_forcing
         self.teacher_forcing_end = teacher_forcing_end
+        self.baseline_interval_metrics = nn.ModuleDict()  # baselines with sample paths (ETS), in test
 
     def metrics(self) -> MetricCollection:
         if self.spec.classification:
@@ -357,6 +358,7 @@ class NextStep(SequenceTask):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         super().test_step(batch, batch_idx)
+        self._score_baseline_paths(batch)
         if not self.distribution:
             return
         known = self._known(batch["x"])
@@ -366,8 +368,25 @@ class NextStep(SequenceTask):
         levels = torch.tensor(self.QUANTILES, dtype=paths.dtype, device=paths.device)
         self.test_quantiles.append(torch.quantile(paths, levels, dim=0).movedim(0, -1).cpu())  # (..., Q)
 
+    def _score_baseline_paths(self, batch: dict[str, Tensor]) -> None:
+        """The interval metrics of the data's baselines that come with sample paths (ETS), beside
+        their point metrics: ``baseline_<name>/coverage80``, ``coverage95``, ``crps``."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "baseline_paths"):
+            return
+        known = self._known(batch["x"])
+        target = self._inverse(self._evaluated(batch["y"][:, known - 1 :]))
+        for name, paths in datamodule.baseline_paths(batch).items():
+            if name not in self.baseline_interval_metrics:
+                prefix = baseline_prefix(list(datamodule.baseline_names).index(name), name)
+                self.baseline_interval_metrics[name] = interval_metrics().clone(prefix=prefix).to(self.device)
+            self.baseline_interval_metrics[name].update(self._evaluated(paths.to(target.dtype)), target)
+
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
+        for collection in self.baseline_interval_metrics.values():
+            self.log_dict(collection.compute())
+        self.baseline_interval_metrics.clear()
         if self.distribution:
             self.log_dict(self.test_interval_metrics.compute())
             self.test_interval_metrics.reset()

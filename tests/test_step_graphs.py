@@ -1,9 +1,10 @@
 """The recorded per-step loops of the ``graphed`` Triton path (:mod:`rnnkit.kernels.step_graphs`).
 
-Without a GPU the recording is the CPU stand-in (the loop replayed on the same static buffers), so
-these tests check what both share: one recording per signature, inputs copied in at every call,
-outputs copied out into fresh tensors, the cache's bound. The kernels' numbers through this path
-are checked with every other backend in tests/test_kernels.py (``triton-graphed``)."""
+On a GPU these record real CUDA graphs; without one the recording is the CPU stand-in (the loop
+replayed on the same static buffers), so CI checks what both share: one recording per signature,
+inputs copied in at every call, outputs copied out into fresh tensors, the cache's bound. The
+kernels' numbers through this path are checked with every other backend in tests/test_kernels.py
+(``triton-graphed``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import torch
 
 from rnnkit.kernels import step_graphs
 from rnnkit.kernels.triton_common import why_triton_cannot_run
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+TRITON_REASON = why_triton_cannot_run(DEVICE)
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +43,8 @@ def run(x, w, graphed=True):
 
 
 def test_each_call_reads_its_own_inputs_through_one_recording():
-    first_x, second_x, w = torch.randn(5, 3), torch.randn(5, 3), torch.tensor(2.0)
+    first_x, second_x = torch.randn(5, 3, device=DEVICE), torch.randn(5, 3, device=DEVICE)
+    w = torch.tensor(2.0, device=DEVICE)
     a = run(first_x, w)
     b = run(second_x, w)
     assert step_graphs.recorded_count() == 1  # same signature: recorded once, replayed twice
@@ -51,30 +56,30 @@ def test_each_call_reads_its_own_inputs_through_one_recording():
 def test_a_new_length_is_a_new_recording_and_the_cache_is_bounded(monkeypatch):
     monkeypatch.setattr(step_graphs, "MAX_GRAPHS", 3)
     for steps in range(1, 6):
-        x = torch.randn(steps, 2)
-        torch.testing.assert_close(run(x, torch.tensor(1.0)), x.cumsum(0))
+        x = torch.randn(steps, 2, device=DEVICE)
+        torch.testing.assert_close(run(x, torch.tensor(1.0, device=DEVICE)), x.cumsum(0))
     assert step_graphs.recorded_count() == 3
 
 
 def test_the_cache_is_bounded_in_bytes_and_keeps_the_newest(monkeypatch):
     monkeypatch.setattr(step_graphs, "MAX_BYTES", 3 * 10 * 4 * 4)  # three (10, 4) float32 buffers
     for steps in (10, 11, 12):
-        x = torch.randn(steps, 4)
-        torch.testing.assert_close(run(x, torch.tensor(1.0)), x.cumsum(0))
+        x = torch.randn(steps, 4, device=DEVICE)
+        torch.testing.assert_close(run(x, torch.tensor(1.0, device=DEVICE)), x.cumsum(0))
         assert step_graphs.recorded_count() == 1  # x and out (and w) exceed a third of the budget
     monkeypatch.setattr(step_graphs, "MAX_BYTES", 0)
-    x = torch.randn(3, 4)
-    torch.testing.assert_close(run(x, torch.tensor(1.0)), x.cumsum(0))  # too big for any budget: kept
+    x = torch.randn(3, 4, device=DEVICE)
+    torch.testing.assert_close(run(x, torch.tensor(1.0, device=DEVICE)), x.cumsum(0))  # too big: kept
     assert step_graphs.recorded_count() == 1
 
 
 def test_ungraphed_runs_on_the_callers_buffers():
-    x = torch.randn(4, 2)
-    torch.testing.assert_close(run(x, torch.tensor(3.0), graphed=False), (x * 3).cumsum(0))
+    x = torch.randn(4, 2, device=DEVICE)
+    torch.testing.assert_close(run(x, torch.tensor(3.0, device=DEVICE), graphed=False), (x * 3).cumsum(0))
     assert step_graphs.recorded_count() == 0
 
 
-@pytest.mark.skipif(why_triton_cannot_run(torch.device("cpu")) is not None, reason="Triton cannot run here")
+@pytest.mark.skipif(TRITON_REASON is not None, reason=f"Triton cannot run: {TRITON_REASON}")
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_graphed_layers_record_once_per_shape_and_match_the_stepwise_path(kind):
     """Two layers of the same shape share their recordings (forward and backward); a new length
@@ -84,10 +89,10 @@ def test_graphed_layers_record_once_per_shape_and_match_the_stepwise_path(kind):
     results = {}
     for path in ("stepwise", "graphed"):
         torch.manual_seed(0)
-        layer = getattr(rnn, kind)(3, 5, 2, dtype=torch.float64, backend=f"triton-{path}")
+        layer = getattr(rnn, kind)(3, 5, 2, dtype=torch.float64, device=DEVICE, backend=f"triton-{path}")
         found = []
         for steps in (4, 4, 6):
-            x = torch.randn(steps, 2, 3, dtype=torch.float64, requires_grad=True)
+            x = torch.randn(steps, 2, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)
             out, _ = layer(x)
             out.pow(2).sum().backward()
             found += [out.detach(), x.grad, *(p.grad.clone() for p in layer.parameters())]

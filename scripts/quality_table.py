@@ -60,6 +60,9 @@ ROWS = {
     "airline12": Row(
         ["data.horizon=12"], "mae", "MAE <= 13.4 (12 months of 1960 from 1959-12)", FORECAST_BASELINES
     ),
+    "panel": Row(
+        ["data=panel"], "mase", "8 quarterly US macro series, 8 quarters from one origin", FORECAST_BASELINES
+    ),
     "digits": Row(["task=classify", "cell=lstm"], "acc", "test accuracy >= 0.97"),
     "adding_lstm": Row(["task=classify", "data=adding", "cell=lstm"], "mse", "LSTM MSE < 0.01 (T=100)"),
     "adding_rnn": Row(

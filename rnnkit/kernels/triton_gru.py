@@ -14,16 +14,21 @@ reduction over all steps afterwards. ``hs`` is (T + 1, B, H) with h_0 in slot 0.
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from torch import Tensor
 
 from rnnkit.kernels.double_backward import gru_vjp
 from rnnkit.kernels.lengths import full_lengths
-from rnnkit.kernels.step_graphs import Buffers, run_loop
+from rnnkit.kernels.step_graphs import Buffers
 from rnnkit.kernels.triton_common import compile_meta, mask_inputs, present, state_dtype, tl, triton
-from rnnkit.kernels.triton_paths import Launch, barrier_counters, plan, run_persistent, stepwise_fallback
+from rnnkit.kernels.triton_paths import (
+    Launch,
+    barrier_counters,
+    plan,
+    run_per_step,
+    run_persistent,
+    stepwise_fallback,
+)
 
 if triton is not None:
     from rnnkit.kernels.triton_common import (
@@ -529,24 +534,15 @@ class GRUTriton(torch.autograd.Function):
         )
         if not ran:
             launch = stepwise_fallback(launch, batch, hidden, xp.device)
-            buffers = {
-                "xp": xp,
-                "h0": h0,
-                "w": weight_hh,
-                "b": bias_hh,
-                "lengths": lengths,
-                **present(drop, zone),
-            }
-            written = run_loop(
+            hs, acts, out = run_per_step(
                 "gru_forward",
-                partial(_forward_steps, launch=launch, meta=meta),
-                {**buffers, "hs": hs, "acts": acts, "out": out},
-                inputs=buffers,
-                outputs=("hs", "acts", "out"),
-                graphed=launch.graphed,
-                signature=(launch, *sorted(meta.items())),
+                _forward_steps,
+                launch,
+                meta,
+                {"xp": xp, "h0": h0, "w": weight_hh, "b": bias_hh, "lengths": lengths, **present(drop, zone)},
+                {"hs": hs, "acts": acts, "out": out},
+                ("hs", "acts", "out"),
             )
-            hs, acts, out = (written[k] for k in ("hs", "acts", "out"))
         ctx.path = path
         ctx.save_for_backward(weight_hh, lengths, hs, acts, drop, zone, *inputs)
         return out, hs[-1].clone()
@@ -582,24 +578,16 @@ class GRUTriton(torch.autograd.Function):
         )
         if not ran:
             launch = stepwise_fallback(launch, batch, hidden, acts.device)
-            buffers = {"w": w, "d_out": d_out, "d_hn": d_hn, "acts": acts, "hs": hs, "lengths": lengths}
-            buffers.update(present(drop, zone))
-            written = run_loop(
+            read = {"w": w, "d_out": d_out, "d_hn": d_hn, "acts": acts, "hs": hs}
+            d_xp, d_gh, carry = run_per_step(
                 "gru_backward",
-                partial(_backward_steps, launch=launch, meta=meta),
-                {
-                    **buffers,
-                    "d_xp": d_xp,
-                    "d_gh": d_gh,
-                    "carry": carry,
-                    "carries": acts.new_empty(2, batch, hidden),
-                },
-                inputs=buffers,
-                outputs=("d_xp", "d_gh", "carry"),
-                graphed=launch.graphed,
-                signature=(launch, *sorted(meta.items())),
+                _backward_steps,
+                launch,
+                meta,
+                {**read, "lengths": lengths, **present(drop, zone)},
+                {"d_xp": d_xp, "d_gh": d_gh, "carry": carry, "carries": acts.new_empty(2, batch, hidden)},
+                ("d_xp", "d_gh", "carry"),
             )
-            d_xp, d_gh, carry = (written[k] for k in ("d_xp", "d_gh", "carry"))
         d_gh = d_gh[:steps]
         h_prev = hs[:-1].to(keep)  # (T, B, H): h_0 .. h_{T-1}
         via_w = torch.mm(d_gh[0], w)  # into h_0 through the first step's product

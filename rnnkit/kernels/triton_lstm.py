@@ -30,16 +30,21 @@ exact IEEE fp32 unless ``torch.backends.cuda.matmul.allow_tf32`` is set.
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from torch import Tensor
 
 from rnnkit.kernels.double_backward import lstm_vjp
 from rnnkit.kernels.lengths import full_lengths
-from rnnkit.kernels.step_graphs import Buffers, run_loop
+from rnnkit.kernels.step_graphs import Buffers
 from rnnkit.kernels.triton_common import compile_meta, mask_inputs, present, state_dtype, tl, triton
-from rnnkit.kernels.triton_paths import Launch, barrier_counters, plan, run_persistent, stepwise_fallback
+from rnnkit.kernels.triton_paths import (
+    Launch,
+    barrier_counters,
+    plan,
+    run_per_step,
+    run_persistent,
+    stepwise_fallback,
+)
 
 if triton is not None:
     from rnnkit.kernels.triton_common import (
@@ -626,24 +631,15 @@ class LSTMTriton(torch.autograd.Function):
         )
         if not ran:
             launch = stepwise_fallback(launch, batch, hidden, xp.device)
-            buffers = {
-                "xp": xp,
-                "h0": h0,
-                "c0": c0,
-                "w": weight_hh,
-                "lengths": lengths,
-                **present(drop, zone),
-            }
-            written = run_loop(
+            hs, cells, gates, out = run_per_step(
                 "lstm_forward",
-                partial(_forward_steps, launch=launch, meta=meta),
-                {**buffers, "hs": hs, "cells": cells, "gates": gates, "out": out},
-                inputs=buffers,
-                outputs=("hs", "cells", "gates", "out"),
-                graphed=launch.graphed,
-                signature=(launch, *sorted(meta.items())),
+                _forward_steps,
+                launch,
+                meta,
+                {"xp": xp, "h0": h0, "c0": c0, "w": weight_hh, "lengths": lengths, **present(drop, zone)},
+                {"hs": hs, "cells": cells, "gates": gates, "out": out},
+                ("hs", "cells", "gates", "out"),
             )
-            hs, cells, gates, out = (written[k] for k in ("hs", "cells", "gates", "out"))
         ctx.path = path
         ctx.save_for_backward(weight_hh, lengths, hs, cells, gates, drop, zone, *inputs)
         return out, hs[-1].clone(), cells[-1].to(xp.dtype)
@@ -695,32 +691,21 @@ class LSTMTriton(torch.autograd.Function):
         )
         if not ran:
             launch = stepwise_fallback(launch, batch, hidden, gates.device)
-            buffers = {
-                "w": w,
-                "d_out": d_out,
-                "d_hn": d_hn,
-                "d_cn": d_cn,
-                "gates": gates,
-                "cells": cells,
-                "lengths": lengths,
-                **present(drop, zone),
-            }
-            written = run_loop(
+            read = {"w": w, "d_out": d_out, "d_hn": d_hn, "d_cn": d_cn, "gates": gates, "cells": cells}
+            d_gates, d_c0, dh_kept = run_per_step(
                 "lstm_backward",
-                partial(_backward_steps, launch=launch, meta=meta),
+                _backward_steps,
+                launch,
+                meta,
+                {**read, "lengths": lengths, **present(drop, zone)},
                 {
-                    **buffers,
                     "d_gates": d_gates,
                     "d_c0": d_c0,
                     "dh_kept": dh_kept,
-                    "carries": d_gates.new_empty(4, batch, hidden),
+                    "carries": d_c0.new_empty(4, batch, hidden),
                 },
-                inputs=buffers,
-                outputs=("d_gates", "d_c0", "dh_kept"),
-                graphed=launch.graphed,
-                signature=(launch, *sorted(meta.items())),
+                ("d_gates", "d_c0", "dh_kept"),
             )
-            d_gates, d_c0, dh_kept = (written[k] for k in ("d_gates", "d_c0", "dh_kept"))
         d_gates = d_gates[:steps]
         h_prev = hs[:-1].to(keep)  # (T, B, H): h_0 .. h_{T-1}
         d_h0 = torch.mm(d_gates[0], w)  # into h_0 through the first step's product

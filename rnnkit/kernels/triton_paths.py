@@ -35,10 +35,13 @@ passed ``scripts/gpu_report.py`` on a real GPU; the others stay opt-in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
+from rnnkit.kernels.step_graphs import run_loop
 from rnnkit.kernels.triton_common import next_power_of_2
 
 PATHS = ("persistent", "graphed", "stepwise")
@@ -259,6 +262,31 @@ def run_persistent(
             return False
     kernel[launch.grid](*args, **constexprs, **options)
     return True
+
+
+def run_per_step(
+    name: str,
+    loop: Callable[..., None],
+    launch: Launch,
+    meta: dict,
+    inputs: dict[str, torch.Tensor],
+    written: dict[str, torch.Tensor],
+    outputs: tuple[str, ...],
+) -> tuple[torch.Tensor, ...]:
+    """Run a per-step kernel ``loop(buffers, launch=, meta=)`` that reads ``inputs`` and fills
+    ``written`` (scratch included): launched step by step, or replayed from its recorded CUDA
+    graph on the ``graphed`` path (:func:`rnnkit.kernels.step_graphs.run_loop`). Returns the
+    ``outputs`` in order."""
+    result = run_loop(
+        name,
+        partial(loop, launch=launch, meta=meta),
+        {**inputs, **written},
+        inputs=inputs,
+        outputs=outputs,
+        graphed=launch.graphed,
+        signature=(launch, *sorted(meta.items())),
+    )
+    return tuple(result[k] for k in outputs)
 
 
 def barrier_counters(launch: Launch, device: torch.device) -> torch.Tensor:

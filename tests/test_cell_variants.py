@@ -17,7 +17,8 @@ from rnnkit.kernels.verify import BOUNDS, compare_with_reference
 D = torch.float64
 TRITON_REASON = why_triton_cannot_run(torch.device("cpu"))
 needs_triton = pytest.mark.skipif(TRITON_REASON is not None, reason=f"Triton cannot run: {TRITON_REASON}")
-FUSED = ["cpu", *(pytest.param(f"triton-{path}", marks=needs_triton) for path in PATHS)]
+# the graphed path runs the stepwise kernels: tests/test_step_graphs.py checks it with the masks
+FUSED = ["cpu", *(pytest.param(f"triton-{p}", marks=needs_triton) for p in PATHS if p != "graphed")]
 NEW_CELLS = ["layernorm_lstm", "layernorm_gru", "peephole_lstm"]
 BUILT_IN = ["rnn", "lstm", "gru", "jordan", *NEW_CELLS]
 
@@ -268,8 +269,8 @@ def test_new_cells_and_options_train_from_the_configs(overrides, tmp_path):
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize(
     ("fused", "loop"),
-    [("cpu", "1"), ("cpu", "0"), *(pytest.param(f"triton-{p}", "1", marks=needs_triton) for p in PATHS)],
-    ids=["cpu-cpp-loop", "cpu-python-loop", *(f"triton-{p}" for p in PATHS)],
+    [("cpu", "1"), ("cpu", "0"), *(pytest.param(b.values[0], "1", marks=needs_triton) for b in FUSED[1:])],
+    ids=["cpu-cpp-loop", "cpu-python-loop", *(b.values[0] for b in FUSED[1:])],
 )
 def test_zoneout_in_the_fused_kernels_equals_the_reference_loop(kind, training, fused, loop, monkeypatch):
     """Training: the kernel's masks are the reference loop's (same seed, drawn at the same point, after

@@ -81,15 +81,19 @@ def test_ungraphed_runs_on_the_callers_buffers():
 
 @pytest.mark.skipif(TRITON_REASON is not None, reason=f"Triton cannot run: {TRITON_REASON}")
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
-def test_graphed_layers_record_once_per_shape_and_match_the_stepwise_path(kind):
+@pytest.mark.parametrize("masks", [{}, {"zoneout": 0.3, "recurrent_dropout": 0.2}], ids=["plain", "masks"])
+def test_graphed_layers_record_once_per_shape_and_match_the_stepwise_path(kind, masks):
     """Two layers of the same shape share their recordings (forward and backward); a new length
-    records anew; every number equals the per-step launches'."""
+    records anew; every number equals the per-step launches', with the masks of zoneout and
+    recurrent dropout too (the same seed draws the same masks)."""
     import rnnkit.nn as rnn
 
     results = {}
     for path in ("stepwise", "graphed"):
         torch.manual_seed(0)
-        layer = getattr(rnn, kind)(3, 5, 2, dtype=torch.float64, device=DEVICE, backend=f"triton-{path}")
+        layer = getattr(rnn, kind)(
+            3, 5, 2, dtype=torch.float64, device=DEVICE, backend=f"triton-{path}", **masks
+        )
         found = []
         for steps in (4, 4, 6):
             x = torch.randn(steps, 2, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)

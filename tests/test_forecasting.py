@@ -186,6 +186,43 @@ def test_gaussian_head_is_trained_by_its_negative_log_likelihood_and_samples_rep
     assert abs(float(z.mean())) < 0.25 and abs(float(z.std()) - 1) < 0.2
 
 
+def test_calibration_shrinks_paths_three_times_too_wide_by_about_three(monkeypatch):
+    """Paths N(0, 3^2) around targets N(0, 1): the validation CRPS is smallest near c = 1/3, and the
+    test's paths are scaled by it around their median."""
+    spec = DataSpec(input_size=1, output_size=1, feedback=[0], evaluation="origin", context=2)
+    model = NextStep(spec, encoder(), ADAM, distribution="normal", samples=400, calibrate=True).double()
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.randn(8, 30, 1, generator=generator, dtype=D)  # 8 windows, 29 evaluated steps each
+
+    def wide_paths(x, known, seed=0):
+        noise = torch.randn(
+            400, *targets[: x.shape[0], 1:].shape, generator=torch.Generator().manual_seed(seed)
+        )
+        return 3.0 * noise.to(D)
+
+    class Windows:
+        train_on_validation = False
+
+        def val_dataloader(self):
+            return [{"x": targets[k : k + 1], "y": targets[k : k + 1]} for k in range(8)]
+
+        def inverse_target(self, y):
+            return y
+
+    monkeypatch.setattr(model, "sample_paths", wide_paths)
+    model._trainer = type("Trainer", (), {"datamodule": Windows()})()
+    factor = model.fit_spread_factor()
+    assert 0.25 < factor < 0.45
+    model.spread_factor = factor
+    paths, _ = model._scored_paths({"x": targets[:1], "y": targets[:1]}, seed=1)
+    assert float(paths.std()) == pytest.approx(3.0 * factor, rel=0.1)
+    with pytest.raises(ValueError, match="calibrate scales the sample paths of a distribution"):
+        NextStep(spec, encoder(), ADAM, distribution=None, calibrate=True)
+    Windows.train_on_validation = True
+    with pytest.raises(RuntimeError, match="validation period is held out of training"):
+        model.fit_spread_factor()
+
+
 def test_crps_of_a_point_forecast_is_its_absolute_error_and_of_a_gaussian_its_closed_form():
     crps = SampleCRPS()
     target = torch.tensor([1.0, -2.0])

@@ -8,10 +8,10 @@ next. A CUDA graph records the whole loop of launches once and replays it with o
 A graph replays the addresses it was recorded with, so each recorded loop owns *static* buffers:
 the inputs are copied into them before a replay and the outputs copied out after (plain device
 copies, a few microseconds each, that the graph would otherwise save many times over). One loop is
-recorded per signature (kernel loop, shapes, dtypes, tile sizes and compile-time flags) and kept in
-a small least-recently-used cache (:data:`MAX_GRAPHS` loops, :data:`MAX_BYTES` of buffers), each
-with its buffers; a new sequence length
-is a new signature, recorded at its first use (a warm-up run, then the recording).
+recorded per signature (kernel loop, shapes, dtypes, tile sizes and compile-time flags) and kept,
+with its buffers, in a small least-recently-used cache (:data:`MAX_GRAPHS` loops, :data:`MAX_BYTES`
+of buffers); a new sequence length is a new signature, recorded at its first use (a warm-up run,
+then the recording).
 
 Where recording cannot work (the loop is already being recorded by the caller's own CUDA graph, or
 the tensors are not on CUDA) the loop runs as it is. The CPU interpreter has no graphs: there

@@ -80,6 +80,11 @@ def refit_config(cfg: DictConfig, epochs: int) -> DictConfig:
 def check_refit(cfg: DictConfig) -> None:
     """``refit=true`` needs a data module that can train on its validation period: say so before
     the first fit rather than after it."""
+    if cfg.model.get("calibrate"):
+        raise ConfigError(
+            "refit=true trains on the validation windows that model.calibrate=true fits its factor on: "
+            "use one of them"
+        )
     target = cfg.data.get("_target_")
     params = inspect.signature(get_object(target)).parameters if target else {}
     if "train_on_validation" not in params:

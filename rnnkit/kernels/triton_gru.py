@@ -199,7 +199,7 @@ if triton is not None:
             ACC,
             PRECISION,
             UPCAST,
-            DROP,  # noqa: E501
+            DROP,
         )
         state = rb[:, None] * H + rh[None, :]
         h_prev = tl.load(h_prev_ptr + state, mask=tile, other=0.0).to(ACC)

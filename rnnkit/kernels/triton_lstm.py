@@ -231,7 +231,7 @@ if triton is not None:
             ACC,
             PRECISION,
             UPCAST,
-            DROP,  # noqa: E501
+            DROP,
         )
         state = rb[:, None] * H + rh[None, :]
         c_prev = tl.load(c_prev_ptr + state, mask=tile, other=0.0).to(ACC)

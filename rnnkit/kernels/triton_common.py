@@ -69,11 +69,11 @@ def mask_inputs(xp: torch.Tensor, drop: torch.Tensor | None, zone: torch.Tensor 
     zoneout keep weights (:func:`rnnkit.kernels.zoneout.zoneout_keep`: 0-dim p, or ``(T, P, B, H)``
     masks), contiguous, with the compile-time flags ``DROP`` and ``ZONE`` that say which are read.
     An absent mask is replaced by ``xp`` (a valid pointer of the right type that is never read)."""
-    drop = None if drop is None or drop.numel() == 0 else drop.contiguous()
-    zone = None if zone is None or zone.numel() == 0 else zone.contiguous()
+    given = present(drop, zone)
+    zone = given.get("zone")
     kind = ZONEOUT_NONE if zone is None else ZONEOUT_EXPECTED if zone.dim() == 0 else ZONEOUT_MASKS
-    meta = {"DROP": drop is not None, "ZONE": kind}
-    return (xp if drop is None else drop), (xp if zone is None else zone), meta
+    meta = {"DROP": "drop" in given, "ZONE": kind}
+    return given.get("drop", xp), given.get("zone", xp), meta
 
 
 def present(drop: torch.Tensor | None, zone: torch.Tensor | None) -> dict[str, torch.Tensor]:

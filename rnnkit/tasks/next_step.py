@@ -379,17 +379,26 @@ class NextStep(SequenceTask):
         levels = torch.tensor(self.QUANTILES, dtype=paths.dtype, device=paths.device)
         self.test_quantiles.append(torch.quantile(paths, levels, dim=0).movedim(0, -1).cpu())  # (..., Q)
 
-    def _scored_paths(self, batch: dict[str, Tensor], seed: int, factor: float | None = None):
-        """Sample paths ``(S, B, ..., O)`` of a batch's evaluated steps, their deviation from the
-        median scaled by ``factor`` (default: the fitted :attr:`spread_factor`), and the targets, both
-        in original units."""
+    def _paths_and_target(self, batch: dict[str, Tensor], seed: int) -> tuple[Tensor, Tensor]:
+        """Sample paths ``(S, B, ..., O)`` of a batch's evaluated steps in the model's scaled units,
+        and the targets in original units."""
         known = self._known(batch["x"])
         paths = self._evaluated(self.sample_paths(batch["x"], known, seed=seed))
-        factor = self.spread_factor if factor is None else factor
-        if factor != 1.0:
-            median = paths.median(dim=0, keepdim=True).values
-            paths = median + factor * (paths - median)
-        return self._inverse(paths), self._inverse(self._evaluated(batch["y"][:, known - 1 :]))
+        return paths, self._inverse(self._evaluated(batch["y"][:, known - 1 :]))
+
+    def _scored_paths(self, batch: dict[str, Tensor], seed: int) -> tuple[Tensor, Tensor]:
+        """The paths the test scores, their spread scaled by :attr:`spread_factor`, and the targets,
+        both in original units."""
+        paths, target = self._paths_and_target(batch, seed)
+        return self._inverse(self._spread(paths, self.spread_factor)), target
+
+    @staticmethod
+    def _spread(paths: Tensor, factor: float) -> Tensor:
+        """Sample paths ``(S, ...)`` with their deviation from the median scaled by ``factor``."""
+        if factor == 1.0:
+            return paths
+        median = paths.median(dim=0, keepdim=True).values
+        return median + factor * (paths - median)
 
     @torch.no_grad()
     def fit_spread_factor(self) -> float:
@@ -401,15 +410,12 @@ class NextStep(SequenceTask):
                 "validation period is held out of training (not refit=true)"
             )
         batches = [{k: v.to(self.device) for k, v in batch.items()} for batch in datamodule.val_dataloader()]
-        unscaled = [self._evaluated(self.sample_paths(b["x"], self._known(b["x"]), seed=10_000 + i))
-                    for i, b in enumerate(batches)]  # fmt: skip
-        targets = [self._inverse(self._evaluated(b["y"][:, self._known(b["x"]) - 1 :])) for b in batches]
+        scored = [self._paths_and_target(b, seed=10_000 + i) for i, b in enumerate(batches)]
         best, best_crps = 1.0, float("inf")
         for factor in torch.logspace(-3, 3, 49, base=2).tolist():
             crps = SampleCRPS().to(self.device)
-            for paths, target in zip(unscaled, targets, strict=True):
-                median = paths.median(dim=0, keepdim=True).values
-                crps.update(self._inverse(median + factor * (paths - median)), target)
+            for paths, target in scored:
+                crps.update(self._inverse(self._spread(paths, factor)), target)
             value = float(crps.compute())
             if value < best_crps:
                 best, best_crps = factor, value

@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,9 +76,8 @@ def environment() -> str:
     return "\n".join(lines)
 
 
-def run_section(title: str, cmd: list[str], limit: float) -> str:
-    """Run one section's command with a time limit; its output, status and wall time as Markdown."""
-    print(f"\n## {title}\n$ {' '.join(cmd)}", flush=True)
+def run_command(cmd: list[str], limit: float) -> tuple[str, str, float]:
+    """Run one command with a time limit: its output, its status and its wall time."""
     start = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -90,12 +90,18 @@ def run_section(title: str, cmd: list[str], limit: float) -> str:
         )
         output, status = proc.stdout + proc.stderr, f"exit {proc.returncode}"
     except subprocess.TimeoutExpired as err:
-        output = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        output = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
         status = f"TIMED OUT after {limit:.0f} s (a hang in a kernel, or too slow): output so far above"
-    wall = time.perf_counter() - start
-    print(output[-4000:], flush=True)
-    print(f"[{status}, {wall:.0f} s]", flush=True)
-    return f"## {title}\n\n`{' '.join(cmd[1:])}`: {status}, {wall:.0f} s\n\n{output.strip()}\n"
+    return output, status, time.perf_counter() - start
+
+
+def section(title: str, runs: list[tuple[list[str], tuple[str, str, float]]]) -> str:
+    """One Markdown section from the results of its commands (printed as it is made)."""
+    parts = [f"## {title}"]
+    for cmd, (output, status, wall) in runs:
+        parts.append(f"`{' '.join(cmd[1:])}`: {status}, {wall:.0f} s\n\n{output.strip()}")
+        print(f"\n## {title}\n$ {' '.join(cmd)}\n{output[-3000:]}\n[{status}, {wall:.0f} s]", flush=True)
+    return "\n\n".join(parts) + "\n"
 
 
 def main() -> None:
@@ -104,36 +110,74 @@ def main() -> None:
     )
     parser.add_argument("--out", default="report.md", help="Markdown file to write")
     parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a smoke run)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(16, os.cpu_count() or 1),
+        help="processes for the correctness sections (Triton compiles on the CPU: one per core)",
+    )
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["speed", "sweep", "tests"], help="sections to leave out"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=420.0,
+        help="seconds for the correctness sections together; a job not done by then is reported cut",
+    )
     args = parser.parse_args()
 
-    paths = ["triton-persistent", "triton-graphed", "triton-stepwise"]
-    sweep = [PY, "scripts/check_kernels.py", "--device", "cuda", "--backends", *paths, "cpu"]
-    sweep += ["--dtypes", "float64", "float32", "bfloat16", "float16"] + (["--quick"] if args.quick else [])
+    paths = ["triton-persistent", "triton-graphed", "triton-stepwise", "cpu"]
+    dtypes = ["float64", "float32", "bfloat16", "float16"]
+    sweep = [  # one process per (kind, backend, dtype): they compile side by side
+        [PY, "scripts/check_kernels.py", "--device", "cuda", "--kinds", kind, "--backends", backend]
+        + ["--dtypes", dtype, "--quick"]
+        for kind in ("lstm", "gru")
+        for backend in paths
+        for dtype in dtypes
+    ]
     tests = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_kernels.py"]
     tests += ["tests/test_triton_paths.py", "tests/test_step_graphs.py", "tests/test_double_backward.py"]
+    if args.jobs > 1:
+        tests += ["-n", str(max(1, args.jobs // 2))]
     repeats = ["--repeats", "3", "--warmup", "1"] if args.quick else ["--repeats", "11", "--warmup", "3"]
     bench = [PY, "scripts/bench_rnn.py", "--device", "cuda", "--kinds", "lstm", "gru", *repeats]
-    long_cases = ["long_b1_h256", "standard"] if args.quick else None
-    case_args = ["--cases", *long_cases] if long_cases else []
-    sections = [
-        ("Correctness on CUDA against torch.nn", sweep, 180),
-        ("Kernel tests on CUDA", tests, 90),
-        ("Speed against cuDNN: bfloat16", [*bench, "--dtype", "bfloat16", *case_args], 90),
-        ("Speed against cuDNN: float32, TF32 off for both", [*bench, "--dtype", "float32", *case_args], 90),
-        (
-            "Speed against cuDNN: float32, TF32 on for both",
-            [*bench, "--dtype", "float32", "--tf32", "on", "--cases", "standard"],
-            30,
-        ),
-    ]  # limits add up to 8 minutes
+    case_args = ["--cases", "long_b1_h256", "standard"] if args.quick else []
+    standard = ["--cases", "standard"]
+    speed = [
+        ("bfloat16", [*bench, "--dtype", "bfloat16", *case_args], 150),
+        ("float32, TF32 off for both", [*bench, "--dtype", "float32", *case_args], 150),
+        ("float32, TF32 on for both", [*bench, "--dtype", "float32", "--tf32", "on", *standard], 60),
+    ]
     started = time.perf_counter()
     parts = ["# rnnkit GPU report\n", environment()]
     print(parts[-1], flush=True)
-    for title, cmd, limit in sections:
-        parts.append(run_section(title, cmd, limit))
-        Path(args.out).write_text("\n\n".join(parts) + "\n")  # keep what is done if a later part dies
+
+    def save() -> None:  # keep what is done if a later part dies
+        Path(args.out).write_text("\n\n".join(parts) + "\n")
+
+    # Speed first, alone on the machine: timings want an idle GPU and idle cores.
+    if "speed" not in args.skip:
+        for title, cmd, limit in speed:
+            parts.append(section(f"Speed against cuDNN: {title}", [(cmd, run_command(cmd, limit))]))
+            save()
+    # Correctness: the sweep's processes and the tests run side by side, each with its own limit.
+    jobs = ([] if "tests" in args.skip else [tests]) + ([] if "sweep" in args.skip else sweep)
+    deadline = time.perf_counter() + args.budget
+
+    def run_by_deadline(cmd: list[str]) -> tuple[str, str, float]:
+        left = deadline - time.perf_counter()
+        return run_command(cmd, left) if left > 5 else ("", "NOT RUN: the budget was spent", 0.0)
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs // 2) + 1) as pool:
+        results = list(pool.map(run_by_deadline, jobs))
+    if "tests" not in args.skip:
+        parts.append(section("Kernel tests on CUDA", [(tests, results.pop(0))]))
+    if "sweep" not in args.skip:
+        title = "Correctness on CUDA against torch.nn (quick shapes and the standard one)"
+        parts.append(section(title, list(zip(sweep, results, strict=True))))
     parts.append(f"Total wall time: {time.perf_counter() - started:.0f} s")
-    Path(args.out).write_text("\n\n".join(parts) + "\n")
+    save()
     print(f"\nwrote {args.out}")
 
 

@@ -118,6 +118,7 @@ class RecurrentCell(nn.Module):
         self.zoneout = float(zoneout)
         self.recurrent_dropout = float(recurrent_dropout)
         self._recurrent_mask: Tensor | None = None  # set on a per-sequence copy (for_sequence)
+        self._zoneout_masks: tuple[Tensor, ...] | None = None  # likewise
         self.input_size = input_size
         self.hidden_size = hidden_size
         if state_size is None:
@@ -138,36 +139,75 @@ class RecurrentCell(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement step(xp, state)")
 
     # ------------------------------------------------------------------ regularizers
-    def for_sequence(self, batch: int, device: torch.device, dtype: torch.dtype) -> RecurrentCell:
-        """The cell that runs one batch of sequences: itself, or (training with recurrent dropout) a
-        shallow copy holding this sequence's mask ``(B, S_0)``. The layers call it once per sequence."""
-        if not (self.training and self.recurrent_dropout > 0):
+    def for_sequence(
+        self, batch: int, device: torch.device, dtype: torch.dtype, steps: int | None = None
+    ) -> RecurrentCell:
+        """The cell that runs one batch of sequences: itself, or (training with recurrent dropout or,
+        given ``steps``, zoneout) a shallow copy holding this sequence's masks: the recurrent-dropout
+        mask ``(B, S_0)``, then zoneout's keep masks for all ``steps`` (:meth:`draw_zoneout`), drawn
+        in that order. The layers call it once per sequence; without ``steps`` zoneout draws its
+        masks step by step."""
+        drop = self.training and self.recurrent_dropout > 0
+        zone = self.training and self.zoneout > 0 and steps is not None
+        if not (drop or zone):
             return self
-        keep = 1.0 - self.recurrent_dropout
-        width = self.state_sizes()[0]
-        mask = torch.empty(batch, width, device=device, dtype=dtype).bernoulli_(keep).div_(keep)
         bound = object.__new__(type(self))
         bound.__dict__.update(self.__dict__)
-        bound.__dict__["_recurrent_mask"] = mask
+        if drop:
+            keep = 1.0 - self.recurrent_dropout
+            width = self.state_sizes()[0]
+            mask = torch.empty(batch, width, device=device, dtype=dtype).bernoulli_(keep).div_(keep)
+            bound.__dict__["_recurrent_mask"] = mask
+        if zone:
+            assert steps is not None
+            bound.__dict__["_zoneout_masks"] = self.draw_zoneout(steps, batch, device, dtype)
         return bound
+
+    def draw_zoneout(
+        self, steps: int, batch: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[Tensor, ...]:
+        """Training zoneout's keep masks for a whole sequence, one ``(T, B, S_p)`` bool tensor per
+        state part (True: the unit keeps s_{t-1}), from ONE draw of uniforms in the order step, part,
+        batch, unit. One draw, so the reference loop and the fused kernels (which take the same
+        draw as one ``(T, P, B, S)`` tensor) see the same masks on any device: CUDA's generator
+        gives different numbers to one large draw than to many small ones."""
+        sizes = self.state_sizes()
+        uniform = torch.rand(steps, batch * sum(sizes), device=device, dtype=dtype)  # (T, B * sum S_p)
+        parts = uniform.split([batch * size for size in sizes], dim=1)
+        return tuple(
+            (part.view(steps, batch, size) < self.zoneout) for part, size in zip(parts, sizes, strict=True)
+        )
+
+    def zoneout_steps(self, steps: int) -> list[State | None]:
+        """Per step, the keep masks a sequence-bound cell drew (:meth:`for_sequence`), as a state
+        of bool tensors; None at every step when it drew none (zoneout then draws at each step)."""
+        masks = self._zoneout_masks
+        if masks is None:
+            return [None] * steps
+        per_step = list(zip(*(m.unbind(0) for m in masks), strict=True))  # T x P of (B, S_p)
+        return [keep[0] if isinstance(self.state_size, int) else tuple(keep) for keep in per_step]
 
     def recurrent_input(self, h: Tensor) -> Tensor:
         """h_{t-1} as it enters the recurrent product: times the sequence's dropout mask, if any."""
         mask = self._recurrent_mask
         return h if mask is None else h * mask
 
-    def zone(self, new: State, old: State) -> State:
-        """Zoneout of a step's new state against the previous one (identity when ``zoneout`` is 0)."""
+    def zone(self, new: State, old: State, keep: State | None = None) -> State:
+        """Zoneout of a step's new state against the previous one (identity when ``zoneout`` is 0).
+        ``keep``: this step's keep masks drawn with the sequence (:meth:`zoneout_steps`); in
+        training without them, fresh masks are drawn here."""
         p = self.zoneout
         if p == 0:
             return new
         if self.training:
-            return map_state(lambda n, o: torch.where(torch.rand_like(n) < p, o, n), new, old)
+            if keep is None:
+                return map_state(lambda n, o: torch.where(torch.rand_like(n) < p, o, n), new, old)
+            return map_state(lambda n, o, k: torch.where(k, o, n), new, old, keep)
         return map_state(lambda n, o: torch.lerp(n, o, p), new, old)  # p * old + (1 - p) * new
 
-    def advance(self, xp: Tensor, state: State) -> State:
-        """``step`` followed by zoneout: what the layers run at each time step."""
-        return self.zone(self.step(xp, state), state)
+    def advance(self, xp: Tensor, state: State, keep: State | None = None) -> State:
+        """``step`` followed by zoneout (``keep``: see :meth:`zone`): what the layers run at each step."""
+        return self.zone(self.step(xp, state), state, keep)
 
     def output(self, state: State) -> Tensor:
         """The output y_t read off the state. Default: the state, or its first part."""

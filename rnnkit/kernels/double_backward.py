@@ -32,7 +32,7 @@ class _ReplayedZoneout:
         self.keep = ZoneoutKeep(zone)
         self.step = 0
 
-    def __call__(self, new: State, old: State) -> State:
+    def __call__(self, new: State, old: State, keep: State | None = None) -> State:  # keep: never drawn
         single = isinstance(new, Tensor)
         pairs = zip((new,) if single else new, (old,) if single else old, strict=True)
         mixed = tuple(

@@ -11,12 +11,16 @@ import torch
 try:  # triton is an optional extra: pip install "rnnkit[triton]"
     import triton
     import triton.language as tl
+    from triton.runtime.errors import OutOfResources
 
     TRITON_IMPORT_ERROR: str | None = None
 except ImportError as err:  # pragma: no cover - exercised where triton is absent
     triton = None
     tl = None
     TRITON_IMPORT_ERROR = str(err)
+
+    class OutOfResources(RuntimeError):  # type: ignore[no-redef]
+        """Stands in for Triton's error where Triton is absent (nothing raises it)."""
 
 
 def interpreting() -> bool:

@@ -36,13 +36,13 @@ passed ``scripts/gpu_report.py`` on a real GPU; the others stay opt-in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
 
 from rnnkit.kernels.step_graphs import run_loop
-from rnnkit.kernels.triton_common import next_power_of_2
+from rnnkit.kernels.triton_common import OutOfResources, next_power_of_2
 
 PATHS = ("persistent", "graphed", "stepwise")
 PER_STEP_PATHS = ("graphed", "stepwise")  # the per-step kernels, replayed from a graph or launched
@@ -243,25 +243,36 @@ def run_persistent(
 
     On CUDA a grid with barriers is checked against the compiled kernel's occupancy first and
     launched cooperatively, so the driver refuses what the check missed instead of hanging."""
-    constexprs = {**meta, **launch.meta()}
     if device.type != "cuda":
-        kernel[launch.grid](*args, **constexprs)
+        kernel[launch.grid](*args, **meta, **launch.meta())
         return True
-    options = {"num_warps": launch.num_warps, "launch_cooperative_grid": launch.sync}
-    if launch.sync:
-        compiled = kernel.warmup(*args, grid=launch.grid, **constexprs, **options)
-        compiled._init_handles()
-        capacity = max_resident_programs(
-            DeviceLimits.of(device), compiled.n_regs, launch.num_warps, compiled.metadata.shared
-        )
+    candidates = [launch]
+    if launch.w_resident:  # W_hh held on chip may not fit the SM's shared memory: stream it instead
+        candidates.append(replace(launch, w_resident=False, block_k=min(STREAM_BLOCK_K, launch.block_k)))
+    why = ""
+    for candidate in candidates:
+        constexprs = {**meta, **candidate.meta()}
+        options = {"num_warps": candidate.num_warps, "launch_cooperative_grid": candidate.sync}
+        compiled = kernel.warmup(*args, grid=candidate.grid, **constexprs, **options)
         try:
-            check_coresident(launch.programs, capacity)
-        except GridTooLarge:
-            if forced:
-                raise
-            return False
-    kernel[launch.grid](*args, **constexprs, **options)
-    return True
+            compiled._init_handles()  # loads the kernel: raises when it needs more than an SM holds
+        except OutOfResources as err:
+            why = f"the compiled kernel does not fit one SM ({err})"
+            continue
+        if candidate.sync:
+            capacity = max_resident_programs(
+                DeviceLimits.of(device), compiled.n_regs, candidate.num_warps, compiled.metadata.shared
+            )
+            try:
+                check_coresident(candidate.programs, capacity)
+            except GridTooLarge as err:
+                why = str(err)
+                continue
+        kernel[candidate.grid](*args, **constexprs, **options)
+        return True
+    if forced:
+        raise GridTooLarge(f"the persistent path cannot run this shape: {why}")
+    return False
 
 
 def run_per_step(

@@ -7,8 +7,8 @@ by keep weights k that the kernels take as one tensor ``zone``:
 - empty: no zoneout;
 - 0-dim: one weight p for every unit and step (eval mode: the expectation p s_{t-1} + (1 - p) s~_t);
 - ``(T, P, B, S)``: 0/1 masks per step and state part (training; P = 2 for the LSTM's h, C and 1
-  for the GRU's h), drawn as the reference loop draws them: ``torch.rand(T, P, B, S) < p`` consumes
-  the generator exactly as its per-step ``rand_like`` of each part does, so both give the same masks.
+  for the GRU's h), one draw for the whole sequence by the cell's ``draw_zoneout``, as the reference
+  loop draws them, so both give the same masks on every device.
 
 Backward: dL/ds~_t = (1 - k) dL/ds_t, and k dL/ds_t flows straight into s_{t-1}.
 """
@@ -28,10 +28,9 @@ def zoneout_keep(cell: RecurrentCell, xp: Tensor) -> Tensor | None:
         return None
     if not cell.training:
         return xp.new_tensor(p)  # the expectation
-    sizes = cell.state_sizes()
     steps, batch = xp.shape[:2]
-    draw = torch.rand(steps, len(sizes), batch, sizes[0], device=xp.device, dtype=xp.dtype)
-    return (draw < p).to(xp.dtype)
+    masks = cell.draw_zoneout(steps, batch, xp.device, xp.dtype)  # P x (T, B, S), as the reference loop
+    return torch.stack(masks, dim=1).to(xp.dtype)  # (T, P, B, S)
 
 
 class ZoneoutKeep:

@@ -38,7 +38,8 @@ def run_cell(
     Returns:
         ``(outputs (T, B, O), final state)``.
     """
-    cell = cell.for_sequence(xp.shape[1], xp.device, xp.dtype)  # this sequence's dropout mask, if any
+    # this sequence's recurrent-dropout and zoneout masks, if any (drawn as the fused kernels draw them)
+    cell = cell.for_sequence(xp.shape[1], xp.device, xp.dtype, steps=xp.shape[0])
     probe = active_probe()  # measuring dL/dh_t (rnnkit.nn.probe): a zero tap per step
     if probe is not None:
         probe.start_sequence()
@@ -61,15 +62,16 @@ def run_steps(
     outputs = []
     # unbind (not xp[t]): indexing would make backward build a full-size zero tensor per step.
     steps = xp.unbind(0)
+    keeps = cell.zoneout_steps(len(steps))  # zoneout masks drawn with the sequence, or None per step
     if mask is None:
-        for xp_t in steps:  # (B, G)
-            state = cell.advance(xp_t, state)
+        for xp_t, keep in zip(steps, keeps, strict=True):  # (B, G)
+            state = cell.advance(xp_t, state, keep)
             if probe is not None:
                 state = probe.tap(state)
             outputs.append(cell.output(state))
         return torch.stack(outputs), state
-    for xp_t, m_t in zip(steps, mask.unbind(0), strict=True):  # (B, G), (B, 1)
-        new = cell.advance(xp_t, state)
+    for xp_t, m_t, keep in zip(steps, mask.unbind(0), keeps, strict=True):  # (B, G), (B, 1)
+        new = cell.advance(xp_t, state, keep)
         state = map_state(lambda n, o, m=m_t: torch.where(m, n, o), new, state)
         if probe is not None:
             state = probe.tap(state)

@@ -163,3 +163,61 @@ def test_auto_on_cuda_uses_only_paths_verified_on_a_gpu(monkeypatch, cell, verif
     monkeypatch.setattr(kernels, "plan", lambda *a, **k: plan(*a[:4], torch.device("cpu")))
     runner(cell, xp, None, None)
     assert calls == [expected]
+
+
+BARRIER_SCRIPT = """
+import torch
+from rnnkit.kernels import cpu_gru, cpu_lstm, triton_gru, triton_lstm
+from rnnkit.kernels.triton_paths import Launch
+
+torch.manual_seed(0)
+steps, batch, hidden = 4, 3, 8
+lengths = torch.tensor([4, 2, 3])
+for kind, gates in (("lstm", 4), ("gru", 3)):
+    for resident, block_k in ((True, 16), (False, 8)):
+        launch = Launch("persistent", 16, 16, block_k, 1, 1, w_resident=resident, barrier=True)
+        assert launch.sync and launch.meta()["SYNC"]
+        xp = torch.randn(steps, batch, gates * hidden, dtype=torch.float64, requires_grad=True)
+        h0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
+        w = (torch.randn(gates * hidden, hidden, dtype=torch.float64) / hidden**0.5).requires_grad_()
+        if kind == "lstm":
+            c0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
+            inputs = (xp, h0, c0, w)
+            ours = triton_lstm.lstm_forward(xp, (h0, c0), w, lengths, launch)
+            ref = cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths)
+        else:
+            b = torch.randn(gates * hidden, dtype=torch.float64, requires_grad=True)
+            inputs = (xp, h0, w, b)
+            ours = triton_gru.gru_forward(xp, h0, w, b, lengths, launch)
+            ref = cpu_gru.gru_forward(xp, h0, w, b, lengths)
+        flat = lambda o: [o[0], *o[1]] if isinstance(o[1], tuple) else list(o)
+        seeds = [torch.randn(t.shape, dtype=torch.float64) for t in flat(ours)]
+        grads = [
+            torch.autograd.grad(sum((t * s).sum() for t, s in zip(flat(o), seeds)), inputs)
+            for o in (ours, ref)
+        ]
+        for a, b in zip([*flat(ours), *grads[0]], [*flat(ref), *grads[1]]):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+        print(kind, "resident" if resident else "streamed", "ok", flush=True)
+"""
+
+
+@needs_interpreter
+def test_persistent_kernels_pass_their_grid_barrier_forward_and_backward():
+    """The barrier's arrival count must match the steps done, in the backward's reversed loop too
+    (a target ahead of the arrivals hangs the GPU; found on an H100). The interpreter runs the
+    barrier when one program holds every unit; a hang is caught by the subprocess's time limit."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", BARRIER_SCRIPT], env=env, capture_output=True, text=True, timeout=90
+        )
+    except subprocess.TimeoutExpired as err:
+        done = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        pytest.fail(f"a persistent kernel never passed its grid barrier (a GPU would hang); done: {done!r}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("ok") == 4, proc.stdout

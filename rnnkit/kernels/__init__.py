@@ -19,8 +19,8 @@ Backends:
   cell, the LayerNorm and peephole cells). Compiles at first use (tens of seconds, cached on disk), so
   it is opted into, never chosen by ``"auto"``.
 - ``"auto"``: on CUDA, Triton on the paths that have passed ``scripts/gpu_report.py`` on a real GPU
-  (:data:`.triton_paths.VERIFIED_ON_GPU`), else ``"cpu"``; ``"cpu"`` on the CPU; ``"reference"``
-  for cells without a fused kernel.
+  (:data:`.triton_paths.VERIFIED_ON_GPU`: today the graphed path), else ``"cpu"``; ``"cpu"`` on
+  the CPU; ``"reference"`` for cells without a fused kernel.
 
 Fused kernels exist for :class:`~rnnkit.cells.LSTMCell` and :class:`~rnnkit.cells.GRUCell`. An LSTM
 with ``proj_size > 0`` has none: every backend then runs the reference loop (documented fallback,

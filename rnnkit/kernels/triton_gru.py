@@ -425,7 +425,7 @@ if triton is not None:
             h_row = dgh_ptr + t * (3 * step) + rb[:, None] * (3 * H) + rh[None, :]
             kh = _gru_zoneout(zone_ptr, t, state, tile, B, H, ACC, ZONE)
             carry = _gru_grads(dh, a_row, tile, valid, h_prev, x_row, h_row, kh, H, ACC, ZONE)
-            _grid_barrier(sync_ptr + tl.program_id(0), (t + 1) * tl.num_programs(1), SYNC)
+            _grid_barrier(sync_ptr + tl.program_id(0), (s + 1) * tl.num_programs(1), SYNC)  # s steps done
         tl.store(carry_ptr + state, carry.to(carry_ptr.dtype.element_ty), mask=tile)
 
 

@@ -499,7 +499,7 @@ if triton is not None:
             dc = tl.where(valid, dc, 0.0)
             if ZONE != 0:
                 dh_kept = tl.where(valid, kept, 0.0)
-            _grid_barrier(sync_ptr + tl.program_id(0), (t + 1) * tl.num_programs(1), SYNC)
+            _grid_barrier(sync_ptr + tl.program_id(0), (s + 1) * tl.num_programs(1), SYNC)  # s steps done
         tl.store(d_c0_ptr + state, dc.to(d_c0_ptr.dtype.element_ty), mask=tile)
         tl.store(dh_kept_ptr + state, dh_kept.to(dh_kept_ptr.dtype.element_ty), mask=tile)
 

@@ -49,7 +49,11 @@ PER_STEP_PATHS = ("graphed", "stepwise")  # the per-step kernels, replayed from 
 
 # Paths that passed scripts/gpu_report.py on a real GPU (the tables are in the issue notes). Only
 # these are chosen by backend="auto"; add a path here in the commit that records its passing report.
-VERIFIED_ON_GPU: frozenset[str] = frozenset()
+# graphed, stepwise: H100, 2026-11-22 (torch 2.11 + CUDA 13.0, triton 3.6): the sweep's quick shapes
+# and the standard one, LSTM and GRU, float64/float32/bfloat16/float16, with and without masks, and
+# the kernel tests on CUDA. persistent: its backward hung at the grid barrier there (fixed since,
+# not yet rerun on a GPU).
+VERIFIED_ON_GPU: frozenset[str] = frozenset({"graphed", "stepwise"})
 
 GATES = {"lstm": 4, "gru": 3}
 # Bytes of W_hh one program may keep on chip for the whole sequence: half of what 8 warps can hold
@@ -121,6 +125,9 @@ class Launch:
     unit_blocks: int
     num_warps: int = 4
     w_resident: bool = False  # persistent: W_hh held on chip for all steps
+    # persistent: run the grid barrier even when one program holds all units (tests: the CPU
+    # interpreter runs programs one after another, so only such a grid can run the barrier there)
+    barrier: bool = False
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -133,7 +140,7 @@ class Launch:
     @property
     def sync(self) -> bool:
         """Persistent programs of a batch block exchange state through a grid barrier."""
-        return self.path == "persistent" and self.unit_blocks > 1
+        return self.path == "persistent" and (self.unit_blocks > 1 or self.barrier)
 
     @property
     def graphed(self) -> bool:

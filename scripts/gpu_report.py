@@ -189,13 +189,13 @@ def main() -> None:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             compiled = list(pool.map(compile_case, untimed))
         cut = [
-            " ".join(cmd[2:])
+            f"({status}) `{' '.join(cmd[2:])}`"
             for cmd, (_, status, _) in zip(untimed, compiled, strict=True)
             if status != "exit 0"
         ]
         parts.append(
             f"## Compiling the benchmark's kernels (untimed, side by side)\n\n{len(untimed) - len(cut)} of "
-            f"{len(untimed)} cases ran once" + "".join(f"\n- not done: `{c}`" for c in cut) + "\n"
+            f"{len(untimed)} cases ran once" + "".join(f"\n- not done {c}" for c in cut) + "\n"
         )
         for title in dict.fromkeys(title for title, _ in speed):
             runs = [(cmd, run_command([*cmd, *repeats], args.case_limit)) for t, cmd in speed if t == title]

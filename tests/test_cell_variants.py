@@ -132,6 +132,28 @@ def test_zoneout_keeps_a_fraction_p_of_units_in_training_and_is_its_expectation_
         torch.testing.assert_close(z1, p * o + (1 - p) * n)
 
 
+@pytest.mark.parametrize("name", ["lstm", "gru", "jordan"])
+def test_a_layer_draws_zoneout_masks_once_per_sequence_as_the_fused_kernels_do(name, monkeypatch):
+    """One uniform draw per sequence (layer and direction), not one per step and state part: CUDA's
+    generator gives a large draw other numbers than many small ones, so only one draw gives the
+    reference loop and the fused kernels the same masks there (per-step draws failed on an H100)."""
+    kwargs = {"output_size": 6} if name == "jordan" else {}
+    layer = rnn.Recurrent(name, 3, 6, num_layers=2, bidirectional=True, zoneout=0.3, **kwargs)
+    calls = []
+    real_rand = torch.rand
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: calls.append(a) or real_rand(*a, **k))
+    layer(torch.randn(7, 2, 3))
+    assert len(calls) == 4  # 2 layers x 2 directions
+    cell = layer.layer_cells()[0]
+    masks = cell.for_sequence(2, torch.device("cpu"), torch.float64, steps=7)._zoneout_masks
+    assert [tuple(m.shape) for m in masks] == [(7, 2, n) for n in cell.state_sizes()]
+    assert all(m.dtype == torch.bool for m in masks)
+    layer.eval()
+    calls.clear()
+    layer(torch.randn(7, 2, 3))
+    assert not calls  # eval: zoneout's expectation, nothing drawn
+
+
 # -------------------------------------------------------------------------- recurrent dropout
 def test_recurrent_dropout_is_one_mask_per_sequence_on_the_recurrent_input():
     q, hidden = 0.4, 6

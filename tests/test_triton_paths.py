@@ -165,6 +165,50 @@ def test_auto_on_cuda_uses_only_paths_verified_on_a_gpu(monkeypatch, cell, verif
     assert calls == [expected]
 
 
+class _FakeKernel:
+    """A Triton kernel stand-in for run_persistent's CUDA branch: its compiled form needs more
+    shared memory than an SM has while W_hh is held on chip (as fp32 H=512 did on an H100)."""
+
+    def __init__(self, streamed_fits: bool = True) -> None:
+        self.launched: list[dict] = []
+        self.streamed_fits = streamed_fits
+
+    def warmup(self, *args, grid, **meta):
+        from rnnkit.kernels.triton_common import OutOfResources
+
+        fits = self.streamed_fits
+
+        class Compiled:
+            n_regs, metadata = 128, type("Meta", (), {"shared": 1024})
+
+            def _init_handles(self) -> None:
+                if meta["W_RESIDENT"] or not fits:
+                    raise OutOfResources(262144, 232448, "shared memory")
+
+        return Compiled()
+
+    def __getitem__(self, grid):
+        return lambda *args, **meta: self.launched.append(meta)
+
+
+@pytest.mark.skipif(why_triton_cannot_run(torch.device("cpu")) is not None, reason="needs triton")
+def test_a_persistent_kernel_too_big_for_an_sm_runs_graphed_or_streams_w_when_forced():
+    from rnnkit.kernels.triton_paths import run_persistent
+
+    launch = Launch("persistent", 16, 512, 512, 1, 1, w_resident=True)  # one program: no barrier
+    kernel = _FakeKernel()
+    assert run_persistent(kernel, launch, (), {}, CUDA) is False  # the caller runs graphed
+    assert kernel.launched == []
+    assert run_persistent(kernel, launch, (), {}, CUDA, forced=True) is True
+    assert [(m["W_RESIDENT"], m["BLOCK_K"]) for m in kernel.launched] == [(False, 64)]
+    always = _FakeKernel()
+    always.warmup = lambda *a, grid, **meta: _FakeKernel.warmup(
+        always, *a, grid=grid, **{**meta, "W_RESIDENT": 1}
+    )
+    with pytest.raises(GridTooLarge, match="does not fit one SM"):
+        run_persistent(always, launch, (), {}, CUDA, forced=True)
+
+
 BARRIER_SCRIPT = """
 import torch
 from rnnkit.kernels import cpu_gru, cpu_lstm, triton_gru, triton_lstm

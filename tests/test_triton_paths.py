@@ -163,6 +163,9 @@ def test_auto_on_cuda_uses_only_paths_verified_on_a_gpu(monkeypatch, cell, verif
     monkeypatch.setattr(kernels, "plan", lambda *a, **k: plan(*a[:4], torch.device("cpu")))
     runner(cell, xp, None, None)
     assert calls == [expected]
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # under torch.compile: one op
+    runner(cell, xp, None, None)
+    assert calls == [expected, "cpu"]
 
 
 class _FakeKernel:

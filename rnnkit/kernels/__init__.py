@@ -113,8 +113,12 @@ def _auto_on_cuda(
     cell: RecurrentCell, xp: Tensor, state: State, lengths: Tensor | None
 ) -> tuple[Tensor, State]:
     """``backend="auto"`` on CUDA: the table's Triton path if it has passed the GPU report, else a
-    verified per-step path (graphed first), else the ``cpu`` backend's torch ops."""
+    verified per-step path (graphed first), else the ``cpu`` backend's torch ops. Under
+    ``torch.compile`` the ``cpu`` backend's custom ops, which Dynamo keeps as one node each (it
+    would break the graph at the Triton paths' launches and CUDA-graph recordings)."""
     kind = type(cell)
+    if torch.compiler.is_compiling():
+        return KERNELS["cpu"][kind](cell, xp, state, lengths)
     chosen = plan(_KIND[kind], xp.shape[1], cell.hidden_size, xp.dtype, xp.device).path
     for path in (chosen, "graphed", "stepwise"):
         if path in VERIFIED_ON_GPU:

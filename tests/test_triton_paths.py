@@ -8,7 +8,6 @@ import torch
 
 from rnnkit import kernels
 from rnnkit.cells import GRUCell, LSTMCell
-from rnnkit.kernels import cpu_gru, cpu_lstm
 from rnnkit.kernels.triton_common import why_triton_cannot_run
 from rnnkit.kernels.triton_paths import (
     PATHS,
@@ -19,6 +18,7 @@ from rnnkit.kernels.triton_paths import (
     max_resident_programs,
     plan,
 )
+from rnnkit.kernels.verify import compare_launch_with_cpu_op
 
 CUDA = torch.device("cuda")  # planning only: no CUDA tensor is made
 H100 = DeviceLimits(sm_count=132)
@@ -90,24 +90,13 @@ def test_unknown_path_is_named():
 
 
 # ------------------------------------------------------------------- kernels the table rarely picks
-def _grads(fn, inputs):
-    outs = fn(*inputs)
-    flat = [outs[0], *outs[1]] if isinstance(outs[1], tuple) else list(outs)
-    gen = torch.Generator().manual_seed(0)
-    loss = sum((t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in flat)
-    return [t.detach() for t in flat], torch.autograd.grad(loss, inputs)
-
-
 @needs_interpreter
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("batch", [3, 70], ids=["one_batch_block", "two_batch_blocks"])
 @pytest.mark.parametrize("masks", ["none", "train", "eval"])
 def test_persistent_kernel_with_streamed_w_matches_the_cpu_op_in_float64(kind, batch, masks):
     """Also with the masks of recurrent dropout and zoneout (training) or zoneout's expectation (eval)."""
-    from rnnkit.kernels import triton_gru, triton_lstm
-
     steps, hidden = 5, 33
-    gates = 4 if kind == "lstm" else 3
     parts = 2 if kind == "lstm" else 1
     drop = zone = None
     if masks == "train":
@@ -118,25 +107,7 @@ def test_persistent_kernel_with_streamed_w_matches_the_cpu_op_in_float64(kind, b
     # W streamed from memory in 16-wide K chunks (3 chunks for H = 33) instead of held on chip
     launch = Launch("persistent", 64, 64, 16, -(-batch // 64), 1, w_resident=False)
     lengths = torch.randint(1, steps + 1, (batch,))
-    xp = torch.randn(steps, batch, gates * hidden, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
-    w = (torch.randn(gates * hidden, hidden, dtype=torch.float64) / hidden**0.5).requires_grad_()
-    if kind == "lstm":
-        c0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
-        inputs = (xp, h0, c0, w)
-        ours = lambda xp, h0, c0, w: triton_lstm.lstm_forward(  # noqa: E731
-            xp, (h0, c0), w, lengths, launch, drop, zone
-        )
-        ref = lambda xp, h0, c0, w: cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths, drop, zone)  # noqa: E731
-    else:
-        b = torch.randn(gates * hidden, dtype=torch.float64, requires_grad=True)
-        inputs = (xp, h0, w, b)
-        ours = lambda xp, h0, w, b: triton_gru.gru_forward(xp, h0, w, b, lengths, launch, drop, zone)  # noqa: E731
-        ref = lambda xp, h0, w, b: cpu_gru.gru_forward(xp, h0, w, b, lengths, drop, zone)  # noqa: E731
-    out_a, grad_a = _grads(ours, inputs)
-    out_b, grad_b = _grads(ref, inputs)
-    for a, b in zip([*out_a, *grad_a], [*out_b, *grad_b], strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    assert compare_launch_with_cpu_op(kind, launch, steps, batch, hidden, lengths, drop, zone) <= 1e-10
 
 
 # --------------------------------------------------------------------------------- auto on CUDA
@@ -214,37 +185,16 @@ def test_a_persistent_kernel_too_big_for_an_sm_runs_graphed_or_streams_w_when_fo
 
 BARRIER_SCRIPT = """
 import torch
-from rnnkit.kernels import cpu_gru, cpu_lstm, triton_gru, triton_lstm
 from rnnkit.kernels.triton_paths import Launch
+from rnnkit.kernels.verify import compare_launch_with_cpu_op
 
-torch.manual_seed(0)
-steps, batch, hidden = 4, 3, 8
 lengths = torch.tensor([4, 2, 3])
-for kind, gates in (("lstm", 4), ("gru", 3)):
+for kind in ("lstm", "gru"):
     for resident, block_k in ((True, 16), (False, 8)):
         launch = Launch("persistent", 16, 16, block_k, 1, 1, w_resident=resident, barrier=True)
         assert launch.sync and launch.meta()["SYNC"]
-        xp = torch.randn(steps, batch, gates * hidden, dtype=torch.float64, requires_grad=True)
-        h0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
-        w = (torch.randn(gates * hidden, hidden, dtype=torch.float64) / hidden**0.5).requires_grad_()
-        if kind == "lstm":
-            c0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
-            inputs = (xp, h0, c0, w)
-            ours = triton_lstm.lstm_forward(xp, (h0, c0), w, lengths, launch)
-            ref = cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths)
-        else:
-            b = torch.randn(gates * hidden, dtype=torch.float64, requires_grad=True)
-            inputs = (xp, h0, w, b)
-            ours = triton_gru.gru_forward(xp, h0, w, b, lengths, launch)
-            ref = cpu_gru.gru_forward(xp, h0, w, b, lengths)
-        flat = lambda o: [o[0], *o[1]] if isinstance(o[1], tuple) else list(o)
-        seeds = [torch.randn(t.shape, dtype=torch.float64) for t in flat(ours)]
-        grads = [
-            torch.autograd.grad(sum((t * s).sum() for t, s in zip(flat(o), seeds)), inputs)
-            for o in (ours, ref)
-        ]
-        for a, b in zip([*flat(ours), *grads[0]], [*flat(ref), *grads[1]]):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+        error = compare_launch_with_cpu_op(kind, launch, 4, 3, 8, lengths)
+        assert error <= 1e-10, error
         print(kind, "resident" if resident else "streamed", "ok", flush=True)
 """
 

@@ -132,3 +132,51 @@ def _compare(
     max_abs = [(a - b).abs().max().item() if a.numel() else 0.0 for a, b in zip(ours_t, ref_t, strict=True)]
     rel = [((a - b).norm() / b.norm().clamp(min=1e-30)).item() for a, b in zip(ours_t, ref_t, strict=True)]
     return Comparison(names, max_abs, rel)
+
+
+def compare_launch_with_cpu_op(
+    kind: str,
+    launch: object,
+    steps: int,
+    batch: int,
+    hidden: int,
+    lengths: Tensor | None = None,
+    drop: Tensor | None = None,
+    zone: Tensor | None = None,
+    seed: int = 0,
+) -> float:
+    """The Triton op of ``kind`` run with a hand-made ``launch`` (:class:`~.triton_paths.Launch`:
+    tiles and paths the table rarely picks) against the ``cpu`` backend's op, in float64 on fresh
+    random inputs: the largest |diff| over the outputs, the final states and the gradients of the
+    projected input, the initial states and the recurrent weights (and the GRU's b_hh) under a
+    random linear loss. ``drop``, ``zone``: masks as the ops take them (:mod:`.zoneout`)."""
+    from rnnkit.kernels import cpu_gru, cpu_lstm, triton_gru, triton_lstm
+
+    gen = torch.Generator().manual_seed(seed)
+    gates = 4 if kind == "lstm" else 3
+
+    def draw(*shape: int, scale: float = 1.0) -> Tensor:
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).requires_grad_()
+
+    xp, h0, w = (
+        draw(steps, batch, gates * hidden),
+        draw(batch, hidden),
+        draw(gates * hidden, hidden, scale=hidden**-0.5),
+    )
+    if kind == "lstm":
+        inputs = (xp, h0, draw(batch, hidden), w)
+        ours = triton_lstm.lstm_forward(xp, (h0, inputs[2]), w, lengths, launch, drop, zone)
+        ref = cpu_lstm.lstm_forward(xp, (h0, inputs[2]), w, lengths, drop, zone)
+    else:
+        inputs = (xp, h0, w, draw(gates * hidden))
+        ours = triton_gru.gru_forward(xp, h0, w, inputs[3], lengths, launch, drop, zone)
+        ref = cpu_gru.gru_forward(xp, h0, w, inputs[3], lengths, drop, zone)
+    results = []
+    weights = None
+    for out in (ours, ref):
+        flat = [out[0], *out[1]] if isinstance(out[1], tuple) else list(out)
+        if weights is None:
+            weights = [torch.randn(t.shape, generator=gen, dtype=torch.float64) for t in flat]
+        loss = sum((t * wt).sum() for t, wt in zip(flat, weights, strict=True))
+        results.append([t.detach() for t in (*flat, *torch.autograd.grad(loss, inputs))])
+    return max((a - b).abs().max().item() for a, b in zip(*results, strict=True))

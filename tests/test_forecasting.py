@@ -109,6 +109,52 @@ def test_origin_windows_hold_the_context_then_the_whole_horizon_and_nothing_obse
     )
 
 
+def test_seasonal_lag_feeds_the_value_one_season_before_each_predicted_step_all_observed():
+    dm = TimeSeriesDataModule(
+        "airline", window=24, horizon=12, log=True, seasonal_lag=True, baselines=["seasonal_naive"]
+    )
+    dm.setup()
+    y = airline_passengers()
+    assert dm.spec.input_size == 4 and dm.spec.feedback == [0]  # value, its seasonal lag, 2 month features
+    test = dm.splits["test"][0]  # input rows carry v_108 .. v_142 and predict v_109 .. v_143
+    lags = dm.inverse_target(test["x"][:, 1:2]).flatten().numpy()
+    np.testing.assert_allclose(lags, y[97 : 97 + 35], rtol=1e-5)  # v_(s+1-12) for each row
+    assert dm.items["test"] == [(0, 132)]  # origin 1959-12: the horizon's lags are v_120 .. v_131
+    # the series' first 11 steps have no value a season earlier: 0, the training mean
+    first = dm.splits["train"][0]["x"][:, 1]
+    assert torch.all(first[:11] == 0) and torch.all(first[11:] != 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"horizon": 24}, r"seasonal_lag reads v_\(t\+1-m\).*horizon=24, val_size=12; use horizon"),
+        ({"horizon": 12, "val_size": 18}, r"val_size=18"),
+        ({"horizon": 3, "evaluation": "rolling", "window": 12, "season": 2}, r"horizon=3; use horizon"),
+    ],
+)
+def test_seasonal_lag_is_refused_where_the_lag_would_lie_in_the_forecast_period(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TimeSeriesDataModule("airline", seasonal_lag=True, **kwargs)
+    with pytest.raises(ValueError, match=r"needs a season m >= 2 \(source 'sine' has m=1\)"):
+        TimeSeriesDataModule("sine", seasonal_lag=True, horizon=1)
+
+
+def test_seasonal_lag_trains_from_the_command_line(tmp_path):
+    out = tmp_path / "lag"
+    run(
+        "train.py",
+        *QUICK,
+        "data.horizon=12",
+        "data.seasonal_lag=true",
+        "data.baselines=[seasonal_naive]",
+        "data.baseline_samples=0",
+        f"hydra.run.dir={out}",
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["test/mae_by_step"]) == 12 and math.isfinite(metrics["test/mae"])
+
+
 def test_training_on_the_validation_period_extends_the_windows_up_to_the_test_origin():
     kwargs = {"window": 24, "horizon": 12, "val_size": 12, "log": True, "baselines": ["seasonal_naive"]}
     plain, refit = (

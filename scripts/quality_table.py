@@ -60,6 +60,12 @@ ROWS = {
     "airline12": Row(
         ["data.horizon=12"], "mae", "MAE <= 13.4 (12 months of 1960 from 1959-12)", FORECAST_BASELINES
     ),
+    "airline12_lag": Row(
+        ["data.horizon=12", "data.seasonal_lag=true"],
+        "mae",
+        "MAE <= 13.4, with v_(t+1-12) as an input",
+        FORECAST_BASELINES,
+    ),
     "panel": Row(
         ["data=panel"], "mase", "8 quarterly US macro series, 8 quarters from one origin", FORECAST_BASELINES
     ),

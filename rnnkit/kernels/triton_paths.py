@@ -245,11 +245,13 @@ def plan(
 def run_persistent(
     kernel, launch: Launch, args: tuple, meta: dict, device: torch.device, forced: bool = False
 ) -> bool:
-    """Launch a persistent kernel over ``launch.grid``; False (nothing ran) when the device cannot
-    hold the grid at once and the path was not ``forced`` (which raises :class:`GridTooLarge`).
+    """Launch a persistent kernel over ``launch.grid``; False (nothing ran) when the compiled kernel
+    needs more than one SM holds or the device cannot hold the grid at once, and the path was not
+    ``forced`` (which streams W_hh if that fits, else raises :class:`GridTooLarge`).
 
-    On CUDA a grid with barriers is checked against the compiled kernel's occupancy first and
-    launched cooperatively, so the driver refuses what the check missed instead of hanging."""
+    On CUDA the compiled kernel is loaded before the launch, a grid with barriers is checked against
+    its occupancy and launched cooperatively, so the driver refuses what the check missed instead of
+    hanging."""
     if device.type != "cuda":
         kernel[launch.grid](*args, **meta, **launch.meta())
         return True

@@ -115,14 +115,17 @@ def test_seasonal_lag_feeds_the_value_one_season_before_each_predicted_step_all_
     )
     dm.setup()
     y = airline_passengers()
-    assert dm.spec.input_size == 4 and dm.spec.feedback == [0]  # value, its seasonal lag, 2 month features
+    assert dm.spec.input_size == 4  # value, its seasonal lag, 2 month features
+    assert dm.spec.feedback == [0] and dm.spec.seasonal_lags == [1]
     test = dm.splits["test"][0]  # input rows carry v_108 .. v_142 and predict v_109 .. v_143
     lags = dm.inverse_target(test["x"][:, 1:2]).flatten().numpy()
     np.testing.assert_allclose(lags, y[97 : 97 + 35], rtol=1e-5)  # v_(s+1-12) for each row
     assert dm.items["test"] == [(0, 132)]  # origin 1959-12: the horizon's lags are v_120 .. v_131
-    # the series' first 11 steps have no value a season earlier: 0, the training mean
-    first = dm.splits["train"][0]["x"][:, 1]
-    assert torch.all(first[:11] == 0) and torch.all(first[11:] != 0)
+    # the series' first 11 steps have no value a season earlier: no window reads them
+    first = dm.splits["train"][0]
+    np.testing.assert_allclose(dm.inverse_target(first["x"][:, :1]).flatten(), y[11 : 11 + 35], rtol=1e-5)
+    np.testing.assert_allclose(dm.inverse_target(first["x"][:, 1:2]).flatten(), y[:35], rtol=1e-5)
+    assert len(dm.splits["train"]) == 120 - 35 - 11  # windows end before the validation origin 120
 
 
 @pytest.mark.parametrize(
@@ -202,6 +205,46 @@ def test_local_level_makes_the_forecast_move_with_the_series_level():
     batch = {"x": x, "y": torch.randn(3, 12, 1, dtype=D)}
     moved = {"x": shifted, "y": batch["y"] + 5.0}
     torch.testing.assert_close(model.loss(moved), model.loss(batch))
+
+
+def test_local_level_shifts_the_seasonal_lags_with_the_fed_back_values():
+    spec = DataSpec(
+        input_size=3, output_size=1, feedback=[0], seasonal_lags=[1], season=4, evaluation="origin", context=8
+    )
+    model = NextStep(spec, encoder(), ADAM, local_level=True, residual="seasonal").double().eval()
+    x = torch.randn(3, 12, 3, dtype=D)
+    shifted = x.clone()
+    shifted[..., :2] += 5.0  # the value and its seasonal lag are in the same units
+    torch.testing.assert_close(model.rollout(shifted, 8), model.rollout(x, 8) + 5.0)
+    batch = {"x": x, "y": torch.randn(3, 12, 1, dtype=D)}
+    torch.testing.assert_close(model.loss({"x": shifted, "y": batch["y"] + 5.0}), model.loss(batch))
+
+
+@pytest.mark.parametrize("local_level", [False, True])
+def test_a_seasonal_residual_head_that_outputs_zero_forecasts_the_seasonal_naive(local_level):
+    dm = TimeSeriesDataModule(
+        "airline", window=24, horizon=12, log=True, seasonal_lag=True, baselines=["seasonal_naive"]
+    )
+    dm.setup()
+    model = NextStep(dm.spec, encoder(), ADAM, residual="seasonal", local_level=local_level).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    batch = dm.splits["test"][0:1]
+    with torch.no_grad():
+        _, forecast, _ = model.evaluate(batch)  # (1, 12, 1) scaled: no trainer to invert it
+    naive = seasonal_naive(airline_passengers()[:132], 12, 12)  # 1959 repeated for 1960
+    np.testing.assert_allclose(dm.inverse_target(forecast).flatten().numpy(), naive, rtol=1e-5)
+
+
+def test_residual_names_its_reference_and_a_seasonal_one_needs_the_lag_inputs():
+    spec = DataSpec(input_size=2, output_size=1, feedback=[0], season=12, evaluation="origin", context=8)
+    with pytest.raises(ValueError, match=r"residual='seasonal' .* set data.seasonal_lag=true"):
+        NextStep(spec, encoder(), ADAM, residual="seasonal")
+    with pytest.raises(ValueError, match=r"residual must be true, false, 'last' or 'seasonal', got 'yearly'"):
+        NextStep(spec, encoder(), ADAM, residual="yearly")
+    assert NextStep(spec, encoder(), ADAM, residual=True).residual == "last"
+    assert NextStep(spec, encoder(), ADAM, residual=False).residual is None
 
 
 # ---------------------------------------------------------------------- probabilistic head
@@ -442,8 +485,16 @@ def test_backtest_runs_one_training_per_origin_and_tabulates_them(tmp_path):
     proc = run("backtest.py", "origins=2", *QUICK, "data.baselines=[seasonal_naive]", f"hydra.run.dir={out}")
     assert "| 1956-12 |" in proc.stdout and "| 1958-12 |" in proc.stdout and "| mean |" in proc.stdout
     table = (out / "backtest.csv").read_text().splitlines()
-    assert table[0] == "origin,model_mae,model_mape,seasonal_naive_mae,seasonal_naive_mape"
+    assert table[0] == (
+        "origin,model_mae,model_mape,model_coverage80,model_coverage95,model_crps,"
+        "seasonal_naive_mae,seasonal_naive_mape"
+    )
     assert [line.split(",")[0] for line in table[1:]] == ["1956-12", "1958-12", "mean"]
+    # the Gaussian head's intervals are judged at every origin: coverage in [0, 1], CRPS > 0
+    coverages = [[float(v) for v in line.split(",")[3:5]] for line in table[1:]]
+    assert all(0 <= c80 <= c95 <= 1 for c80, c95 in coverages)
+    assert all(float(line.split(",")[5]) > 0 for line in table[1:])
+    assert "| origin | model coverage 80% / 95% / CRPS |" in proc.stdout
     for i in range(2):
         assert (out / f"origin_{i}" / "metrics.json").is_file()
     assert (out / "backtest.png").is_file()

@@ -22,6 +22,9 @@ class DataSpec:
         vocab: token strings for symbol tasks (index -> string), used to render predictions.
         feedback: for next-step series, the input features that are the series' own previous values:
             during a rollout the task writes its predictions there.
+        seasonal_lags: for next-step series, the input features that carry v_{t+1-m}, the value one
+            season before the step being predicted, one per output (empty if none): known inputs,
+            relative to a window's level like the fed-back ones.
         season: the seasonal period m of a series (for seasonal naive and MASE), 1 if none.
         horizon: how many steps ahead the evaluated forecasts are made.
         mase_scale: mean |v_t - v_{t-m}| over the training split, in original units.
@@ -43,6 +46,7 @@ class DataSpec:
     classification: bool = False
     vocab: list[str] | None = None
     feedback: list[int] = field(default_factory=list)
+    seasonal_lags: list[int] = field(default_factory=list)
     season: int = 1
     horizon: int = 1
     mase_scale: float = 1.0

@@ -39,8 +39,11 @@ class NextStep(SequenceTask):
     metrics: their coverage and the CRPS of the paths. The point forecast, which the default metrics
     judge, is the rollout of the means.
 
-    Series (regression): y^_{t+1} = head(h_t) (+ v_t with ``residual``: the head predicts the change),
-    MSE loss, metrics MAE, RMSE, sMAPE, MASE in original units.
+    Series (regression): y^_{t+1} = head(h_t) + r_{t+1}, where the head predicts the change from a
+    reference r_{t+1} that the input holds (``residual``): v_t, the last value (the default), or
+    v_{t+1-m}, the value one season earlier (``"seasonal"``: the head predicts the growth over the
+    season, so a head that outputs 0 is the seasonal naive forecast); no reference with
+    ``residual=False``. MSE loss, metrics MAE, RMSE, sMAPE, MASE in original units.
     Symbols (classification): logits of the next symbol, cross-entropy loss, metrics cross-entropy,
     perplexity, next-symbol accuracy and the legal-set string accuracy.
 
@@ -48,7 +51,10 @@ class NextStep(SequenceTask):
     symbol or -100, then the legal next symbols).
 
     Args (besides :class:`SequenceTask`'s):
-        residual: series only; predict v_{t+1} - v_t and add v_t back.
+        residual: series only; ``True`` or ``"last"``: predict v_{t+1} - v_t and add v_t back;
+            ``"seasonal"``: predict v_{t+1} - v_{t+1-m} and add v_{t+1-m} back, read from the inputs
+            that the data names in ``spec.seasonal_lags`` (``data.seasonal_lag=true``); ``False``: the
+            head predicts v_{t+1} itself.
         teacher_forcing: series only; the probability, drawn per time step of a training batch, that
             input step t carries the true v_t. Otherwise it carries the model's own prediction of
             v_t made at step t-1 (closed loop, seed 001's "use the dx from the previous step"), and
@@ -57,11 +63,12 @@ class NextStep(SequenceTask):
         teacher_forcing_end: if set, the probability moves linearly from ``teacher_forcing`` at the
             first epoch to this value at the last (``trainer.max_epochs``): scheduled sampling.
         distribution: series only; ``None`` (point forecasts, MSE loss) or ``"normal"`` (above).
-        local_level: series only; subtract from the fed-back values and the targets of each window its
-            level, the mean of its first m observed values (m the season, 1 without one), and add it
-            back to the forecasts (a reversible instance normalization). The network then sees every
-            window at the same level, so a trending series does not push it outside the range of
-            values it was trained on.
+        local_level: series only; subtract from the fed-back values (and the seasonal lags, which are
+            in the same units) and the targets of each window its level, the mean of its first m
+            observed values (m the season, 1 without one), and add it back to the forecasts (a
+            reversible instance normalization). The network then sees every window at the same
+            level, so a trending series does not push it outside the range of values it was trained
+            on.
         samples: sample paths per forecast with a distribution.
         nll_beta: the beta of the beta-NLL loss (above), in [0, 1].
         calibrate: with a distribution, before testing fit one factor c that scales every sample
@@ -83,7 +90,7 @@ class NextStep(SequenceTask):
         tbptt_steps: int = 0,
         gradient_clip_val: float = 0.0,
         nonfinite: str = "stop",
-        residual: bool = True,
+        residual: bool | str = True,
         teacher_forcing: float = 1.0,
         teacher_forcing_end: float | None = None,
         distribution: str | None = None,
@@ -121,14 +128,30 @@ class NextStep(SequenceTask):
             )
         self.local_level = local_level
         self.head = nn.Linear(encoder_width(self.encoder), spec.output_size * (2 if distribution else 1))
-        self.residual = residual and not spec.classification
-        if self.residual and len(spec.feedback) != spec.output_size:
+        if residual not in (True, False, "last", "seasonal"):
+            raise ValueError(f"residual must be true, false, 'last' or 'seasonal', got {residual!r}")
+        self.residual = {True: "last", False: None}.get(residual, residual)
+        if spec.classification:
+            self.residual = None
+        seasonal_lags = list(getattr(spec, "seasonal_lags", []))
+        reference = {"last": spec.feedback, "seasonal": seasonal_lags, None: []}[self.residual]
+        if self.residual == "seasonal" and not seasonal_lags:
             raise ValueError(
-                f"residual=True needs one feedback feature per output: got {len(spec.feedback)} feedback "
-                f"features for {spec.output_size} outputs"
+                "residual='seasonal' adds back v_(t+1-m), which the inputs do not carry: set "
+                "data.seasonal_lag=true"
+            )
+        if self.residual and len(reference) != spec.output_size:
+            raise ValueError(
+                f"residual={residual!r} needs one reference input per output: got {len(reference)} for "
+                f"{spec.output_size} outputs"
             )
         self.register_buffer(
             "feedback_index", torch.tensor(spec.feedback, dtype=torch.long), persistent=False
+        )
+        self.register_buffer("reference_index", torch.tensor(reference, dtype=torch.long), persistent=False)
+        # inputs in the series' own units, which local_level shifts: fed-back values and seasonal lags
+        self.register_buffer(
+            "level_index", torch.tensor(spec.feedback + seasonal_lags, dtype=torch.long), persistent=False
         )
         for name, value in (
             ("teacher_forcing", teacher_forcing),
@@ -168,7 +191,7 @@ class NextStep(SequenceTask):
         outputs = self.spec.output_size
         mean, scale = raw[..., :outputs], None
         if self.residual:
-            mean = mean + x.index_select(-1, self.feedback_index)
+            mean = mean + x.index_select(-1, self.reference_index)  # + v_t or v_{t+1-m}
         if self.distribution:
             scale = F.softplus(raw[..., outputs:]) + 1e-4
         return mean, scale, state
@@ -187,11 +210,12 @@ class NextStep(SequenceTask):
         return x[:, :steps].index_select(-1, self.feedback_index).mean(1, keepdim=True)
 
     def _relative(self, x: Tensor, level: Tensor | None) -> Tensor:
-        """``x`` with the level taken off its fed-back features."""
+        """``x`` with the level taken off its fed-back features and seasonal lags."""
         if level is None:
             return x
-        shifted = x.index_select(-1, self.feedback_index) - level.to(x.dtype)
-        return x.index_copy(-1, self.feedback_index, shifted)
+        repeats = len(self.level_index) // len(self.feedback_index)  # 1, or 2 with seasonal lags
+        shifted = x.index_select(-1, self.level_index) - level.to(x.dtype).repeat(1, 1, repeats)
+        return x.index_copy(-1, self.level_index, shifted)
 
     def _relative_batch(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """A training batch's inputs and targets relative to each window's level (unchanged without

@@ -4,6 +4,9 @@ Origin i of N is the test origin of ``train.py`` moved back by (N-1-i) * ``step`
 each run are the series cut there (``data.cutoff``), so every run trains on all the history before its
 own validation period and forecasts the horizon after its origin, as a forecaster backtests. The model
 and the classical baselines are scored on the same origins; the table gives each origin and the mean.
+Methods with intervals (the model with ``model.distribution``, ETS with ``data.baseline_samples``) get
+a second table: their 80% and 95% coverage and CRPS per origin and the mean, so the calibration of
+the intervals is judged over every origin's horizon rather than one.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from rnnkit.training.run import train
 log = logging.getLogger(__name__)
 
 METRICS = ("mae", "mape")
+INTERVAL_METRICS = ("coverage80", "coverage95", "crps")
 
 
 def _methods(metrics: dict) -> dict[str, str]:
@@ -64,6 +68,9 @@ def backtest(cfg: DictConfig) -> list[dict]:
         for name, prefix in _methods(metrics).items():
             for metric in METRICS:
                 row[f"{name}_{metric}"] = metrics.get(f"{prefix}{metric}")
+            for metric in INTERVAL_METRICS:  # only for methods with sample paths
+                if f"{prefix}{metric}" in metrics:
+                    row[f"{name}_{metric}"] = metrics[f"{prefix}{metric}"]
         rows.append(row)
     mean = {"origin": "mean"}
     for key in rows[0]:
@@ -89,6 +96,19 @@ def _write(out: Path, table: list[dict]) -> None:
     for row in table:
         cells = [f"{row[f'{m}_mae']:.2f} / {100 * row[f'{m}_mape']:.1f}%" for m in methods]
         lines.append(f"| {row['origin']} | " + " | ".join(cells) + " |")
+    sampled = [m for m in methods if f"{m}_crps" in keys]
+    if sampled:
+        lines += [
+            "",
+            "| origin | " + " | ".join(f"{m} coverage 80% / 95% / CRPS" for m in sampled) + " |",
+            "| --- |" + " --- |" * len(sampled),
+        ]
+        for row in table:
+            cells = [
+                f"{row[f'{m}_coverage80']:.2f} / {row[f'{m}_coverage95']:.2f} / {row[f'{m}_crps']:.2f}"
+                for m in sampled
+            ]
+            lines.append(f"| {row['origin']} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "backtest.md", text)
     atomic_write_text(out / "metrics.json", json.dumps(table[-1], indent=2) + "\n")

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="overrides for every run, e.g. task=classify")
     args = parser.parse_args()
     variants = {name: [f"optimizer={name}"] for name in args.optimizers}
-    print("\n".join(run_variants(variants, args.seeds, args.metric, args.out, args.overrides)))
+    print("\n".join(run_variants(variants, args.seeds, [args.metric], args.out, args.overrides)))
 
 
 if __name__ == "__main__":

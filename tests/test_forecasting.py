@@ -500,6 +500,27 @@ def test_backtest_runs_one_training_per_origin_and_tabulates_them(tmp_path):
     assert (out / "backtest.png").is_file()
 
 
+@pytest.mark.slow
+def test_variants_table_gives_each_metric_over_seeds_for_train_and_backtest_runs(tmp_path):
+    common = ["--common", *QUICK, "data.baselines=[seasonal_naive]", "model.samples=20"]
+    proc = run(
+        "scripts/variants_table.py", "--seeds", "0", "1", "--out", str(tmp_path / "t"), "--variant", "h12",
+        "data.horizon=12", "--metric", "mae", "coverage80", *common,
+    )  # fmt: skip
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| h12 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "`data.horizon=12`" and cells[4] == "2"  # both seeds ran
+    runs = [json.loads((tmp_path / "t" / "h12" / f"{s}" / "metrics.json").read_text()) for s in (0, 1)]
+    for cell, key in zip(cells[2:4], ("test/mae", "test/coverage80"), strict=True):
+        values = sorted(r[key] for r in runs)  # each seed's run in its own folder
+        assert cell == f"{sum(values) / 2:.4f} [{values[0]:.4f}, {values[1]:.4f}]"
+    proc = run(
+        "scripts/variants_table.py", "--script", "backtest.py", "--seeds", "0", "--out", str(tmp_path / "b"),
+        "--variant", "bt", "origins=2", "--metric", "model_coverage95", "seasonal_naive_mape", *common,
+    )  # fmt: skip
+    assert "| model_coverage95: median [min, max] | seasonal_naive_mape: median [min, max] |" in proc.stdout
+
+
 def test_panel_trains_from_the_command_line(tmp_path):
     out = tmp_path / "panel"
     run("train.py", "data=panel", *QUICK, "data.baselines=[seasonal_naive]", f"hydra.run.dir={out}")

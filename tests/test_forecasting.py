@@ -486,14 +486,14 @@ def test_backtest_runs_one_training_per_origin_and_tabulates_them(tmp_path):
     assert "| 1956-12 |" in proc.stdout and "| 1958-12 |" in proc.stdout and "| mean |" in proc.stdout
     table = (out / "backtest.csv").read_text().splitlines()
     assert table[0] == (
-        "origin,model_mae,model_mape,model_coverage80,model_coverage95,model_crps,"
-        "seasonal_naive_mae,seasonal_naive_mape"
+        "origin,model_mae,model_mape,model_mase,model_coverage80,model_coverage95,model_crps,"
+        "seasonal_naive_mae,seasonal_naive_mape,seasonal_naive_mase"
     )
     assert [line.split(",")[0] for line in table[1:]] == ["1956-12", "1958-12", "mean"]
     # the Gaussian head's intervals are judged at every origin: coverage in [0, 1], CRPS > 0
-    coverages = [[float(v) for v in line.split(",")[3:5]] for line in table[1:]]
+    coverages = [[float(v) for v in line.split(",")[4:6]] for line in table[1:]]
     assert all(0 <= c80 <= c95 <= 1 for c80, c95 in coverages)
-    assert all(float(line.split(",")[5]) > 0 for line in table[1:])
+    assert all(float(line.split(",")[6]) > 0 for line in table[1:])
     assert "| origin | model coverage 80% / 95% / CRPS |" in proc.stdout
     for i in range(2):
         assert (out / f"origin_{i}" / "metrics.json").is_file()

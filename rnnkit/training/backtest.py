@@ -25,7 +25,7 @@ from rnnkit.training.run import train
 
 log = logging.getLogger(__name__)
 
-METRICS = ("mae", "mape")
+METRICS = ("mae", "mape", "mase")
 INTERVAL_METRICS = ("coverage80", "coverage95", "crps")
 
 
@@ -90,11 +90,13 @@ def _write(out: Path, table: list[dict]) -> None:
         writer.writerows(table)
     methods = [k[: -len("_mape")] for k in keys if k.endswith("_mape")]
     lines = [
-        "| origin | " + " | ".join(f"{m} MAE / MAPE" for m in methods) + " |",
+        "| origin | " + " | ".join(f"{m} MAE / MAPE / MASE" for m in methods) + " |",
         "| --- |" + " --- |" * len(methods),
     ]
     for row in table:
-        cells = [f"{row[f'{m}_mae']:.2f} / {100 * row[f'{m}_mape']:.1f}%" for m in methods]
+        cells = [
+            f"{row[f'{m}_mae']:.2f} / {100 * row[f'{m}_mape']:.1f}% / {row[f'{m}_mase']:.2f}" for m in methods
+        ]
         lines.append(f"| {row['origin']} | " + " | ".join(cells) + " |")
     sampled = [m for m in methods if f"{m}_crps" in keys]
     if sampled:

@@ -72,6 +72,12 @@ ROWS = {
         "MAE <= 13.4, the point head predicting the change over a season",
         FORECAST_BASELINES,
     ),
+    "airline12_experiment": Row(
+        ["experiment=airline12"],
+        "mae",
+        "MAE <= 13.4: seasonal lag input and refit (configs/experiment/airline12.yaml)",
+        FORECAST_BASELINES,
+    ),
     "panel": Row(
         ["data=panel"], "mase", "8 quarterly US macro series, 8 quarters from one origin", FORECAST_BASELINES
     ),

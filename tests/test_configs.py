@@ -151,3 +151,11 @@ def test_user_csv_trains_end_to_end(tmp_path):
     path.write_text("t,value\n" + "\n".join(rows) + "\n")
     metrics = run_train(["data=csv", f"data.source_kwargs.path={path}", "trainer.max_epochs=2"], tmp_path)
     assert "test/mae" in metrics and "baseline/mae" in metrics
+
+
+def test_the_airline12_experiment_is_the_h12_split_with_the_seasonal_lag_and_a_refit(tmp_path):
+    cfg = compose_config(["experiment=airline12"], tmp_path)
+    check_config(cfg)
+    data = cfg.data
+    assert (data.source, data.horizon, data.seasonal_lag, cfg.refit) == ("airline", 12, True, True)
+    assert cfg.model._target_ == "rnnkit.tasks.NextStep" and cfg.model.local_level

@@ -53,9 +53,29 @@ class TorchLayoutRecurrent(Recurrent):
         layer, direction = divmod(index, self.num_directions)
         return f"{name}_l{layer}{'_reverse' if direction else ''}"
 
+    def train(self, mode: bool = True) -> TorchLayoutRecurrent:
+        """As ``nn.Module.train``; the cell templates (not submodules) follow the mode too."""
+        super().train(mode)
+        for cell in self._cells:
+            cell.train(mode)
+        return self
+
     def layer_cells(self) -> Sequence[RecurrentCell]:
+        """One cell per (layer, direction) that computes with the layer's current weights.
+
+        A template holds the layer's own parameter objects (the layer registered them), so while
+        each of its weights is still that object and its mode the layer's, it is returned itself:
+        the common case, which ``torch.compile(fullgraph=True)`` traces on torch 2.11 as on 2.13.
+        Otherwise (a parametrization such as weight norm, a reassigned parameter,
+        ``torch.func.functional_call``, a mode set on ``.training`` directly) the cell is a shallow
+        copy of the template with the layer's tensors swapped in."""
         bound = []
         for cell, names in zip(self._cells, self._param_names, strict=True):
+            if cell.training == self.training and all(
+                getattr(self, flat) is cell._parameters[name] for name, flat in names
+            ):
+                bound.append(cell)
+                continue
             copy = object.__new__(type(cell))
             copy.__dict__.update(cell.__dict__)
             copy.__dict__["training"] = self.training  # the templates are not submodules

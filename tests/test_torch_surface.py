@@ -254,3 +254,21 @@ def test_backward_in_eval_mode(kind):
     x.grad = None
     run(ours, x)[0].sum().backward()
     torch.testing.assert_close(x.grad, expected, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_layer_cells_are_the_templates_while_they_hold_the_layers_weights_else_copies(kind):
+    ours = getattr(rnn, kind)(3, 4, num_layers=2, bidirectional=True)
+    templates = ours._cells
+    # the common case, which torch.compile traces on torch 2.11 too (no shallow copies): the templates
+    assert all(c is t for c, t in zip(ours.layer_cells(), templates, strict=True))
+    ours.eval()  # the templates follow the mode
+    assert all(c is t and not c.training for c, t in zip(ours.layer_cells(), templates, strict=True))
+    ours.training = True  # set directly, past train(): copies in the layer's mode
+    cells = ours.layer_cells()
+    assert all(c is not t and c.training for c, t in zip(cells, templates, strict=True))
+    ours.train()
+    parametrizations.weight_norm(ours, "weight_hh_l0")  # a computed weight: that cell is a copy
+    cells = ours.layer_cells()
+    assert cells[0] is not templates[0] and torch.equal(cells[0].weight_hh, ours.weight_hh_l0)
+    assert all(c is t for c, t in zip(cells[1:], templates[1:], strict=True))

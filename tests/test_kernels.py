@@ -184,13 +184,19 @@ def test_proj_size_takes_the_documented_reference_fallback():
         check("lstm", "cpu", (4, 2, 3, 6), torch.float64, 1e-10, proj_size=2)
 
 
+@pytest.mark.parametrize("regularizer", [{}, {"recurrent_dropout": 0.3}, {"zoneout": 0.2}])
 @pytest.mark.parametrize("kind", list(LAYERS))
-def test_cpu_path_is_one_graph_under_torch_compile(kind):
+def test_cpu_path_is_one_graph_under_torch_compile(kind, regularizer):
     torch._dynamo.reset()
-    layer = LAYERS[kind][0](4, 8, num_layers=2, backend="cpu")
+    if regularizer:  # training mode: the masks are drawn inside the graph
+        layer = rnn.Recurrent(kind, 4, 8, num_layers=2, backend="cpu", **regularizer)
+    else:  # torch's layout: the layer binds its flat weights to its cells
+        layer = LAYERS[kind][0](4, 8, num_layers=2, backend="cpu")
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)  # fullgraph: any break raises
     x = torch.randn(20, 3, 4, requires_grad=True)
+    torch.manual_seed(7)
     out, _ = compiled(x)
+    torch.manual_seed(7)  # the same masks in eager mode
     expected, _ = layer(x)
     torch.testing.assert_close(out, expected)
     out.sum().backward()

@@ -154,14 +154,22 @@ class RecurrentCell(nn.Module):
         bound = object.__new__(type(self))
         bound.__dict__.update(self.__dict__)
         if drop:
-            keep = 1.0 - self.recurrent_dropout
-            width = self.state_sizes()[0]
-            mask = torch.empty(batch, width, device=device, dtype=dtype).bernoulli_(keep).div_(keep)
-            bound.__dict__["_recurrent_mask"] = mask
+            bound.__dict__["_recurrent_mask"] = self.draw_recurrent_mask(batch, device, dtype)
         if zone:
             assert steps is not None
             bound.__dict__["_zoneout_masks"] = self.draw_zoneout(steps, batch, device, dtype)
         return bound
+
+    def draw_recurrent_mask(self, batch: int, device: torch.device, dtype: torch.dtype) -> Tensor | None:
+        """Training recurrent dropout's mask for one batch of sequences, m / (1 - q) with
+        m ~ Bernoulli(1 - q), ``(B, S_0)`` (see ``recurrent_dropout``); None in eval mode or with
+        q = 0. What :meth:`for_sequence` binds; the fused ops take it without the copy, which
+        torch 2.11's Dynamo cannot trace."""
+        if not (self.training and self.recurrent_dropout > 0):
+            return None
+        keep = 1.0 - self.recurrent_dropout
+        width = self.state_sizes()[0]
+        return torch.empty(batch, width, device=device, dtype=dtype).bernoulli_(keep).div_(keep)
 
     def draw_zoneout(
         self, steps: int, batch: int, device: torch.device, dtype: torch.dtype

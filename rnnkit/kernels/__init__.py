@@ -60,7 +60,7 @@ def _like(xp: Tensor, *tensors: Tensor | None) -> list[Tensor | None]:
 
 def _recurrent_dropout_mask(cell: RecurrentCell, xp: Tensor) -> Tensor | None:
     """The sequence's recurrent-dropout mask, drawn as the reference loop draws it (same RNG use)."""
-    return cell.for_sequence(xp.shape[1], xp.device, xp.dtype)._recurrent_mask
+    return cell.draw_recurrent_mask(xp.shape[1], xp.device, xp.dtype)
 
 
 def _lstm_cpu(cell: LSTMCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:

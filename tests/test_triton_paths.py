@@ -8,6 +8,7 @@ import torch
 
 from rnnkit import kernels
 from rnnkit.cells import GRUCell, LSTMCell
+from rnnkit.kernels import triton_common
 from rnnkit.kernels.triton_common import why_triton_cannot_run
 from rnnkit.kernels.triton_paths import (
     PATHS,
@@ -218,3 +219,29 @@ def test_persistent_kernels_pass_their_grid_barrier_forward_and_backward():
         pytest.fail(f"a persistent kernel never passed its grid barrier (a GPU would hang); done: {done!r}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("ok") == 4, proc.stdout
+
+
+@pytest.mark.skipif(triton_common.triton is None, reason="triton is not installed")
+@pytest.mark.parametrize(
+    ("triton_version", "numpy_version", "runs"),
+    [
+        ("3.6.0", "2.4.6", False),
+        ("3.4.0", "2.4.0", False),
+        ("3.9.0", "2.4.6", True),
+        ("3.6.0", "2.3.5", True),
+    ],
+)
+def test_the_cpu_interpreter_is_refused_with_the_versions_that_break_it(
+    monkeypatch, triton_version, numpy_version, runs
+):
+    import numpy
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(triton_common.triton, "__version__", triton_version)
+    monkeypatch.setattr(numpy, "__version__", numpy_version)
+    reason = why_triton_cannot_run(torch.device("cpu"))
+    if runs:
+        assert reason is None
+    else:
+        assert f"Triton {triton_version}'s CPU interpreter fails under numpy {numpy_version}" in reason
+        assert "use triton >= 3.9 or numpy < 2.4" in reason

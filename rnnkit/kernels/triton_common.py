@@ -35,11 +35,30 @@ def why_triton_cannot_run(device: torch.device) -> str | None:
     if device.type == "cuda":
         return None
     if device.type == "cpu" and interpreting():
-        return None
+        return _interpreter_numpy_clash()
     return (
         "Triton kernels run on CUDA tensors (or on the CPU under TRITON_INTERPRET=1), "
         f"got a {device.type} tensor"
     )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("+")[0].split(".")[:2] if part.isdigit())
+
+
+def _interpreter_numpy_clash() -> str | None:
+    """The CPU interpreter of Triton before 3.9 turns a loop bound into an int with
+    ``int(array_of_one)``, which numpy 2.4 refuses (seen with triton 3.4 and 3.6; 3.9 runs)."""
+    import numpy
+
+    assert triton is not None
+    if _version(triton.__version__) < (3, 9) and _version(numpy.__version__) >= (2, 4):
+        return (
+            f"Triton {triton.__version__}'s CPU interpreter fails under numpy {numpy.__version__} "
+            "('only 0-dimensional arrays can be converted to Python scalars'): use triton >= 3.9 "
+            "or numpy < 2.4 to run the kernels on the CPU (CUDA is unaffected)"
+        )
+    return None
 
 
 def next_power_of_2(n: int) -> int:

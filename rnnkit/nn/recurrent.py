@@ -228,7 +228,8 @@ class Recurrent(nn.Module):
         """torch.nn.RNNBase's input checks, in its order and words: the dtype matches the weights
         (ValueError; waived under autocast, which casts), the input is 3-D (2-D when packed), and its
         last dimension is ``input_size``."""
-        weight = next(self.parameters(), None)
+        weights = list(self.parameters())  # not next(generator, default): Dynamo before 2.11 cannot trace it
+        weight = weights[0] if weights else None
         if weight is not None and input.dtype != weight.dtype and not torch._C._is_any_autocast_enabled():
             raise ValueError(
                 f"RNN input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "

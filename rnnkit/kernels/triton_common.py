@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import torch
+from torch.torch_version import TorchVersion
 
 try:  # triton is an optional extra: pip install "rnnkit[triton]"
     import triton
@@ -42,17 +43,13 @@ def why_triton_cannot_run(device: torch.device) -> str | None:
     )
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split("+")[0].split(".")[:2] if part.isdigit())
-
-
 def _interpreter_numpy_clash() -> str | None:
     """The CPU interpreter of Triton before 3.9 turns a loop bound into an int with
     ``int(array_of_one)``, which numpy 2.4 refuses (seen with triton 3.4 and 3.6; 3.9 runs)."""
     import numpy
 
     assert triton is not None
-    if _version(triton.__version__) < (3, 9) and _version(numpy.__version__) >= (2, 4):
+    if TorchVersion(triton.__version__) < "3.9" and TorchVersion(numpy.__version__) >= "2.4":
         return (
             f"Triton {triton.__version__}'s CPU interpreter fails under numpy {numpy.__version__} "
             "('only 0-dimensional arrays can be converted to Python scalars'): use triton >= 3.9 "

@@ -143,6 +143,13 @@ def test_seasonal_lag_is_refused_where_the_lag_would_lie_in_the_forecast_period(
         TimeSeriesDataModule("sine", seasonal_lag=True, horizon=1)
 
 
+def test_a_series_too_short_once_its_unlagged_first_season_is_left_out_is_refused_saying_so():
+    kwargs = {"window": 100, "horizon": 12, "baselines": ["seasonal_naive"]}
+    TimeSeriesDataModule("airline", **kwargs).setup()  # 144 > 111 + 12 + 12 steps: fits without the lag
+    with pytest.raises(ValueError, match=r"without their seasonal lag = 111 \+ 12 \+ 12 \+ 11 steps"):
+        TimeSeriesDataModule("airline", seasonal_lag=True, **kwargs).setup()
+
+
 def test_seasonal_lag_trains_from_the_command_line(tmp_path):
     out = tmp_path / "lag"
     run(

@@ -1,7 +1,7 @@
 """Time cells without a hand-written kernel on the ``compiled`` backend against their reference loop
 and against the built-in LSTM's fastest backend, in one run (CPU).
 
-For each case it builds torch.nn.LSTM, rnnkit's LSTM on its ``cpu`` and ``reference`` backends,
+For each case it builds torch.nn.LSTM, rnnkit's LSTM on its ``native`` and ``reference`` backends,
 and each cell (the README's MGU, ``layernorm_lstm`` ...) on the ``reference`` and ``compiled``
 backends; the first call of each compiled layer (the compile, or a load from inductor's disk cache)
 is timed apart, then every layer runs interleaved (A, B, C, A, B, C, ...) and the table reports the
@@ -25,7 +25,7 @@ from bench_rnn import CASES, make_step, time_pair
 
 import rnnkit.nn as rnn
 from rnnkit.cells.examples import MinimalGatedUnit
-from rnnkit.kernels.compiled_cell import CHUNK_STEPS, step_compiler
+from rnnkit.kernels.compiled.cell import CHUNK_STEPS, step_compiler
 
 CELLS = {
     "mgu": MinimalGatedUnit,
@@ -62,7 +62,7 @@ def main() -> None:
         size = (case.input_size, case.hidden_size, case.num_layers, case.bidirectional)
         layers: dict[str, torch.nn.Module] = {
             "torch.nn.LSTM": torch.nn.LSTM(*size),
-            "LSTM cpu": rnn.LSTM(*size, backend="cpu"),
+            "LSTM native": rnn.LSTM(*size, backend="native"),
             "LSTM reference": rnn.LSTM(*size, backend="reference"),
         }
         for name in args.cells:
@@ -89,7 +89,7 @@ def main() -> None:
                     strict=True,
                 )
             )
-            best_lstm = min(times["LSTM cpu"], times["LSTM reference"])
+            best_lstm = min(times["LSTM native"], times["LSTM reference"])
             for label, seconds in times.items():
                 cell = label.rsplit(" ", 1)[0]
                 speedup = (

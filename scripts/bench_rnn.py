@@ -4,7 +4,7 @@ Each case builds a torch.nn layer and one rnnkit twin per backend with the same 
 alternates them (A, B, C, A, B, C, ...) so that machine-wide speed swings hit all alike, and reports
 the median of the repeats after warm-up and the ratio rnnkit / torch.nn (below 1.0: rnnkit is faster).
 
-    python scripts/bench_rnn.py                             # CPU cases, reference and cpu backends
+    python scripts/bench_rnn.py                             # CPU cases, reference and native backends
     python scripts/bench_rnn.py --device cuda               # standard + long-sequence cases, adds triton
     python scripts/bench_rnn.py --device cuda --dtype bfloat16 --kinds lstm
     python scripts/bench_rnn.py --kinds lstm --cases standard --backends cpu --repeats 51
@@ -55,7 +55,7 @@ DEFAULT_CASES = {
     "cuda": ["standard"] + [k for k in CASES if k.startswith("long")] + ["deep_bi_512"],
 }
 FUSED = [b for b in BACKENDS if b != "auto"]
-PYTHON_LOOP = "cpu-python"  # the cpu backend with its compiled C++ loop turned off (the fallback)
+PYTHON_LOOP = "native-python"  # the native backend with its C++ loop turned off (the fallback)
 CHOICES = [*FUSED, PYTHON_LOOP]
 KINDS = {"lstm": (rnn.LSTM, torch.nn.LSTM), "gru": (rnn.GRU, torch.nn.GRU), "rnn": (rnn.RNN, torch.nn.RNN)}
 
@@ -80,11 +80,11 @@ def make_step(
         return forward_backward
 
     def with_python_loop() -> None:
-        os.environ["RNNKIT_COMPILED_LOOP"] = "0"
+        os.environ["RNNKIT_CPP_LOOP"] = "0"
         try:
             forward_backward()
         finally:
-            del os.environ["RNNKIT_COMPILED_LOOP"]
+            del os.environ["RNNKIT_CPP_LOOP"]
 
     return with_python_loop
 
@@ -119,7 +119,7 @@ def main() -> None:
         nargs="+",
         default=None,
         choices=CHOICES,
-        help="default: reference, cpu and cpu-python (the cpu backend's Python loop, the fallback of its "
+        help="default: reference, native and native-python (the native backend's Python loop, the fallback of its "
         "compiled C++ loop) on the CPU; triton-persistent, triton-graphed and triton-stepwise on CUDA",
     )
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
@@ -153,7 +153,7 @@ def main() -> None:
     backends = args.backends or (
         ["triton-persistent", "triton-graphed", "triton-stepwise"]
         if device.type == "cuda"
-        else ["reference", "cpu", PYTHON_LOOP]
+        else ["reference", "native", PYTHON_LOOP]
     )
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -182,7 +182,7 @@ def main() -> None:
                 layer = ours_cls(
                     case.input_size,
                     case.hidden_size,
-                    backend="cpu" if backend == PYTHON_LOOP else backend,
+                    backend="native" if backend == PYTHON_LOOP else backend,
                     recurrent_dropout=args.recurrent_dropout,
                     zoneout=args.zoneout,
                     **kw,

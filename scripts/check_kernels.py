@@ -1,6 +1,6 @@
 """Correctness sweep of the fused backends against torch.nn, for any device (point it at a GPU).
 
-    python scripts/check_kernels.py                                  # cpu backend on the CPU
+    python scripts/check_kernels.py                                  # native backend on the CPU
     python scripts/check_kernels.py --device cuda --backends triton cpu \
         --dtypes float64 float32 bfloat16 float16
     TRITON_INTERPRET=1 python scripts/check_kernels.py --backends triton --quick
@@ -17,9 +17,9 @@ import argparse
 import sys
 
 import torch
+from kernel_parity import BOUNDS, compare_with_reference, compare_with_torch
 
 from rnnkit.kernels import BACKENDS
-from rnnkit.kernels.verify import BOUNDS, compare_with_reference, compare_with_torch
 
 SHAPES = [  # steps, batch, input, hidden
     (1, 1, 1, 1),
@@ -46,7 +46,7 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
-        "--backends", nargs="+", default=["cpu"], choices=[b for b in BACKENDS if b != "auto"]
+        "--backends", nargs="+", default=["native"], choices=[b for b in BACKENDS if b != "auto"]
     )
     parser.add_argument("--kinds", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru"])
     parser.add_argument(

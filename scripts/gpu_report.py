@@ -23,7 +23,7 @@ set ``TRITON_CACHE_DIR`` to keep the compiled kernels between runs.
    and every gradient; odd sizes, T=1, B=1, variable lengths, the standard size, 2-layer
    bidirectional, zoneout and recurrent dropout.
 
-A path joins ``VERIFIED_ON_GPU`` (rnnkit/kernels/triton_paths.py), and so ``backend="auto"``, only
+A path joins ``VERIFIED_ON_GPU`` (rnnkit/kernels/triton/paths.py), and so ``backend="auto"``, only
 after its rows of section 3 pass here.
 """
 
@@ -45,8 +45,8 @@ def environment() -> str:
     import torch
 
     import rnnkit
-    from rnnkit.kernels.triton_common import triton
-    from rnnkit.kernels.triton_paths import VERIFIED_ON_GPU, plan
+    from rnnkit.kernels.triton.common import triton
+    from rnnkit.kernels.triton.paths import VERIFIED_ON_GPU, plan
 
     lines = [f"- torch {torch.__version__}, triton {getattr(triton, '__version__', 'not installed')}"]
     if not torch.cuda.is_available():
@@ -142,7 +142,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    paths = ["triton-persistent", "triton-graphed", "triton-stepwise", "cpu"]
+    paths = ["triton-persistent", "triton-graphed", "triton-stepwise", "native"]
     dtypes = ["float64", "float32", "bfloat16", "float16"]
     sweep = [  # one process per (kind, backend, dtype): they compile side by side
         [PY, "scripts/check_kernels.py", "--device", "cuda", "--kinds", kind, "--backends", backend]

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_parity import BOUNDS, compare_with_reference
 from training_helpers import run_train
 
 import rnnkit.nn as rnn
 from rnnkit import kernels
 from rnnkit.cells import get_cell
-from rnnkit.kernels.triton_common import why_triton_cannot_run
-from rnnkit.kernels.triton_paths import PATHS
-from rnnkit.kernels.verify import BOUNDS, compare_with_reference
+from rnnkit.kernels.triton.common import why_triton_cannot_run
+from rnnkit.kernels.triton.paths import PATHS
 
 D = torch.float64
 TRITON_REASON = why_triton_cannot_run(torch.device("cpu"))
 needs_triton = pytest.mark.skipif(TRITON_REASON is not None, reason=f"Triton cannot run: {TRITON_REASON}")
 # the graphed path runs the stepwise kernels: tests/test_step_graphs.py checks it with the masks
-FUSED = ["cpu", *(pytest.param(f"triton-{p}", marks=needs_triton) for p in PATHS if p != "graphed")]
+FUSED = ["native", *(pytest.param(f"triton-{p}", marks=needs_triton) for p in PATHS if p != "graphed")]
 NEW_CELLS = ["layernorm_lstm", "layernorm_gru", "peephole_lstm"]
 BUILT_IN = ["rnn", "lstm", "gru", "jordan", *NEW_CELLS]
 
@@ -291,7 +291,7 @@ def test_new_cells_and_options_train_from_the_configs(overrides, tmp_path):
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize(
     ("fused", "loop"),
-    [("cpu", "1"), ("cpu", "0"), *(pytest.param(b.values[0], "1", marks=needs_triton) for b in FUSED[1:])],
+    [("native", "1"), ("native", "0"), *(pytest.param(b.values[0], "1", marks=needs_triton) for b in FUSED[1:])],
     ids=["cpu-cpp-loop", "cpu-python-loop", *(b.values[0] for b in FUSED[1:])],
 )
 def test_zoneout_in_the_fused_kernels_equals_the_reference_loop(kind, training, fused, loop, monkeypatch):
@@ -299,7 +299,7 @@ def test_zoneout_in_the_fused_kernels_equals_the_reference_loop(kind, training, 
     the recurrent-dropout mask); eval: the expectation. Outputs, states, every gradient and a gradient
     of a gradient, with variable lengths, two layers and both directions, through both of the cpu
     backend's time loops and both Triton paths."""
-    monkeypatch.setenv("RNNKIT_COMPILED_LOOP", loop)
+    monkeypatch.setenv("RNNKIT_CPP_LOOP", loop)
     results = []
     for backend in ("reference", fused):
         torch.manual_seed(0)

@@ -21,7 +21,7 @@ from training_helpers import run_train
 import rnnkit.nn as rnn
 from rnnkit.cells import RecurrentCell, available_cells
 from rnnkit.cells.examples import MinimalGatedUnit
-from rnnkit.kernels import compiled_cell
+from rnnkit.kernels.compiled import cell as compiled_cell
 
 D = torch.float64
 ROOT = Path(__file__).resolve().parents[1]

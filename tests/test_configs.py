@@ -120,7 +120,7 @@ def test_a_backend_that_cannot_run_on_the_trainer_device_stops_the_run_before_tr
 
 
 def _has_triton() -> bool:
-    from rnnkit.kernels.triton_common import triton
+    from rnnkit.kernels.triton.common import triton
 
     return triton is not None
 

@@ -1,7 +1,7 @@
 """Higher-order gradients on every backend: gradgradcheck, and gradient penalties equal to torch's.
 
 The fused backends' first-order backward is hand-written; under ``create_graph=True`` they
-recompute it with the reference cell (:mod:`rnnkit.kernels.double_backward`), so a gradient of a
+recompute it with the reference cell (:mod:`rnnkit.kernels.reference.double_backward`), so a gradient of a
 gradient is available everywhere (torch's cuDNN path refuses double backward, pytorch/pytorch#5261).
 """
 
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import rnnkit.nn as rnn
-from rnnkit.kernels.triton_common import why_triton_cannot_run
-from rnnkit.kernels.triton_paths import PATHS
+from rnnkit.kernels.triton.common import why_triton_cannot_run
+from rnnkit.kernels.triton.paths import PATHS
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TRITON_REASON = why_triton_cannot_run(DEVICE)
@@ -25,7 +25,7 @@ SLOW_ON_CPU = [pytest.mark.slow] if DEVICE.type == "cpu" else []
 PATHS_HERE = PATHS if DEVICE.type == "cuda" else tuple(path for path in PATHS if path != "graphed")
 BACKENDS = [
     "reference",
-    "cpu",
+    "native",
     "auto",
     *(pytest.param(f"triton-{path}", marks=[needs_triton, *SLOW_ON_CPU]) for path in PATHS_HERE),
 ]
@@ -72,10 +72,10 @@ def test_gradient_penalty_equals_torchs(kind, backend):
         torch.testing.assert_close(b.cpu(), a, atol=1e-10, rtol=1e-10)
 
 
-@pytest.mark.parametrize("backend", ["cpu", pytest.param("triton-stepwise", marks=needs_triton)])
+@pytest.mark.parametrize("backend", ["native", pytest.param("triton-stepwise", marks=needs_triton)])
 def test_first_order_backward_stays_fused(backend, monkeypatch):
     """Without create_graph the hand-written backward runs; the reference recompute is not called."""
-    from rnnkit.kernels import double_backward
+    from rnnkit.kernels.reference import double_backward
 
     def refuse(*args, **kwargs):
         raise AssertionError("the first-order backward must not recompute with the reference cell")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_parity import LAYERS, compare_with_torch
 from torch import nn
 
 import rnnkit.nn as rnn
 from rnnkit import kernels
-from rnnkit.kernels.triton_common import triton, why_triton_cannot_run
-from rnnkit.kernels.triton_paths import PATHS
-from rnnkit.kernels.verify import LAYERS, compare_with_torch
+from rnnkit.kernels.triton.common import triton, why_triton_cannot_run
+from rnnkit.kernels.triton.paths import PATHS
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TRITON_REASON = why_triton_cannot_run(DEVICE)
@@ -21,8 +21,8 @@ needs_triton = pytest.mark.skipif(TRITON_REASON is not None, reason=f"Triton can
 # interpreter runs it on the packed multi-layer cases only (tests/test_step_graphs.py compares it with
 # the stepwise path bit for bit); on CUDA, where it records real graphs, every test runs it.
 BROAD = PATHS if DEVICE.type == "cuda" else tuple(path for path in PATHS if path != "graphed")
-BACKENDS = ["cpu", *(pytest.param(f"triton-{path}", marks=needs_triton) for path in BROAD)]
-ALL_BACKENDS = ["cpu", *(pytest.param(f"triton-{path}", marks=needs_triton) for path in PATHS)]
+BACKENDS = ["native", *(pytest.param(f"triton-{path}", marks=needs_triton) for path in BROAD)]
+ALL_BACKENDS = ["native", *(pytest.param(f"triton-{path}", marks=needs_triton) for path in PATHS)]
 
 # (steps, batch, input, hidden): odd sizes, T = 1, batch 1, hidden sizes that are not powers of two.
 # The Triton interpreter is slow on the CPU, so its shapes stay small there.
@@ -66,7 +66,7 @@ def test_float64_packed_variable_lengths_multilayer(kind, backend, bidirectional
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", list(LAYERS))
 def test_float32_relative_error_against_float64(kind, backend):
-    steps, batch, hidden = (30, 8, 24) if backend == "cpu" or DEVICE.type == "cuda" else (6, 3, 10)
+    steps, batch, hidden = (30, 8, 24) if backend == "native" or DEVICE.type == "cuda" else (6, 3, 10)
     check(kind, backend, (steps, batch, 7, hidden), torch.float32, 1e-5, relative=True)
 
 
@@ -102,7 +102,7 @@ def test_gradcheck_fused(kind, backend):
 def test_cpu_inference_path_matches_reference(kind, lengths, dtype):
     """Without gradients the CPU path runs a lighter op (nothing saved; oneDNN-packed products in
     float32 from 8 steps on): same numbers as the reference loop."""
-    fused = LAYERS[kind][0](3, 6, num_layers=2, bidirectional=True, backend="cpu").to(dtype)
+    fused = LAYERS[kind][0](3, 6, num_layers=2, bidirectional=True, backend="native").to(dtype)
     reference = LAYERS[kind][0](3, 6, num_layers=2, bidirectional=True, backend="reference").to(dtype)
     reference.load_state_dict(fused.state_dict())
     x = torch.randn(12, 3, 3, dtype=dtype)
@@ -143,7 +143,7 @@ def test_fused_backends_run_under_autocast(kind, backend):
 def test_auto_picks_the_fused_cpu_path_on_cpu_and_reference_for_other_cells():
     lstm = rnn.LSTM(3, 4)
     cpu = torch.device("cpu")
-    assert kernels.select("auto", lstm.layer_cells()[0], cpu) is kernels.KERNELS["cpu"][rnn.LSTMCell]
+    assert kernels.select("auto", lstm.layer_cells()[0], cpu) is kernels.KERNELS["native"]
     assert kernels.select("auto", rnn.RNNCell(3, 4), cpu) is None
     assert kernels.select("reference", lstm.layer_cells()[0], cpu) is None
 
@@ -155,7 +155,7 @@ def test_triton_on_cpu_without_the_interpreter_says_why_and_what_can(monkeypatch
     with pytest.raises(
         RuntimeError,
         match=r"backend='triton' cannot run here: Triton kernels run on CUDA tensors.*"
-        r"Backends that can: \['reference', 'compiled', 'cpu'\]",
+        r"Backends that can: \['reference', 'compiled', 'native'\]",
     ):
         layer(torch.randn(5, 2, 3))
 
@@ -163,25 +163,25 @@ def test_triton_on_cpu_without_the_interpreter_says_why_and_what_can(monkeypatch
 def test_bad_backend_names_and_cells_without_kernels():
     with pytest.raises(
         ValueError,
-        match=r"backend must be one of \['auto', 'reference', 'cpu', 'compiled', 'triton', "
+        match=r"backend must be one of \['auto', 'reference', 'native', 'compiled', 'triton', "
         r"'triton-persistent', 'triton-graphed', 'triton-stepwise'\], got 'cuda'",
     ):
         rnn.LSTM(3, 4, backend="cuda")
     with pytest.raises(
         ValueError,
-        match=r"backend='cpu' has no kernel for RNNCell; backends that can run it: "
+        match=r"backend='native' has no kernel for RNNCell; backends that can run it: "
         r"\['reference', 'compiled'\]",
     ):
-        rnn.RNN(3, 4, backend="cpu")(torch.randn(5, 2, 3))
+        rnn.RNN(3, 4, backend="native")(torch.randn(5, 2, 3))
     with pytest.raises(ValueError, match="no kernel for JordanCell"):
-        rnn.Recurrent("jordan", 3, 4, output_size=2, backend="cpu")(torch.randn(5, 2, 3))
+        rnn.Recurrent("jordan", 3, 4, output_size=2, backend="native")(torch.randn(5, 2, 3))
 
 
 def test_proj_size_takes_the_documented_reference_fallback():
     with pytest.warns(
-        UserWarning, match="proj_size > 0 has no fused kernel: backend='cpu' falls back to 'reference'"
+        UserWarning, match="proj_size > 0 has no fused kernel: backend='native' falls back to 'reference'"
     ):
-        check("lstm", "cpu", (4, 2, 3, 6), torch.float64, 1e-10, proj_size=2)
+        check("lstm", "native", (4, 2, 3, 6), torch.float64, 1e-10, proj_size=2)
 
 
 @pytest.mark.parametrize("regularizer", [{}, {"recurrent_dropout": 0.3}, {"zoneout": 0.2}])
@@ -189,9 +189,9 @@ def test_proj_size_takes_the_documented_reference_fallback():
 def test_cpu_path_is_one_graph_under_torch_compile(kind, regularizer):
     torch._dynamo.reset()
     if regularizer:  # training mode: the masks are drawn inside the graph
-        layer = rnn.Recurrent(kind, 4, 8, num_layers=2, backend="cpu", **regularizer)
+        layer = rnn.Recurrent(kind, 4, 8, num_layers=2, backend="native", **regularizer)
     else:  # torch's layout: the layer binds its flat weights to its cells
-        layer = LAYERS[kind][0](4, 8, num_layers=2, backend="cpu")
+        layer = LAYERS[kind][0](4, 8, num_layers=2, backend="native")
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)  # fullgraph: any break raises
     x = torch.randn(20, 3, 4, requires_grad=True)
     torch.manual_seed(7)

@@ -28,14 +28,14 @@ def make_pair(kind, input_size, hidden_size, backend="auto", **kw):
     ours, theirs = KINDS[kind]
     if kind == "rnn_relu":
         kw["nonlinearity"] = "relu"
-    if backend == "cpu" and kind.startswith("rnn"):
+    if backend == "native" and kind.startswith("rnn"):
         backend = "reference"  # the Elman RNN has no fused kernel
     mine = ours(input_size, hidden_size, backend=backend, **kw).to(D)
     return mine, theirs(input_size, hidden_size, **kw).to(D)
 
 
 # every layer test runs on the reference loop and on the fused CPU path (tests/test_kernels.py adds Triton)
-BACKENDS = ["reference", "cpu"]
+BACKENDS = ["reference", "native"]
 
 
 def initial_state(layer, batch):

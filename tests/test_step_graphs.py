@@ -1,4 +1,4 @@
-"""The recorded per-step loops of the ``graphed`` Triton path (:mod:`rnnkit.kernels.step_graphs`).
+"""The recorded per-step loops of the ``graphed`` Triton path (:mod:`rnnkit.kernels.triton.graphs`).
 
 On a GPU these record real CUDA graphs; without one the recording is the CPU stand-in (the loop
 replayed on the same static buffers), so CI checks what both share: one recording per signature,
@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnkit.kernels import step_graphs
-from rnnkit.kernels.triton_common import why_triton_cannot_run
+from rnnkit.kernels.triton import graphs as step_graphs
+from rnnkit.kernels.triton.common import why_triton_cannot_run
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TRITON_REASON = why_triton_cannot_run(DEVICE)

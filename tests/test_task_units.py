@@ -10,7 +10,7 @@ import torch
 
 import rnnkit.nn as rnn
 from rnnkit.data import AdditionDataModule, DataSpec, ReberDataModule, TimeSeriesDataModule
-from rnnkit.data.language import REBER, embedded_reber_string
+from rnnkit.data.reber import REBER, embedded_reber_string
 from rnnkit.data.series import airline_passengers
 from rnnkit.tasks import ManyToMany, ManyToOne, NextStep, OneToMany
 from rnnkit.tasks.many_to_one import last_valid_step

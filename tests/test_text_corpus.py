@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from rnnkit.data import TextCorpusDataModule
-from rnnkit.data.corpus import BUNDLED_TEXT, StreamWindows
+from rnnkit.data.text_corpus import BUNDLED_TEXT, StreamWindows
 from rnnkit.data.tokens import UNKNOWN
 from rnnkit.nn import Recurrent
 from rnnkit.tasks import NextStep

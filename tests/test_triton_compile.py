@@ -8,16 +8,18 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from rnnkit.kernels.triton_common import triton
+from rnnkit.kernels.triton.common import triton
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(triton is None, reason="triton is not installed"),
 ]
 
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"  # triton_aot.py lives with the tools
 # 4 per-step kernels, 4 persistent kernels in 2 variants each (W_hh on chip / streamed)
 KERNELS_PER_DTYPE = 4 + 4 * 2
 
@@ -33,13 +35,12 @@ KERNELS_PER_DTYPE = 4 + 4 * 2
     ids=["sm90", "sm80", "sm90-masks", "sm80-masks"],
 )
 def test_kernels_compile_ahead_of_time(arch, dtypes, block, masks):
-    """``masks``: the recurrent-dropout and zoneout variants (:data:`rnnkit.kernels.triton_aot.MASKS`)."""
+    """``masks``: the recurrent-dropout and zoneout variants (:data:`scripts/triton_aot.py`'s ``MASKS``)."""
     env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "rnnkit.kernels.triton_aot",
+            str(SCRIPTS / "triton_aot.py"),
             "--archs",
             arch,
             "--dtypes",
@@ -60,9 +61,9 @@ def test_kernels_compile_ahead_of_time(arch, dtypes, block, masks):
 
 _PTX_SCRIPT = """
 import re, sys, torch
-from rnnkit.kernels.triton_aot import compile_kernel
-from rnnkit.kernels import triton_aot
-from rnnkit.kernels.triton_paths import Launch
+from triton_aot import compile_kernel
+import triton_aot
+from rnnkit.kernels.triton.paths import Launch
 name = sys.argv[1]
 triton_aot.PERSISTENT_VARIANTS["single"] = Launch("persistent", 16, 64, 64, 1, 1, 8, w_resident=True)
 for variant in ("resident", "single"):
@@ -75,7 +76,8 @@ for variant in ("resident", "single"):
 
 @pytest.mark.parametrize("name", ["_lstm_fwd_persistent", "_gru_bwd_persistent"])
 def test_grid_barrier_is_a_release_arrival_and_an_acquire_spin_only_when_programs_share_a_batch(name):
-    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONWARNINGS": "ignore"}
+    path = os.pathsep.join(p for p in (str(SCRIPTS), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, "-c", _PTX_SCRIPT, name], env=env, capture_output=True, text=True, timeout=600
     )

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_parity import compare_launch_with_cpu_op
 
 from rnnkit import kernels
 from rnnkit.cells import GRUCell, LSTMCell
-from rnnkit.kernels import triton_common
-from rnnkit.kernels.triton_common import why_triton_cannot_run
-from rnnkit.kernels.triton_paths import (
+from rnnkit.kernels.triton import common as triton_common
+from rnnkit.kernels.triton.common import why_triton_cannot_run
+from rnnkit.kernels.triton.paths import (
     PATHS,
     DeviceLimits,
     GridTooLarge,
@@ -19,7 +20,6 @@ from rnnkit.kernels.triton_paths import (
     max_resident_programs,
     plan,
 )
-from rnnkit.kernels.verify import compare_launch_with_cpu_op
 
 CUDA = torch.device("cuda")  # planning only: no CUDA tensor is made
 H100 = DeviceLimits(sm_count=132)
@@ -116,7 +116,7 @@ def test_persistent_kernel_with_streamed_w_matches_the_cpu_op_in_float64(kind, b
 @pytest.mark.parametrize(
     ("verified", "expected"),
     [
-        (frozenset(), "cpu"),
+        (frozenset(), "native"),
         (frozenset({"stepwise"}), "triton-stepwise"),
         (frozenset({"graphed", "stepwise"}), "triton-graphed"),
         (frozenset(PATHS), "triton-persistent"),
@@ -126,18 +126,27 @@ def test_persistent_kernel_with_streamed_w_matches_the_cpu_op_in_float64(kind, b
 def test_auto_on_cuda_uses_only_paths_verified_on_a_gpu(monkeypatch, cell, verified, expected):
     if why_triton_cannot_run(CUDA) is not None:
         pytest.skip(f"Triton is not installed: {why_triton_cannot_run(CUDA)}")
+    from rnnkit.kernels.triton import driver
+
     calls = []
-    for name in ("cpu", *(f"triton-{path}" for path in PATHS)):
-        monkeypatch.setitem(kernels.KERNELS[name], type(cell), lambda *a, name=name: calls.append(name))
+
+    def triton_launch(cell_kernels, path, allowed, lengths, drop, zone, xp, *tensors):
+        launch = driver.choose_launch(cell_kernels, xp.shape[1], 8, xp.dtype, xp.device, path, allowed)
+        calls.append(f"triton-{launch.path}")  # the interpreter's plan: persistent fits
+        final = (xp.new_zeros(xp.shape[1], 8) for _ in range(cell_kernels.parts))
+        return (xp.new_zeros(xp.shape[0], xp.shape[1], 8), *final)
+
+    monkeypatch.setattr(driver.TritonRecurrence, "apply", triton_launch)
+    monkeypatch.setattr(kernels, "NATIVE", lambda *a: calls.append("native"))
     monkeypatch.setattr(kernels, "VERIFIED_ON_GPU", verified)
     runner = kernels.select("auto", cell, CUDA)
-    xp = torch.zeros(5, 2, cell.weight_ih.shape[0])  # the interpreter's plan: persistent fits
-    monkeypatch.setattr(kernels, "plan", lambda *a, **k: plan(*a[:4], torch.device("cpu")))
-    runner(cell, xp, None, None)
+    xp = torch.zeros(5, 2, cell.weight_ih.shape[0])
+    state = (torch.zeros(2, 8), torch.zeros(2, 8)) if isinstance(cell, LSTMCell) else torch.zeros(2, 8)
+    runner(cell, xp, state, None)
     assert calls == [expected]
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # under torch.compile: one op
-    runner(cell, xp, None, None)
-    assert calls == [expected, "cpu"]
+    runner(cell, xp, state, None)
+    assert calls == [expected, "native"]
 
 
 class _FakeKernel:
@@ -149,7 +158,7 @@ class _FakeKernel:
         self.streamed_fits = streamed_fits
 
     def warmup(self, *args, grid, **meta):
-        from rnnkit.kernels.triton_common import OutOfResources
+        from rnnkit.kernels.triton.common import OutOfResources
 
         fits = self.streamed_fits
 
@@ -168,7 +177,7 @@ class _FakeKernel:
 
 @pytest.mark.skipif(why_triton_cannot_run(torch.device("cpu")) is not None, reason="needs triton")
 def test_a_persistent_kernel_too_big_for_an_sm_runs_graphed_or_streams_w_when_forced():
-    from rnnkit.kernels.triton_paths import run_persistent
+    from rnnkit.kernels.triton.paths import run_persistent
 
     launch = Launch("persistent", 16, 512, 512, 1, 1, w_resident=True)  # one program: no barrier
     kernel = _FakeKernel()
@@ -186,8 +195,8 @@ def test_a_persistent_kernel_too_big_for_an_sm_runs_graphed_or_streams_w_when_fo
 
 BARRIER_SCRIPT = """
 import torch
-from rnnkit.kernels.triton_paths import Launch
-from rnnkit.kernels.verify import compare_launch_with_cpu_op
+from rnnkit.kernels.triton.paths import Launch
+from kernel_parity import compare_launch_with_cpu_op
 
 lengths = torch.tensor([4, 2, 3])
 for kind in ("lstm", "gru"):

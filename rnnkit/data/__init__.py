@@ -2,17 +2,17 @@
 
 from rnnkit.data.base import DataSpec, SequenceDataModule
 from rnnkit.data.classify import AddingDataModule, DigitsDataModule
-from rnnkit.data.corpus import TextCorpusDataModule
 from rnnkit.data.generate import DigitNamesDataModule, WaveformDataModule
-from rnnkit.data.language import ReberDataModule
+from rnnkit.data.reber import ReberDataModule
 from rnnkit.data.sequence_files import SequenceFileDataModule
-from rnnkit.data.text import (
+from rnnkit.data.sequence_pairs import (
     AdditionDataModule,
     EchoDataModule,
     ReversalDataModule,
     TextPairsDataModule,
     TextPairsFileDataModule,
 )
+from rnnkit.data.text_corpus import TextCorpusDataModule
 from rnnkit.data.timeseries import TimeSeriesDataModule
 from rnnkit.data.ucr import UCRDataModule
 

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset, split_indices
 from rnnkit.data.classify import load_digits
-from rnnkit.data.text import render_text_samples
+from rnnkit.data.sequence_pairs import render_text_samples
 from rnnkit.data.tokens import Vocab, majority_per_position
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

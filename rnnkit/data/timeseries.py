@@ -12,7 +12,7 @@ from torch import Tensor
 from rnnkit.data.base import DataSpec, SequenceDataModule, TensorDictDataset, baseline_prefix
 from rnnkit.data.baselines import BASELINES, baseline_paths, check_baselines, forecast_baselines
 from rnnkit.data.series import SEASONS, SOURCES, Series
-from rnnkit.training.checkpoint import atomic_write_text
+from rnnkit.files import atomic_write_text
 
 
 class TimeSeriesDataModule(SequenceDataModule):

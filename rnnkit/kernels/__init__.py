@@ -1,27 +1,27 @@
-"""Fused recurrences for the built-in cells, selected by a layer's ``backend`` argument.
+"""The recurrence engines behind a layer's ``backend`` argument, and the dispatcher that picks one.
 
-Backends:
+One folder per backend (``docs/architecture.md`` draws the whole path):
 
-- ``"reference"``: the hand-written cell stepped by :func:`rnnkit.nn.recurrent.run_cell` (autograd
-  through every step). Runs every cell; the others are tested against it.
-- ``"cpu"``: one custom op per sequence with a hand-written backward (:mod:`.cpu_lstm`,
-  :mod:`.cpu_gru`). Plain torch ops, so it also runs on CUDA; a single node under ``torch.compile``.
-  Recurrent dropout and zoneout run inside it (their masks are inputs of the ops).
-- ``"triton"``: fused Triton kernels (:mod:`.triton_lstm`, :mod:`.triton_gru`), recurrent dropout
-  and zoneout included (their masks are kernel inputs, read only when present); CUDA tensors, or
-  CPU tensors under ``TRITON_INTERPRET=1``. Needs ``pip install 'rnnkit[triton]'``. The table in
-  :mod:`.triton_paths` chooses the path per shape: ``persistent`` (one launch for all time steps),
+- ``"reference"`` (:mod:`.reference`): the cell's own ``step`` run by the one time loop,
+  :func:`~rnnkit.kernels.reference.run_cell` (autograd through every step). Runs every cell; the
+  others are tested against it.
+- ``"native"`` (:mod:`.native`): one custom op per sequence with a hand-written backward, its time
+  loop in C++ on the CPU (plain torch ops elsewhere, so it also runs on CUDA); a single node under
+  ``torch.compile``. ``"cpu"`` is its former name, kept as an alias that warns once.
+- ``"triton"`` (:mod:`.triton`): fused Triton kernels; CUDA tensors, or CPU tensors under
+  ``TRITON_INTERPRET=1``. Needs ``pip install 'rnnkit[triton]'``. The table in
+  :mod:`.triton.paths` chooses the path per shape: ``persistent`` (one launch for all time steps),
   ``graphed`` (one launch per step, the loop replayed from a CUDA graph) or ``stepwise`` (one launch
   per step from Python); ``"triton-persistent"``, ``"triton-graphed"`` and ``"triton-stepwise"``
   force one.
-- ``"compiled"``: any cell, the layer's time loop compiled by ``torch.compile`` in chunks of a few
-  steps (:mod:`.compiled_cell`): the fused path for cells without a hand-written kernel (a user's
-  cell, the LayerNorm and peephole cells). Compiles at first use (tens of seconds, cached on disk), so
-  it is opted into, never chosen by ``"auto"``.
+- ``"compiled"`` (:mod:`.compiled`): any cell, the reference loop compiled by ``torch.compile`` in
+  chunks of a few steps: the fused path for cells without a hand-written kernel. Compiles at first
+  use (tens of seconds, cached on disk), so it is opted into, never chosen by ``"auto"``.
 - ``"auto"``: on CUDA, Triton on the paths that have passed ``scripts/gpu_report.py`` on a real GPU
-  (:data:`.triton_paths.VERIFIED_ON_GPU`: today the graphed path), else ``"cpu"``; ``"cpu"`` on
-  the CPU; ``"reference"`` for cells without a fused kernel.
+  (:data:`.triton.paths.VERIFIED_ON_GPU`), else ``"native"``; ``"native"`` on the CPU;
+  ``"reference"`` for cells without a fused kernel.
 
+Recurrent dropout and zoneout run inside every fused backend (their masks are kernel inputs).
 Fused kernels exist for :class:`~rnnkit.cells.LSTMCell` and :class:`~rnnkit.cells.GRUCell`. An LSTM
 with ``proj_size > 0`` has none: every backend then runs the reference loop (documented fallback,
 with a warning when a fused backend was asked for explicitly).
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -39,98 +39,102 @@ from torch import Tensor
 from rnnkit.cells.base import RecurrentCell, State
 from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.lstm import LSTMCell
-from rnnkit.kernels import cpu_gru, cpu_lstm
-from rnnkit.kernels.compiled_cell import run_compiled
-from rnnkit.kernels.triton_common import triton, why_triton_cannot_run
-from rnnkit.kernels.triton_paths import PATHS, VERIFIED_ON_GPU, plan
+from rnnkit.kernels.compiled import run_compiled
+from rnnkit.kernels.native import gru_forward as native_gru
+from rnnkit.kernels.native import lstm_forward as native_lstm
+from rnnkit.kernels.triton.common import triton_installed, why_triton_cannot_run
+from rnnkit.kernels.triton.gru import gru_forward as triton_gru
+from rnnkit.kernels.triton.lstm import lstm_forward as triton_lstm
+from rnnkit.kernels.triton.paths import PATHS, VERIFIED_ON_GPU
 from rnnkit.kernels.zoneout import zoneout_keep
 
 TRITON_BACKENDS = ("triton", *(f"triton-{path}" for path in PATHS))
-BACKENDS = ("auto", "reference", "cpu", "compiled", *TRITON_BACKENDS)
+ALIASES = {"cpu": "native"}  # former names, accepted with a warning
+BACKENDS = ("auto", "reference", "native", "compiled", *TRITON_BACKENDS)
 
 Runner = Callable[[RecurrentCell, Tensor, State, Tensor | None], tuple[Tensor, State]]
+_warned_aliases: set[str] = set()
 
 
-def _like(xp: Tensor, *tensors: Tensor | None) -> list[Tensor | None]:
-    """Cast states and weights to the dtype of the projected input. Under autocast the projection
-    comes out in half precision while parameters and states stay float32; the fused ops take one
-    dtype (the reference loop gets the same casts from autocast itself)."""
-    return [t if t is None or t.dtype == xp.dtype else t.to(xp.dtype) for t in tensors]
+def canonical_backend(backend: str, stacklevel: int = 3) -> str:
+    """The backend's current name; a former name warns once per process (``stacklevel``: the
+    warning's frame, as for :func:`warnings.warn`, counted from the caller of this function)."""
+    if backend in ALIASES:
+        new = ALIASES[backend]
+        if backend not in _warned_aliases:
+            _warned_aliases.add(backend)
+            warnings.warn(
+                f"backend={backend!r} is now called {new!r} (it also runs on CUDA); "
+                f"{backend!r} still works as an alias",
+                FutureWarning,
+                stacklevel=stacklevel,
+            )
+        return new
+    return backend
 
 
-def _recurrent_dropout_mask(cell: RecurrentCell, xp: Tensor) -> Tensor | None:
-    """The sequence's recurrent-dropout mask, drawn as the reference loop draws it (same RNG use)."""
-    return cell.draw_recurrent_mask(xp.shape[1], xp.device, xp.dtype)
+@dataclass(frozen=True)
+class Fused:
+    """A fused runner: the cell's recurrent tensors cast to the projected input's dtype, its
+    recurrent-dropout mask drawn (first, as the reference loop draws it) and its zoneout weights,
+    handed to one engine. ``triton``: a Triton path to force (``path``) or the paths the table may
+    choose (``allowed``); None for the native ops."""
+
+    triton: bool = False
+    path: str | None = None
+    allowed: frozenset[str] | None = None
+
+    def __call__(self, cell: RecurrentCell, xp: Tensor, state: State, lengths: Tensor | None):
+        # Under autocast the projection comes out in half precision while parameters and states
+        # stay float32; the fused ops take one dtype (the reference loop gets the casts from autocast).
+        like = [
+            t if t is None or t.dtype == xp.dtype else t.to(xp.dtype) for t in _recurrent_tensors(cell, state)
+        ]
+        drop = cell.draw_recurrent_mask(xp.shape[1], xp.device, xp.dtype)
+        zone = zoneout_keep(cell, xp)
+        if isinstance(cell, LSTMCell):
+            h0, c0, w = like
+            if self.triton:
+                return triton_lstm(xp, (h0, c0), w, lengths, self.path, drop, zone, self.allowed)
+            return native_lstm(xp, (h0, c0), w, lengths, drop, zone)
+        h0, w, b = like
+        if self.triton:
+            return triton_gru(xp, h0, w, b, lengths, self.path, drop, zone, self.allowed)
+        return native_gru(xp, h0, w, b, lengths, drop, zone)
 
 
-def _lstm_cpu(cell: LSTMCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
-    h0, c0, w = _like(xp, *state, cell.weight_hh)
-    drop = _recurrent_dropout_mask(cell, xp)  # drawn first, as in the reference loop
-    return cpu_lstm.lstm_forward(xp, (h0, c0), w, lengths, drop, zoneout_keep(cell, xp))
+def _recurrent_tensors(cell: RecurrentCell, state: State) -> list[Tensor | None]:
+    """The tensors a fused LSTM (h0, c0, W_hh) or GRU (h0, W_hh, b_hh or None) recurrence reads."""
+    if isinstance(cell, LSTMCell):
+        return [*state, cell.weight_hh]
+    return [state, cell.weight_hh, cell.bias_hh]
 
 
-def _gru_cpu(cell: GRUCell, xp: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
-    h0, w, b = _like(xp, state, cell.weight_hh, cell.bias_hh)
-    drop = _recurrent_dropout_mask(cell, xp)  # drawn first, as in the reference loop
-    return cpu_gru.gru_forward(xp, h0, w, b, lengths, drop, zoneout_keep(cell, xp))
-
-
-def _lstm_triton(
-    cell: LSTMCell, xp: Tensor, state: State, lengths: Tensor | None, path: str | None = None
-) -> tuple[Tensor, State]:
-    from rnnkit.kernels import triton_lstm
-
-    h0, c0, w = _like(xp, *state, cell.weight_hh)
-    drop = _recurrent_dropout_mask(cell, xp)  # drawn first, as in the reference loop
-    return triton_lstm.lstm_forward(xp, (h0, c0), w, lengths, path, drop, zoneout_keep(cell, xp))
-
-
-def _gru_triton(
-    cell: GRUCell, xp: Tensor, state: State, lengths: Tensor | None, path: str | None = None
-) -> tuple[Tensor, State]:
-    from rnnkit.kernels import triton_gru
-
-    h0, w, b = _like(xp, state, cell.weight_hh, cell.bias_hh)
-    drop = _recurrent_dropout_mask(cell, xp)  # drawn first, as in the reference loop
-    return triton_gru.gru_forward(xp, h0, w, b, lengths, path, drop, zoneout_keep(cell, xp))
-
-
-KERNELS: dict[str, dict[type, Runner]] = {
-    "cpu": {LSTMCell: _lstm_cpu, GRUCell: _gru_cpu},
-    "triton": {LSTMCell: _lstm_triton, GRUCell: _gru_triton},
-    **{
-        f"triton-{path}": {
-            LSTMCell: partial(_lstm_triton, path=path),
-            GRUCell: partial(_gru_triton, path=path),
-        }
-        for path in PATHS
-    },
+FUSED_CELLS = (LSTMCell, GRUCell)  # the cells with hand-written kernels
+NATIVE = Fused()
+KERNELS: dict[str, Runner] = {
+    "native": NATIVE,
+    "triton": Fused(triton=True),
+    **{f"triton-{path}": Fused(triton=True, path=path) for path in PATHS},
 }
-_KIND = {LSTMCell: "lstm", GRUCell: "gru"}
 
 
 def _auto_on_cuda(
     cell: RecurrentCell, xp: Tensor, state: State, lengths: Tensor | None
 ) -> tuple[Tensor, State]:
-    """``backend="auto"`` on CUDA: the table's Triton path if it has passed the GPU report, else a
-    verified per-step path (graphed first), else the ``cpu`` backend's torch ops. Under
-    ``torch.compile`` the ``cpu`` backend's custom ops, which Dynamo keeps as one node each (it
-    would break the graph at the Triton paths' launches and CUDA-graph recordings)."""
-    kind = type(cell)
-    if torch.compiler.is_compiling():
-        return KERNELS["cpu"][kind](cell, xp, state, lengths)
-    chosen = plan(_KIND[kind], xp.shape[1], cell.hidden_size, xp.dtype, xp.device).path
-    for path in (chosen, "graphed", "stepwise"):
-        if path in VERIFIED_ON_GPU:
-            return KERNELS[f"triton-{path}"][kind](cell, xp, state, lengths)
-    return KERNELS["cpu"][kind](cell, xp, state, lengths)
+    """``backend="auto"`` on CUDA: Triton, the table choosing among the paths that have passed the
+    GPU report; the native ops if none has. Under ``torch.compile`` the native ops, which Dynamo
+    keeps as one node each (it would break the graph at the Triton launches and graph recordings)."""
+    if torch.compiler.is_compiling() or not VERIFIED_ON_GPU:
+        return NATIVE(cell, xp, state, lengths)
+    return Fused(triton=True, allowed=VERIFIED_ON_GPU)(cell, xp, state, lengths)
 
 
 def check_backend_name(backend: str) -> None:
     """Raise at construction for a misspelt backend or a missing triton package."""
-    if backend not in BACKENDS:
+    if backend not in BACKENDS and backend not in ALIASES:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-    if backend in TRITON_BACKENDS and triton is None:
+    if backend in TRITON_BACKENDS and not triton_installed():
         raise RuntimeError(f"backend={backend!r} needs the triton package: pip install 'rnnkit[triton]'")
 
 
@@ -144,8 +148,8 @@ def _unsupported(cell: RecurrentCell) -> str | None:
 def runnable_backends(cell: RecurrentCell, device: torch.device) -> list[str]:
     """The backends that can run ``cell`` on ``device`` here."""
     names = ["reference", "compiled"]
-    if type(cell) in KERNELS["cpu"] and _unsupported(cell) is None:
-        names.append("cpu")
+    if type(cell) in FUSED_CELLS and _unsupported(cell) is None:
+        names.append("native")
         if why_triton_cannot_run(device) is None:
             names.extend(TRITON_BACKENDS)
     return names
@@ -156,12 +160,13 @@ def select(backend: str, cell: RecurrentCell, device: torch.device) -> Runner | 
 
     Raises when an explicitly requested backend cannot run, naming the ones that can.
     """
+    backend = canonical_backend(backend)
     if backend == "reference":
         return None
     if backend == "compiled":
         return run_compiled
     kind = type(cell)
-    if kind not in KERNELS["cpu"]:
+    if kind not in FUSED_CELLS:
         if backend == "auto":
             return None
         raise ValueError(
@@ -176,7 +181,7 @@ def select(backend: str, cell: RecurrentCell, device: torch.device) -> Runner | 
     if backend == "auto":
         if device.type == "cuda" and why_triton_cannot_run(device) is None:
             return _auto_on_cuda
-        return KERNELS["cpu"][kind]
+        return NATIVE
     if backend in TRITON_BACKENDS:
         why = why_triton_cannot_run(device)
         if why is not None:
@@ -184,7 +189,16 @@ def select(backend: str, cell: RecurrentCell, device: torch.device) -> Runner | 
                 f"backend={backend!r} cannot run here: {why}. "
                 f"Backends that can: {runnable_backends(cell, device)}"
             )
-    return KERNELS[backend][kind]
+    return KERNELS[backend]
 
 
-__all__ = ["BACKENDS", "KERNELS", "TRITON_BACKENDS", "check_backend_name", "runnable_backends", "select"]
+__all__ = [
+    "ALIASES",
+    "BACKENDS",
+    "KERNELS",
+    "TRITON_BACKENDS",
+    "canonical_backend",
+    "check_backend_name",
+    "runnable_backends",
+    "select",
+]

@@ -1,7 +1,8 @@
 """The generic recurrent layer: runs any :class:`~rnnkit.cells.RecurrentCell` over time.
 
-This module holds the code base's one time loop (:func:`run_cell`). ``rnnkit.nn.RNN``, ``LSTM`` and
-``GRU`` are :class:`Recurrent` with a built-in cell and torch's parameter names.
+The time loop itself is :func:`rnnkit.kernels.reference.run_cell` (the ``reference`` backend), or a
+fused backend chosen by :func:`rnnkit.kernels.select`. ``rnnkit.nn.RNN``, ``LSTM`` and ``GRU`` are
+:class:`Recurrent` with a built-in cell and torch's parameter names.
 """
 
 from __future__ import annotations
@@ -17,66 +18,10 @@ from torch.nn.utils.rnn import PackedSequence
 from rnnkit import kernels
 from rnnkit.cells.base import RecurrentCell, State, map_state
 from rnnkit.cells.registry import get_cell
-from rnnkit.nn.probe import StateGradientProbe, active_probe
+from rnnkit.kernels.reference import active_probe, run_cell
 from rnnkit.nn.sequence import pack_like, reverse_padded, unpack_to_padded
 
 CellFactory = Callable[..., RecurrentCell]
-
-
-def run_cell(
-    cell: RecurrentCell, xp: Tensor, state: State, mask: Tensor | None = None
-) -> tuple[Tensor, State]:
-    """Run ``cell.advance`` (``step`` + zoneout) over the time axis of a projected input.
-
-    Args:
-        cell: the cell; its ``project_input`` has already been applied.
-        xp: projected input ``(T, B, G)``.
-        state: initial state, leaves ``(B, S)``.
-        mask: optional ``(T, B, 1)`` bool, True where step t of sequence b is real. Past a sequence's
-            end its state is frozen and its output is zero, as for a ``PackedSequence`` in torch.
-
-    Returns:
-        ``(outputs (T, B, O), final state)``.
-    """
-    # this sequence's recurrent-dropout and zoneout masks, if any (drawn as the fused kernels draw them)
-    cell = cell.for_sequence(xp.shape[1], xp.device, xp.dtype, steps=xp.shape[0])
-    probe = active_probe()  # measuring dL/dh_t (rnnkit.nn.probe): a zero tap per step
-    if probe is not None:
-        probe.start_sequence()
-    return run_steps(cell, xp, state, mask, probe)
-
-
-def run_steps(
-    cell: RecurrentCell,
-    xp: Tensor,
-    state: State,
-    mask: Tensor | None = None,
-    probe: StateGradientProbe | None = None,
-) -> tuple[Tensor, State]:
-    """The time loop proper, for a cell already bound to its sequence (:meth:`~RecurrentCell.for_sequence`).
-
-    :func:`run_cell` runs it over a whole sequence; the ``compiled`` backend
-    (:mod:`rnnkit.kernels.compiled_cell`) compiles it over chunks of a few steps. Arguments and
-    result as :func:`run_cell`; ``probe`` taps every step's state.
-    """
-    outputs = []
-    # unbind (not xp[t]): indexing would make backward build a full-size zero tensor per step.
-    steps = xp.unbind(0)
-    keeps = cell.zoneout_steps(len(steps))  # zoneout masks drawn with the sequence, or None per step
-    if mask is None:
-        for xp_t, keep in zip(steps, keeps, strict=True):  # (B, G)
-            state = cell.advance(xp_t, state, keep)
-            if probe is not None:
-                state = probe.tap(state)
-            outputs.append(cell.output(state))
-        return torch.stack(outputs), state
-    for xp_t, m_t, keep in zip(steps, mask.unbind(0), keeps, strict=True):  # (B, G), (B, 1)
-        new = cell.advance(xp_t, state, keep)
-        state = map_state(lambda n, o, m=m_t: torch.where(m, n, o), new, state)
-        if probe is not None:
-            state = probe.tap(state)
-        outputs.append(cell.output(state))
-    return torch.stack(outputs).masked_fill(~mask, 0.0), state
 
 
 def stack_states(states: Sequence[State]) -> State:
@@ -147,9 +92,9 @@ class Recurrent(nn.Module):
         bidirectional: run a second cell per layer over reversed time (D = 2).
         batch_first: input and output are ``(B, T, *)`` instead of ``(T, B, *)``.
         dropout: dropout on the outputs of every layer but the last, in training mode.
-        backend: ``"auto"`` (default), ``"reference"``, ``"cpu"`` or ``"triton"``: which implementation
-            runs the recurrence (see :mod:`rnnkit.kernels`); cells without a fused kernel run the
-            reference loop under ``"auto"``.
+        backend: ``"auto"`` (default), ``"reference"``, ``"native"``, ``"compiled"`` or ``"triton"``:
+            which implementation runs the recurrence (see :mod:`rnnkit.kernels`); cells without a
+            fused kernel run the reference loop under ``"auto"``.
         device, dtype: where and how the parameters are created.
         **cell_kwargs: forwarded to every cell (``bias``, ``nonlinearity``, ``output_size`` ...).
 
@@ -179,7 +124,7 @@ class Recurrent(nn.Module):
         super().__init__()
         check_layer_arguments(input_size, hidden_size, num_layers, dropout, batch_first, cell_kwargs)
         kernels.check_backend_name(backend)
-        self.backend = backend
+        self.backend = kernels.canonical_backend(backend, stacklevel=4)  # a former name warns once
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers

@@ -1,4 +1,4 @@
-"""The cpu backend's compiled C++ time loop and its Python fallback: both give torch.nn's numbers
+"""The native backend's C++ time loop and its Python fallback: both give torch.nn's numbers
 (float64: outputs, states, every gradient; variable lengths; recurrent dropout), the fallback runs
 with one warning that says why when the loop cannot be built, and the switch turns it off."""
 
@@ -12,7 +12,9 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit.nn as rnn
-from rnnkit.kernels import compiled_loop, cpu_gru, cpu_lstm
+from rnnkit.kernels.native import cpp_loop as compiled_loop
+from rnnkit.kernels.native import gru as cpu_gru
+from rnnkit.kernels.native import lstm as cpu_lstm
 
 LAYERS = {"lstm": (rnn.LSTM, torch.nn.LSTM), "gru": (rnn.GRU, torch.nn.GRU)}
 HAVE_COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
@@ -24,10 +26,10 @@ def loop(request, monkeypatch):
     if request.param == "compiled":
         if not HAVE_COMPILER:
             pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
-        monkeypatch.delenv("RNNKIT_COMPILED_LOOP", raising=False)
+        monkeypatch.delenv("RNNKIT_CPP_LOOP", raising=False)
         assert compiled_loop.ops() is not None, "the compiled loop failed to build (see the warning)"
     else:
-        monkeypatch.setenv("RNNKIT_COMPILED_LOOP", "0")
+        monkeypatch.setenv("RNNKIT_CPP_LOOP", "0")
         assert compiled_loop.ops() is None
     return request.param
 
@@ -35,7 +37,7 @@ def loop(request, monkeypatch):
 def pair(kind: str, **kwargs):
     ours_cls, torch_cls = LAYERS[kind]
     theirs = torch_cls(5, 7, **kwargs).double()
-    ours = ours_cls(5, 7, backend="cpu", **kwargs).double()
+    ours = ours_cls(5, 7, backend="native", **kwargs).double()
     ours.load_state_dict(theirs.state_dict())
     return ours, theirs
 
@@ -121,7 +123,7 @@ def test_inference_and_recurrent_dropout_agree_between_the_loops(kind, monkeypat
 
     results = {}
     for name, flag in (("compiled", "1"), ("python", "0")):
-        monkeypatch.setenv("RNNKIT_COMPILED_LOOP", flag)
+        monkeypatch.setenv("RNNKIT_CPP_LOOP", flag)
         with torch.no_grad():
             inference = run(None)
         trained = run(drop)
@@ -137,13 +139,13 @@ def test_a_failed_build_warns_once_and_the_python_loop_runs(monkeypatch):
     def no_compiler(*args, **kwargs):
         raise RuntimeError("Error building extension 'rnnkit_cpp'\nc++: command not found")
 
-    monkeypatch.delenv("RNNKIT_COMPILED_LOOP", raising=False)
+    monkeypatch.delenv("RNNKIT_CPP_LOOP", raising=False)
     monkeypatch.setattr(cpp_extension, "load", no_compiler)
     monkeypatch.setattr(compiled_loop, "_state", {})
     with pytest.warns(
         RuntimeWarning, match=r"could not be built .*c\+\+: command not found.*Python loop runs"
     ):
-        layer = rnn.LSTM(3, 4, backend="cpu")
+        layer = rnn.LSTM(3, 4, backend="native")
         out, _ = layer(torch.randn(5, 2, 3))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once: no second warning
@@ -166,12 +168,12 @@ def test_each_route_of_the_step_product_matches_torch(kind, dtype, batch, hidden
     (float64 to 1e-10, float32 to 1e-5), with variable lengths."""
     if not HAVE_COMPILER:
         pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
-    monkeypatch.delenv("RNNKIT_COMPILED_LOOP", raising=False)
+    monkeypatch.delenv("RNNKIT_CPP_LOOP", raising=False)
     assert compiled_loop.usable(torch.zeros(1, dtype=dtype)) is not None
     torch.manual_seed(batch + hidden)
     ours_cls, torch_cls = LAYERS[kind]
     theirs = torch_cls(6, hidden).to(dtype)
-    ours = ours_cls(6, hidden, backend="cpu").to(dtype)
+    ours = ours_cls(6, hidden, backend="native").to(dtype)
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(7, batch, 6, dtype=dtype)
     lengths = torch.randint(1, 8, (batch,))
@@ -200,7 +202,7 @@ def test_other_dtypes_take_the_python_loop():
 def test_inference_with_lengths_leaves_the_initial_state_untouched(loop, kind):
     """Regression: the Python LSTM inference loop used h0's storage as a step buffer with lengths."""
     torch.manual_seed(8)
-    layer = LAYERS[kind][0](3, 4, backend="cpu").double()
+    layer = LAYERS[kind][0](3, 4, backend="native").double()
     x = torch.randn(6, 3, 3, dtype=torch.float64)
     h0 = torch.randn(1, 3, 4, dtype=torch.float64)
     state = (h0, torch.randn_like(h0)) if kind == "lstm" else h0

@@ -2,7 +2,7 @@
 //
 // Built on ATen's at::vec::Vectorized<T>, whose transcendental functions are SLEEF's (1-ulp, the
 // ones torch's own CPU kernels use), except exp in float32 on AVX2: our own, below. The instruction
-// set is chosen when the extension is built (compiled_loop.py passes CPU_CAPABILITY_AVX2 and the
+// set is chosen when the extension is built (cpp_loop.py passes CPU_CAPABILITY_AVX2 and the
 // matching -m flags where torch reports AVX2 or better); without it Vectorized<T> falls back to its
 // portable scalar implementation (slower, same formulas).
 #pragma once

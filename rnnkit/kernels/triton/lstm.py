@@ -8,7 +8,7 @@ step: the recurrent product h_{t-1} W_hh^T, the gate nonlinearities and the cell
 and backward, per step, dG_{t+1} W_hh with the gate derivatives. The weight gradient
 dW_hh = sum_t dG_t^T h_{t-1} is one GEMM over all steps afterwards.
 
-Two kernel shapes run this math (:mod:`rnnkit.kernels.triton_paths` chooses): ``_lstm_*_step`` (one
+Two kernel shapes run this math (:mod:`rnnkit.kernels.triton.paths` chooses): ``_lstm_*_step`` (one
 launch per time step) and ``_lstm_*_persistent`` (one launch for all steps, the time loop inside,
 C and dC in registers, W_hh on chip, a grid barrier per step). Both call the same pointwise helpers.
 
@@ -30,24 +30,15 @@ exact IEEE fp32 unless ``torch.backends.cuda.matmul.allow_tf32`` is set.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from rnnkit.kernels.double_backward import lstm_vjp
-from rnnkit.kernels.lengths import full_lengths
-from rnnkit.kernels.step_graphs import Buffers
-from rnnkit.kernels.triton_common import compile_meta, mask_inputs, present, state_dtype, tl, triton
-from rnnkit.kernels.triton_paths import (
-    Launch,
-    barrier_counters,
-    plan,
-    run_per_step,
-    run_persistent,
-    stepwise_fallback,
-)
+from rnnkit.kernels.reference.double_backward import lstm_vjp
+from rnnkit.kernels.triton.common import tl, triton
+from rnnkit.kernels.triton.driver import TritonCell, run
+from rnnkit.kernels.triton.paths import Launch
 
 if triton is not None:
-    from rnnkit.kernels.triton_common import (
+    from rnnkit.kernels.triton.common import (
         _dropped,
         _grid_barrier,
         _mm,
@@ -504,228 +495,25 @@ if triton is not None:
         tl.store(dh_kept_ptr + state, dh_kept.to(dh_kept_ptr.dtype.element_ty), mask=tile)
 
 
-def _forward_steps(b: Buffers, launch: Launch, meta: dict) -> None:
-    """The per-step forward over the buffers ``b`` (:class:`LSTMTriton`'s names): h_0 and C_0 into
-    slot 0, then one kernel per step. Replayable: it reads and writes ``b`` alone."""
-    hs, cells, gates, out = b["hs"], b["cells"], b["gates"], b["out"]
-    steps, batch, hidden = out.shape
-    hs[0].copy_(b["h0"])
-    cells[0].copy_(b["c0"])
-    drop, zone = b.get("drop", b["xp"]), b.get("zone", b["xp"])  # absent masks: never read
-    for t in range(steps):
-        _lstm_fwd_step[launch.grid](
-            b["xp"][t],
-            hs[t],
-            cells[t],
-            b["w"],
-            b["lengths"],
-            drop,
-            zone,
-            t,
-            hs[t + 1],
-            cells[t + 1],
-            gates[t],
-            out[t],
-            batch,
-            hidden,
-            **meta,
-            **launch.meta(),
-        )
-
-
-def _backward_steps(b: Buffers, launch: Launch, meta: dict) -> None:
-    """The per-step backward over the buffers ``b``, from step T - 1 down; the carried dC and
-    zoneout's dh ping-pong through ``b["carries"]`` (4, B, H) and end in ``d_c0``, ``dh_kept``."""
-    d_gates, cells, d_out, carries = b["d_gates"], b["cells"], b["d_out"], b["carries"]
-    steps, batch, hidden = d_out.shape
-    d_gates[steps].zero_()  # no step T + 1
-    carries[0].zero_()  # dC_T from later steps
-    carries[2].zero_()  # zoneout's dh_T from later steps
-    drop, zone = b.get("drop", b["w"]), b.get("zone", b["w"])  # absent masks: never read
-    for step, t in enumerate(range(steps - 1, -1, -1)):
-        now, after = step % 2, (step + 1) % 2
-        _lstm_bwd_step[launch.grid](
-            d_gates[t + 1],
-            b["w"],
-            d_out[t],
-            b["d_hn"],
-            b["d_cn"],
-            carries[now],
-            carries[2 + now],
-            b["gates"][t],
-            cells[t + 1],
-            cells[t],
-            b["lengths"],
-            drop,
-            zone,
-            t,
-            d_gates[t],
-            carries[after],
-            carries[2 + after],
-            batch,
-            hidden,
-            **meta,
-            **launch.meta(),
-        )
-    b["d_c0"].copy_(carries[steps % 2])
-    b["dh_kept"].copy_(carries[2 + steps % 2])
-
-
-class LSTMTriton(torch.autograd.Function):
-    """``(xp (T, B, 4H), h0, c0, weight_hh (4H, H), lengths (B,), drop, zone, path)`` ->
-    ``(output, h_n, c_n)``.
-
-    ``drop``: the recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or empty; ``zone``:
-    zoneout's keep weights (:func:`rnnkit.kernels.zoneout.zoneout_keep`), or empty. ``path``: a
-    Triton path to force (:data:`rnnkit.kernels.triton_paths.PATHS`), or None for the table.
-    """
-
-    @staticmethod
-    def forward(
-        ctx,
-        xp: Tensor,
-        h0: Tensor,
-        c0: Tensor,
-        weight_hh: Tensor,
-        lengths: Tensor,
-        drop: Tensor,
-        zone: Tensor,
-        path,
-    ):
-        steps, batch, four_h = xp.shape
-        hidden = four_h // 4
-        inputs = (xp, h0, c0, weight_hh)  # as given: what a higher-order gradient differentiates
-        xp, weight_hh = xp.contiguous(), weight_hh.contiguous()
-        drop_arg, zone_arg, masks = mask_inputs(xp, drop, zone)
-        keep = state_dtype(xp.dtype)
-        hs = xp.new_empty(steps + 1, batch, hidden)  # slot 0: h_0, slot t + 1: h_t
-        cells = xp.new_empty(steps + 1, batch, hidden, dtype=keep)
-        out = xp.new_empty(steps, batch, hidden)
-        gates = xp.new_empty(steps, batch, four_h, dtype=keep)
-        meta = {**compile_meta(xp.dtype), **masks}
-        launch = plan("lstm", batch, hidden, xp.dtype, xp.device, path)
-        if launch.path == "persistent":
-            hs[0].copy_(h0)
-            cells[0].copy_(c0)
-        ran = launch.path == "persistent" and run_persistent(
-            _lstm_fwd_persistent,
-            launch,
-            (
-                xp,
-                weight_hh,
-                lengths,
-                drop_arg,
-                zone_arg,
-                hs,
-                cells,
-                gates,
-                out,
-                barrier_counters(launch, xp.device),
-                steps,
-                batch,
-                hidden,
-            ),
-            meta,
-            xp.device,
-            forced=path is not None,
-        )
-        if not ran:
-            launch = stepwise_fallback(launch, batch, hidden, xp.device)
-            hs, cells, gates, out = run_per_step(
-                "lstm_forward",
-                _forward_steps,
-                launch,
-                meta,
-                {"xp": xp, "h0": h0, "c0": c0, "w": weight_hh, "lengths": lengths, **present(drop, zone)},
-                {"hs": hs, "cells": cells, "gates": gates, "out": out},
-                ("hs", "cells", "gates", "out"),
-            )
-        ctx.path = path
-        ctx.save_for_backward(weight_hh, lengths, hs, cells, gates, drop, zone, *inputs)
-        return out, hs[-1].clone(), cells[-1].to(xp.dtype)
-
-    @staticmethod
-    def backward(ctx, d_out: Tensor, d_hn: Tensor, d_cn: Tensor):
-        weight_hh, lengths, hs, cells, gates, drop, zone, *inputs = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
-            xp, h0, c0, w = inputs
-            grads = lstm_vjp(xp, h0, c0, w, lengths, d_out, d_hn, d_cn, drop, zone)
-            return (*grads, None, None, None, None)
-        steps, batch, four_h = gates.shape
-        hidden = four_h // 4
-        keep = gates.dtype
-        d_out = hs.new_zeros(steps, batch, hidden) if d_out is None else d_out.contiguous()
-        d_hn = hs.new_zeros(batch, hidden) if d_hn is None else d_hn.contiguous()
-        d_cn = hs.new_zeros(batch, hidden) if d_cn is None else d_cn.contiguous()
-        d_gates = gates.new_empty(steps + 1, batch, four_h)  # slot T stays zero: no step T+1
-        w = weight_hh.to(keep).contiguous()
-        drop_arg, zone_arg, masks = mask_inputs(hs, drop, zone)
-        meta = {**compile_meta(keep), **masks}
-        launch = plan("lstm", batch, hidden, keep, gates.device, ctx.path)
-        d_c0 = gates.new_empty(batch, hidden)
-        dh_kept = gates.new_empty(batch, hidden)  # the part of dL/dh_0 that zoneout kept
-        if launch.path == "persistent":
-            d_gates[steps].zero_()
-        ran = launch.path == "persistent" and run_persistent(
-            _lstm_bwd_persistent,
-            launch,
-            (
-                w,
-                d_out,
-                d_hn,
-                d_cn,
-                gates,
-                cells,
-                lengths,
-                drop_arg,
-                zone_arg,
-                d_gates,
-                d_c0,
-                dh_kept,
-                barrier_counters(launch, gates.device),
-            )
-            + (steps, batch, hidden),
-            meta,
-            gates.device,
-            forced=ctx.path is not None,
-        )
-        if not ran:
-            launch = stepwise_fallback(launch, batch, hidden, gates.device)
-            read = {"w": w, "d_out": d_out, "d_hn": d_hn, "d_cn": d_cn, "gates": gates, "cells": cells}
-            d_gates, d_c0, dh_kept = run_per_step(
-                "lstm_backward",
-                _backward_steps,
-                launch,
-                meta,
-                {**read, "lengths": lengths, **present(drop, zone)},
-                {
-                    "d_gates": d_gates,
-                    "d_c0": d_c0,
-                    "dh_kept": dh_kept,
-                    "carries": d_c0.new_empty(4, batch, hidden),
-                },
-                ("d_gates", "d_c0", "dh_kept"),
-            )
-        d_gates = d_gates[:steps]
-        h_prev = hs[:-1].to(keep)  # (T, B, H): h_0 .. h_{T-1}
-        d_h0 = torch.mm(d_gates[0], w)  # into h_0 through the first step's product
-        if masks["DROP"]:
-            d_h0.mul_(drop)
-            h_prev = h_prev * drop  # what the product saw
-        if masks["ZONE"]:
-            d_h0.add_(dh_kept)
-        d_w = torch.mm(d_gates.reshape(-1, four_h).t(), h_prev.reshape(-1, hidden))  # all steps, one GEMM
-        dtype = hs.dtype
-        return (
-            d_gates.to(dtype),
-            d_h0.to(dtype),
-            d_c0.to(dtype),
-            d_w.to(weight_hh.dtype),
-            None,
-            None,
-            None,
-            None,
-        )
+LSTM_KERNELS = (
+    TritonCell(
+        kind="lstm",
+        gates=4,
+        parts=2,  # h, C
+        params=1,  # W_hh
+        carries=(1, 0),  # dC_t, and zoneout's share of dh_t: straight into C_{t-1}, h_{t-1}
+        forward_step=_lstm_fwd_step,
+        forward_persistent=_lstm_fwd_persistent,
+        backward_step=_lstm_bwd_step,
+        backward_persistent=_lstm_bwd_persistent,
+        reads_step=lambda states, t: (states[1][t + 1], states[1][t]),  # C_t, C_{t-1}
+        reads_all=lambda states: (states[1],),
+        separate_dxp=False,  # d xp is dG
+        vjp=lstm_vjp,
+    )
+    if triton is not None
+    else None
+)
 
 
 def lstm_forward(
@@ -733,19 +521,16 @@ def lstm_forward(
     state: tuple[Tensor, Tensor],
     weight_hh: Tensor,
     lengths: Tensor | None,
-    path: str | None = None,
+    path: str | Launch | None = None,
     drop: Tensor | None = None,
     zone: Tensor | None = None,
+    allowed: frozenset[str] | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """The Triton LSTM recurrence: ``xp (T, B, 4H)``, ``(h0, c0)`` -> ``(output, (h_n, c_n))``.
 
-    ``path`` forces ``"persistent"`` or ``"stepwise"`` (:mod:`rnnkit.kernels.triton_paths`).
-    ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or None; ``zone``:
-    zoneout's keep weights for the parts (h, C) (:func:`rnnkit.kernels.zoneout.zoneout_keep`), or None.
-    """
-    lengths = full_lengths(xp, lengths, torch.int32)
-    drop = xp.new_empty(0) if drop is None else drop
-    zone = xp.new_empty(0) if zone is None else zone
-    h0, c0 = state
-    out, h_n, c_n = LSTMTriton.apply(xp, h0, c0, weight_hh, lengths, drop, zone, path)
+    ``path`` forces a path (:mod:`rnnkit.kernels.triton.paths`), ``allowed`` limits the table's
+    choice; ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or None;
+    ``zone``: zoneout's keep weights for the parts (h, C) (:func:`rnnkit.kernels.zoneout.zoneout_keep`),
+    or None."""
+    out, (h_n, c_n) = run(LSTM_KERNELS, xp, tuple(state), (weight_hh,), lengths, path, drop, zone, allowed)
     return out, (h_n, c_n)

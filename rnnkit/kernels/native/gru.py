@@ -1,8 +1,8 @@
 """The GRU recurrence as one custom op with a hand-written backward (the fast CPU path).
 
-Semantics of :func:`rnnkit.nn.recurrent.run_cell` with :class:`rnnkit.cells.GRUCell`: the input
+Semantics of :func:`rnnkit.kernels.reference.run_cell` with :class:`rnnkit.cells.GRUCell`: the input
 projection ``xp = x W_ih^T + b_ih`` is computed outside; ``b_hh`` stays inside (it is gated by r_t).
-See :mod:`rnnkit.kernels.cpu_lstm` for the design; the loop runs in C++ (``csrc/gru_loop.cpp``)
+See :mod:`rnnkit.kernels.native.lstm` for the design; the loop runs in C++ (``csrc/gru_loop.cpp``)
 where it could be built.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels import compiled_loop
-from rnnkit.kernels.cpu_lstm import _sigmoid_backward, _tanh_backward, needs_grad
-from rnnkit.kernels.cpu_matmul import RecurrentProduct
-from rnnkit.kernels.double_backward import gru_vjp
-from rnnkit.kernels.lengths import full_lengths, step_mask
+from rnnkit.kernels.lengths import step_mask
+from rnnkit.kernels.native import cpp_loop
+from rnnkit.kernels.native.common import register_fused_autograd, run_fused, sigmoid_backward, tanh_backward
+from rnnkit.kernels.native.matmul import RecurrentProduct
+from rnnkit.kernels.reference.double_backward import gru_vjp
 from rnnkit.kernels.zoneout import ZoneoutKeep
 
 
@@ -27,7 +27,7 @@ def gru_recurrence(
     end) and ``acts (T, B, 4H)``: r_t, z_t, n_t and the recurrent candidate part W_hn h + b_hn.
     ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (not in the carry), or
     an empty tensor for none. ``zone``: zoneout (:func:`.zoneout.zoneout_keep`), or empty."""
-    compiled = compiled_loop.usable(xp)
+    compiled = cpp_loop.usable(xp)
     if compiled is not None:
         return tuple(compiled.gru_forward(xp, h0, weight_hh, bias_hh, lengths, drop, zone, True))
     steps, batch, three_h = xp.shape
@@ -78,7 +78,7 @@ def gru_recurrence_backward(
     zone: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_weight_hh, d_bias_hh)``."""
-    compiled = compiled_loop.usable(acts)
+    compiled = cpp_loop.usable(acts)
     if compiled is not None:
         return tuple(compiled.gru_backward(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop, zone))
     steps, batch, four_h = acts.shape
@@ -101,12 +101,12 @@ def gru_recurrence_backward(
         # zoneout: h_t = k h_{t-1} + (1 - k) h~_t sends k dL/dh_t straight to h_{t-1}
         (dh_new,), (dh_kept,) = keep.split(t, (dh,)) if keep else ((dh,), (None,))
         torch.mul(dh_new, z, out=dh_z)  # the direct path z * dh into h_{t-1}
-        _tanh_backward(torch.sub(dh_new, dh_z, out=tmp), n, grad_input=dxn)  # d n_pre = (1 - z) dh (1 - n^2)
+        tanh_backward(torch.sub(dh_new, dh_z, out=tmp), n, grad_input=dxn)  # d n_pre = (1 - z) dh (1 - n^2)
         if keep:
             dh_z.add_(dh_kept)  # and zoneout's
         torch.mul(dxn, r, out=dhn)  # d(W_hn h + b_hn)
-        _sigmoid_backward(torch.mul(dxn, hn, out=tmp), r, grad_input=dxr)  # d r_pre
-        _sigmoid_backward(torch.sub(h_prev, n, out=tmp).mul_(dh_new), z, grad_input=dxz)  # d z_pre
+        sigmoid_backward(torch.mul(dxn, hn, out=tmp), r, grad_input=dxr)  # d r_pre
+        sigmoid_backward(torch.sub(h_prev, n, out=tmp).mul_(dh_new), z, grad_input=dxz)  # d z_pre
         dhr.copy_(dxr)
         dhz.copy_(dxz)
         via_w = through_w(d_gh[t])  # into h_{t-1} * drop through W_hh
@@ -140,29 +140,7 @@ def _(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop, zone):
     )
 
 
-def _setup_context(ctx, inputs, output):
-    # the saved activations are outputs nobody differentiates: without this autograd would fill a
-    # zero gradient the size of each of them at every backward (missing gradients arrive as None)
-    ctx.set_materialize_grads(False)
-    xp, h0, weight_hh, bias_hh, lengths, drop, zone = inputs
-    _, _, hs, acts = output
-    ctx.save_for_backward(xp, h0, weight_hh, bias_hh, lengths, hs, acts, drop, zone)
-    ctx.mark_non_differentiable(hs, acts)
-
-
-def _backward(ctx, d_output, d_hn, d_hs, d_acts):
-    xp, h0, weight_hh, bias_hh, lengths, hs, acts, drop, zone = ctx.saved_tensors
-    d_output = torch.zeros_like(hs) if d_output is None else d_output
-    d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
-    if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
-        return (*gru_vjp(xp, h0, weight_hh, bias_hh, lengths, d_output, d_hn, drop, zone), None, None, None)
-    d_xp, d_h0, d_w, d_b = gru_recurrence_backward(
-        d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop, zone
-    )
-    return d_xp, d_h0, d_w, d_b, None, None, None
-
-
-gru_recurrence.register_autograd(_backward, setup_context=_setup_context)
+register_fused_autograd(gru_recurrence, gru_recurrence_backward, gru_vjp, parts=1, params=2)
 
 
 @torch.library.custom_op("rnnkit::gru_inference", mutates_args=(), device_types=("cpu", "cuda"))
@@ -170,7 +148,7 @@ def gru_inference(
     xp: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor, lengths: Tensor, drop: Tensor, zone: Tensor
 ) -> tuple[Tensor, Tensor]:
     """:func:`gru_recurrence` without gradients: nothing saved, step buffers reused."""
-    compiled = compiled_loop.usable(xp)
+    compiled = cpp_loop.usable(xp)
     if compiled is not None:
         return tuple(compiled.gru_forward(xp, h0, weight_hh, bias_hh, lengths, drop, zone, False))
     steps, batch, three_h = xp.shape
@@ -221,12 +199,9 @@ def gru_forward(
     """The fused GRU recurrence: ``xp (T, B, 3H)``, ``h0 (B, H)`` -> ``(output (T, B, H), h_n)``.
     ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or None. ``zone``:
     zoneout's keep weights (:func:`.zoneout.zoneout_keep`), or None."""
-    lengths = full_lengths(xp, lengths)
-    drop = xp.new_empty(0) if drop is None else drop
-    zone = xp.new_empty(0) if zone is None else zone
     if bias_hh is None:
         bias_hh = xp.new_zeros(weight_hh.shape[0])
-    if not needs_grad(xp, h0, weight_hh, bias_hh):
-        return gru_inference(xp, h0, weight_hh, bias_hh, lengths, drop, zone)
-    output, h_n, *_ = gru_recurrence(xp, h0, weight_hh, bias_hh, lengths, drop, zone)
+    output, (h_n,) = run_fused(
+        gru_recurrence, gru_inference, xp, (h0,), (weight_hh, bias_hh), lengths, drop, zone
+    )
     return output, h_n

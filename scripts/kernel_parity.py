@@ -145,12 +145,15 @@ def compare_launch_with_cpu_op(
     zone: Tensor | None = None,
     seed: int = 0,
 ) -> float:
-    """The Triton op of ``kind`` run with a hand-made ``launch`` (:class:`~.triton_paths.Launch`:
-    tiles and paths the table rarely picks) against the ``cpu`` backend's op, in float64 on fresh
+    """The Triton op of ``kind`` run with a hand-made ``launch`` (:class:`rnnkit.kernels.triton.paths.Launch`:
+    tiles and paths the table rarely picks) against the ``native`` backend's op, in float64 on fresh
     random inputs: the largest |diff| over the outputs, the final states and the gradients of the
     projected input, the initial states and the recurrent weights (and the GRU's b_hh) under a
-    random linear loss. ``drop``, ``zone``: masks as the ops take them (:mod:`.zoneout`)."""
-    from rnnkit.kernels import cpu_gru, cpu_lstm, triton_gru, triton_lstm
+    random linear loss. ``drop``, ``zone``: masks as the ops take them (:mod:`rnnkit.kernels.zoneout`)."""
+    from rnnkit.kernels.native import gru as cpu_gru
+    from rnnkit.kernels.native import lstm as cpu_lstm
+    from rnnkit.kernels.triton import gru as triton_gru
+    from rnnkit.kernels.triton import lstm as triton_lstm
 
     gen = torch.Generator().manual_seed(seed)
     gates = 4 if kind == "lstm" else 3

@@ -6,7 +6,7 @@ step is dispatched from Python in the forward and again, through the autograd en
 backward. On the CPU that bookkeeping, not arithmetic, is most of the time at the sizes the
 default configs train (H = 64, B = 8-64).
 
-Design. The layer's one time loop, :func:`rnnkit.nn.recurrent.run_steps` (``cell.advance`` +
+Design. The layer's one time loop, :func:`rnnkit.kernels.reference.run_steps` (``cell.advance`` +
 lengths), is compiled with ``torch.compile`` over a chunk of :data:`CHUNK_STEPS` steps (unrolled
 by Dynamo, so the cell's ``step`` is traced as written: any cell that follows the protocol works),
 and the sequence runs chunk after chunk:
@@ -36,7 +36,7 @@ Costs and limits:
   machine where torch.compile cannot build (no C++ compiler), runs the reference loop instead,
   with one warning per cell class that says why.
 - Gradients of gradients (``create_graph=True``) are refused with a clear error: AOTAutograd's
-  compiled backward is not itself differentiable. The reference loop and the ``cpu`` backend
+  compiled backward is not itself differentiable. The reference loop and the ``native`` backend
   support them.
 - Its first use sets two process-wide torch.compile settings: Dynamo's ``recompile_limit`` is raised
   to at least 64 (one compiled function serves every cell configuration), and AOTAutograd's
@@ -62,12 +62,13 @@ from torch import Tensor
 
 from rnnkit.cells.base import RecurrentCell, State
 from rnnkit.kernels.lengths import step_mask
+from rnnkit.kernels.reference.loop import run_cell, run_steps
 
 CHUNK_STEPS = 8  # steps per compiled call: 16 was 10% faster at T200 B8 H64 and compiled 2x longer
 COMPILERS = ("inductor", "aot_eager")
 _DOUBLE_BACKWARD = (
     "backend='compiled' has no gradient of a gradient (create_graph=True): its backward is "
-    "torch.compile's, which is not differentiable. Use backend='reference' (any cell) or 'cpu' "
+    "torch.compile's, which is not differentiable. Use backend='reference' (any cell) or 'native' "
     "(LSTM, GRU) for double backward."
 )
 
@@ -88,8 +89,6 @@ def _chunk_runner() -> Callable[..., tuple[Tensor, State]]:
     """``run_steps`` compiled by the configured compiler (one wrapper per compiler name)."""
     name = step_compiler()
     if name not in _compiled:
-        from rnnkit.nn.recurrent import run_steps  # the layer module imports the kernels
-
         # Process-wide torch.compile settings, set at the backend's first use (documented above):
         # one code object serves every cell, so allow a recompile per configuration (cell class,
         # sizes, dtype, grad mode) beyond Dynamo's default of 8; and no donated buffers, whose
@@ -128,12 +127,10 @@ def run_compiled(
 ) -> tuple[Tensor, State]:
     """Run ``cell`` over ``xp (T, B, G)`` from ``state`` in compiled chunks (see the module docstring).
 
-    Same result as :func:`rnnkit.nn.recurrent.run_cell` with the step mask of ``lengths``: outputs
+    Same result as :func:`rnnkit.kernels.reference.run_cell` with the step mask of ``lengths``: outputs
     ``(T, B, O)`` (zero past each length) and the final state. Falls back to that loop, with one
     warning per cell class, when the cell cannot be compiled.
     """
-    from rnnkit.nn.recurrent import run_cell
-
     steps, batch = xp.shape[:2]
     kind = type(cell)
     if kind not in _refused:

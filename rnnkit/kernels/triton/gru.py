@@ -1,6 +1,6 @@
 """Triton GRU recurrence, forward and backward (training).
 
-Same design as :mod:`rnnkit.kernels.triton_lstm` (the stepwise and persistent kernels share the
+Same design as :mod:`rnnkit.kernels.triton.lstm` (the stepwise and persistent kernels share the
 pointwise helpers below): the input projection ``W_i x + b_i`` is one GEMM outside; per step,
 h_{t-1} W_hh^T (+ b_hh) with the gates and the update
 
@@ -14,24 +14,15 @@ reduction over all steps afterwards. ``hs`` is (T + 1, B, H) with h_0 in slot 0.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from rnnkit.kernels.double_backward import gru_vjp
-from rnnkit.kernels.lengths import full_lengths
-from rnnkit.kernels.step_graphs import Buffers
-from rnnkit.kernels.triton_common import compile_meta, mask_inputs, present, state_dtype, tl, triton
-from rnnkit.kernels.triton_paths import (
-    Launch,
-    barrier_counters,
-    plan,
-    run_per_step,
-    run_persistent,
-    stepwise_fallback,
-)
+from rnnkit.kernels.reference.double_backward import gru_vjp
+from rnnkit.kernels.triton.common import tl, triton
+from rnnkit.kernels.triton.driver import TritonCell, run
+from rnnkit.kernels.triton.paths import Launch
 
 if triton is not None:
-    from rnnkit.kernels.triton_common import (
+    from rnnkit.kernels.triton.common import (
         _dropped,
         _grid_barrier,
         _mm,
@@ -429,177 +420,25 @@ if triton is not None:
         tl.store(carry_ptr + state, carry.to(carry_ptr.dtype.element_ty), mask=tile)
 
 
-def _forward_steps(b: Buffers, launch: Launch, meta: dict) -> None:
-    """The per-step forward over the buffers ``b`` (:class:`GRUTriton`'s names): h_0 into slot 0,
-    then one kernel per step. Replayable: it reads and writes ``b`` alone."""
-    hs, acts, out = b["hs"], b["acts"], b["out"]
-    steps, batch, hidden = out.shape
-    hs[0].copy_(b["h0"])
-    drop, zone = b.get("drop", b["xp"]), b.get("zone", b["xp"])  # absent masks: never read
-    for t in range(steps):
-        _gru_fwd_step[launch.grid](
-            b["xp"][t],
-            hs[t],
-            b["w"],
-            b["b"],
-            b["lengths"],
-            drop,
-            zone,
-            t,
-            hs[t + 1],
-            acts[t],
-            out[t],
-            batch,
-            hidden,
-            **meta,
-            **launch.meta(),
-        )
-
-
-def _backward_steps(b: Buffers, launch: Launch, meta: dict) -> None:
-    """The per-step backward over the buffers ``b``, from step T - 1 down; the direct path
-    z_{t+1} dh_{t+1} ping-pongs through ``b["carries"]`` (2, B, H) and ends in ``carry``."""
-    d_gh, d_out, carries = b["d_gh"], b["d_out"], b["carries"]
-    steps, batch, hidden = d_out.shape
-    d_gh[steps].zero_()  # no step T + 1
-    carries[0].zero_()
-    drop, zone = b.get("drop", b["hs"]), b.get("zone", b["hs"])  # absent masks: never read
-    for step, t in enumerate(range(steps - 1, -1, -1)):
-        _gru_bwd_step[launch.grid](
-            d_gh[t + 1],
-            b["w"],
-            d_out[t],
-            b["d_hn"],
-            carries[step % 2],
-            b["acts"][t],
-            b["hs"][t],
-            b["lengths"],
-            drop,
-            zone,
-            t,
-            b["d_xp"][t],
-            d_gh[t],
-            carries[(step + 1) % 2],
-            batch,
-            hidden,
-            **meta,
-            **launch.meta(),
-        )
-    b["carry"].copy_(carries[steps % 2])
-
-
-class GRUTriton(torch.autograd.Function):
-    """``(xp (T, B, 3H), h0, weight_hh (3H, H), bias_hh (3H), lengths (B,), drop, zone, path)`` ->
-    ``(output, h_n)``.
-
-    ``drop``: the recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (not in the carry
-    z h_{t-1}), or empty; ``zone``: zoneout's keep weights
-    (:func:`rnnkit.kernels.zoneout.zoneout_keep`), or empty. ``path``: a Triton path to force
-    (:data:`rnnkit.kernels.triton_paths.PATHS`), or None for the table.
-    """
-
-    @staticmethod
-    def forward(
-        ctx,
-        xp: Tensor,
-        h0: Tensor,
-        weight_hh: Tensor,
-        bias_hh: Tensor,
-        lengths: Tensor,
-        drop: Tensor,
-        zone: Tensor,
-        path,
-    ):
-        steps, batch, three_h = xp.shape
-        hidden = three_h // 3
-        inputs = (xp, h0, weight_hh, bias_hh)  # as given: what a higher-order gradient differentiates
-        xp, weight_hh, bias_hh = xp.contiguous(), weight_hh.contiguous(), bias_hh.contiguous()
-        drop_arg, zone_arg, masks = mask_inputs(xp, drop, zone)
-        keep = state_dtype(xp.dtype)
-        hs = xp.new_empty(steps + 1, batch, hidden)  # slot 0: h_0, slot t + 1: h_t
-        out = xp.new_empty(steps, batch, hidden)
-        acts = xp.new_empty(steps, batch, 4 * hidden, dtype=keep)
-        meta = {**compile_meta(xp.dtype), **masks}
-        launch = plan("gru", batch, hidden, xp.dtype, xp.device, path)
-        if launch.path == "persistent":
-            hs[0].copy_(h0)
-        ran = launch.path == "persistent" and run_persistent(
-            _gru_fwd_persistent,
-            launch,
-            (xp, weight_hh, bias_hh, lengths, drop_arg, zone_arg, hs, acts, out)
-            + (barrier_counters(launch, xp.device), steps, batch, hidden),
-            meta,
-            xp.device,
-            forced=path is not None,
-        )
-        if not ran:
-            launch = stepwise_fallback(launch, batch, hidden, xp.device)
-            hs, acts, out = run_per_step(
-                "gru_forward",
-                _forward_steps,
-                launch,
-                meta,
-                {"xp": xp, "h0": h0, "w": weight_hh, "b": bias_hh, "lengths": lengths, **present(drop, zone)},
-                {"hs": hs, "acts": acts, "out": out},
-                ("hs", "acts", "out"),
-            )
-        ctx.path = path
-        ctx.save_for_backward(weight_hh, lengths, hs, acts, drop, zone, *inputs)
-        return out, hs[-1].clone()
-
-    @staticmethod
-    def backward(ctx, d_out: Tensor, d_hn: Tensor):
-        weight_hh, lengths, hs, acts, drop, zone, *inputs = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
-            xp, h0, w, b = inputs
-            return (*gru_vjp(xp, h0, w, b, lengths, d_out, d_hn, drop, zone), None, None, None, None)
-        steps, batch, four_h = acts.shape
-        hidden = four_h // 4
-        keep = acts.dtype
-        d_out = hs.new_zeros(steps, batch, hidden) if d_out is None else d_out.contiguous()
-        d_hn = hs.new_zeros(batch, hidden) if d_hn is None else d_hn.contiguous()
-        d_xp = acts.new_empty(steps, batch, 3 * hidden)
-        d_gh = acts.new_empty(steps + 1, batch, 3 * hidden)  # slot T stays zero: no step T+1
-        w = weight_hh.to(keep).contiguous()
-        drop_arg, zone_arg, masks = mask_inputs(hs, drop, zone)
-        meta = {**compile_meta(keep), **masks}
-        launch = plan("gru", batch, hidden, keep, acts.device, ctx.path)
-        carry = acts.new_empty(batch, hidden)
-        if launch.path == "persistent":
-            d_gh[steps].zero_()
-        ran = launch.path == "persistent" and run_persistent(
-            _gru_bwd_persistent,
-            launch,
-            (w, d_out, d_hn, acts, hs, lengths, drop_arg, zone_arg, d_xp, d_gh, carry)
-            + (barrier_counters(launch, acts.device), steps, batch, hidden),
-            meta,
-            acts.device,
-            forced=ctx.path is not None,
-        )
-        if not ran:
-            launch = stepwise_fallback(launch, batch, hidden, acts.device)
-            read = {"w": w, "d_out": d_out, "d_hn": d_hn, "acts": acts, "hs": hs}
-            d_xp, d_gh, carry = run_per_step(
-                "gru_backward",
-                _backward_steps,
-                launch,
-                meta,
-                {**read, "lengths": lengths, **present(drop, zone)},
-                {"d_xp": d_xp, "d_gh": d_gh, "carry": carry, "carries": acts.new_empty(2, batch, hidden)},
-                ("d_xp", "d_gh", "carry"),
-            )
-        d_gh = d_gh[:steps]
-        h_prev = hs[:-1].to(keep)  # (T, B, H): h_0 .. h_{T-1}
-        via_w = torch.mm(d_gh[0], w)  # into h_0 through the first step's product
-        if masks["DROP"]:
-            via_w.mul_(drop)
-            h_prev = h_prev * drop  # what the product saw
-        d_h0 = carry + via_w
-        flat = d_gh.reshape(-1, 3 * hidden)
-        d_w = torch.mm(flat.t(), h_prev.reshape(-1, hidden))
-        dtype = hs.dtype
-        d_b = flat.sum(0).to(weight_hh.dtype)
-        return d_xp.to(dtype), d_h0.to(dtype), d_w.to(weight_hh.dtype), d_b, None, None, None, None
+GRU_KERNELS = (
+    TritonCell(
+        kind="gru",
+        gates=3,
+        parts=1,  # h
+        params=2,  # W_hh, b_hh
+        carries=(0,),  # z_{t+1} dh_{t+1}, straight into h_t
+        forward_step=_gru_fwd_step,
+        forward_persistent=_gru_fwd_persistent,
+        backward_step=_gru_bwd_step,
+        backward_persistent=_gru_bwd_persistent,
+        reads_step=lambda states, t: (states[0][t],),  # h_{t-1}
+        reads_all=lambda states: (states[0],),
+        separate_dxp=True,  # b_hn is gated by r_t: d xp_n differs from d(W_hn h + b_hn)
+        vjp=gru_vjp,
+    )
+    if triton is not None
+    else None
+)
 
 
 def gru_forward(
@@ -608,18 +447,17 @@ def gru_forward(
     weight_hh: Tensor,
     bias_hh: Tensor | None,
     lengths: Tensor | None,
-    path: str | None = None,
+    path: str | Launch | None = None,
     drop: Tensor | None = None,
     zone: Tensor | None = None,
+    allowed: frozenset[str] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The Triton GRU recurrence: ``xp (T, B, 3H)``, ``h0 (B, H)`` -> ``(output (T, B, H), h_n)``.
 
-    ``path`` forces ``"persistent"`` or ``"stepwise"`` (:mod:`rnnkit.kernels.triton_paths`).
-    ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or None; ``zone``:
-    zoneout's keep weights (:func:`rnnkit.kernels.zoneout.zoneout_keep`), or None."""
-    lengths = full_lengths(xp, lengths, torch.int32)
+    ``path`` forces a path (:mod:`rnnkit.kernels.triton.paths`), ``allowed`` limits the table's
+    choice; ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product, or None;
+    ``zone``: zoneout's keep weights (:func:`rnnkit.kernels.zoneout.zoneout_keep`), or None."""
     if bias_hh is None:
         bias_hh = xp.new_zeros(weight_hh.shape[0])
-    drop = xp.new_empty(0) if drop is None else drop
-    zone = xp.new_empty(0) if zone is None else zone
-    return GRUTriton.apply(xp, h0, weight_hh, bias_hh, lengths, drop, zone, path)
+    out, (h_n,) = run(GRU_KERNELS, xp, (h0,), (weight_hh, bias_hh), lengths, path, drop, zone, allowed)
+    return out, h_n

@@ -1,6 +1,6 @@
-// The LSTM time loop of the cpu backend in C++ (issue 13): per step one recurrent product
+// The LSTM time loop of the native backend in C++ (issue 13): per step one recurrent product
 // (step_product.h) and one pass over the rows (vec_math.h), no Python in between. Same inputs, outputs and
-// semantics as rnnkit/kernels/cpu_lstm.py (the Python loop it replaces, kept as the fallback):
+// semantics as rnnkit/kernels/native/lstm.py (the Python loop it replaces, kept as the fallback):
 //   xp (T, B, 4H) = x W_ih^T + b_ih + b_hh, gate order i, f, C~, o as torch.nn.LSTM;
 //   past a sequence's length its state is frozen and its output is zero;
 //   drop (B, H) multiplies h_{t-1} in the recurrent product (recurrent dropout), or is empty;

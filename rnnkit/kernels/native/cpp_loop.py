@@ -1,11 +1,12 @@
-"""The cpu backend's time loops compiled from C++ (``csrc/``), built once at first use.
+"""The native backend's time loops in C++ (``csrc/``), built once at first use.
 
 ``torch.utils.cpp_extension.load`` compiles the sources with the installed compiler and ninja into
 torch's extension cache (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``) and
 loads them as ``torch.ops.rnnkit_cpp.*``; later processes reuse the build (it is rebuilt only when a
 source changes). Where it cannot be built or loaded (no compiler, no ninja, a failed build), the
-Python loops of :mod:`.cpu_lstm` / :mod:`.cpu_gru` run instead, after one warning that says why.
-``RNNKIT_COMPILED_LOOP=0`` turns the compiled loop off (the fallback's tests use it).
+Python loops of :mod:`.lstm` / :mod:`.gru` run instead, after one warning that says why.
+``RNNKIT_CPP_LOOP=0`` turns the C++ loop off (the fallback's tests use it; ``RNNKIT_COMPILED_LOOP``,
+its former name, is still read).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ _state: dict[str, Any] = {}
 
 
 def disabled() -> bool:
-    return os.environ.get("RNNKIT_COMPILED_LOOP", "1").strip().lower() in ("0", "false", "no", "off")
+    flag = os.environ.get("RNNKIT_CPP_LOOP", os.environ.get("RNNKIT_COMPILED_LOOP", "1"))  # the old name too
+    return flag.strip().lower() in ("0", "false", "no", "off")
 
 
 def ops() -> Any | None:

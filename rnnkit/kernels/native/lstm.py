@@ -1,7 +1,7 @@
 """The LSTM recurrence as one custom op with a hand-written backward (the fast CPU path).
 
 Forward and backward loop over time inside the op, in C++ where it could be built
-(:mod:`.compiled_loop`, ``csrc/lstm_loop.cpp``: one product and one pass over the rows per step), else
+(:mod:`.cpp_loop`, ``csrc/lstm_loop.cpp``: one product and one pass over the rows per step), else
 in the Python below: no autograd graph per step, preallocated
 buffers, in-place pointwise work with fused derivative kernels (``sigmoid_backward``,
 ``tanh_backward``), the recurrent product through oneDNN with pre-packed weights where it runs
@@ -10,7 +10,7 @@ buffers, in-place pointwise work with fused derivative kernels (``sigmoid_backwa
 the graph does not break at every step. Without gradients a lighter op runs (nothing saved).
 Higher-order gradients re-run the reference cell (:mod:`.double_backward`).
 
-Semantics are those of :func:`rnnkit.nn.recurrent.run_cell` with :class:`rnnkit.cells.LSTMCell`
+Semantics are those of :func:`rnnkit.kernels.reference.run_cell` with :class:`rnnkit.cells.LSTMCell`
 (no projection): the input projection ``xp = x W_ih^T + b_ih + b_hh`` is computed outside, past a
 sequence's length its state is frozen and its output is zero.
 """
@@ -20,18 +20,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels import compiled_loop
-from rnnkit.kernels.cpu_matmul import RecurrentProduct
-from rnnkit.kernels.double_backward import lstm_vjp
-from rnnkit.kernels.lengths import full_lengths, step_mask
+from rnnkit.kernels.lengths import step_mask
+from rnnkit.kernels.native import cpp_loop
+from rnnkit.kernels.native.common import register_fused_autograd, run_fused, sigmoid_backward, tanh_backward
+from rnnkit.kernels.native.matmul import RecurrentProduct
+from rnnkit.kernels.reference.double_backward import lstm_vjp
 from rnnkit.kernels.zoneout import ZoneoutKeep
-
-_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # grad * y * (1 - y), one pass
-_tanh_backward = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2), one pass
-
-
-def needs_grad(*tensors: Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _activate(g: Tensor, hidden: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -51,7 +45,7 @@ def lstm_recurrence(
     ``tanh_cells``, tanh of the cell update before zoneout.
     ``drop``: the sequence's recurrent-dropout mask ``(B, H)`` multiplying h_{t-1} in the product,
     or an empty tensor for none. ``zone``: zoneout (:func:`.zoneout.zoneout_keep`), or empty."""
-    compiled = compiled_loop.usable(xp)
+    compiled = cpp_loop.usable(xp)
     if compiled is not None:
         return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, zone, True))
     steps, batch, four_h = xp.shape
@@ -114,7 +108,7 @@ def lstm_recurrence_backward(
     zone: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients ``(d_xp, d_h0, d_c0, d_weight_hh)`` by BPTT over the saved activations."""
-    compiled = compiled_loop.usable(gates)
+    compiled = cpp_loop.usable(gates)
     if compiled is not None:
         return tuple(
             compiled.lstm_backward(
@@ -139,13 +133,13 @@ def lstm_recurrence_backward(
         c_prev = cells[t - 1] if t > 0 else c0
         # zoneout: h_t = k_h h_{t-1} + (1 - k_h) h~_t (C likewise) sends k dL/dh_t straight to h_{t-1}
         (dh_new, dc_new), (dh_kept, dc_kept) = keep.split(t, (dh, dc)) if keep else ((dh, dc), (dh, dc))
-        _sigmoid_backward(torch.mul(dh_new, tanh_c, out=tmp), o, grad_input=do)  # d o_pre
-        via_h = _tanh_backward(torch.mul(dh_new, o, out=tmp), tanh_c, grad_input=tmp)  # o (1 - tanh^2)
+        sigmoid_backward(torch.mul(dh_new, tanh_c, out=tmp), o, grad_input=do)  # d o_pre
+        via_h = tanh_backward(torch.mul(dh_new, o, out=tmp), tanh_c, grad_input=tmp)  # o (1 - tanh^2)
         # dL/dC~_t update: in place unless dc itself must survive for the frozen rows' pass-through
         dc_t = dc_new + via_h if mask is not None and not keep else dc_new.add_(via_h)
-        _sigmoid_backward(torch.mul(dc_t, c_tilde, out=tmp), i, grad_input=di)  # d i_pre
-        _sigmoid_backward(torch.mul(dc_t, c_prev, out=tmp), f, grad_input=df)  # d f_pre
-        _tanh_backward(torch.mul(dc_t, i, out=tmp), c_tilde, grad_input=dg)  # d C~_pre
+        sigmoid_backward(torch.mul(dc_t, c_tilde, out=tmp), i, grad_input=di)  # d i_pre
+        sigmoid_backward(torch.mul(dc_t, c_prev, out=tmp), f, grad_input=df)  # d f_pre
+        tanh_backward(torch.mul(dc_t, i, out=tmp), c_tilde, grad_input=dg)  # d C~_pre
         if mask is not None:
             d_gates[t].mul_(mask[t])
         via_w = through_w(d_gates[t])  # (B, H): into h_{t-1} through W_hh
@@ -176,31 +170,7 @@ def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_c
     )
 
 
-def _setup_context(ctx, inputs, output):
-    # the saved activations are outputs nobody differentiates: without this autograd would fill a
-    # zero gradient the size of each of them at every backward (missing gradients arrive as None)
-    ctx.set_materialize_grads(False)
-    xp, h0, c0, weight_hh, lengths, drop, zone = inputs
-    _, _, _, hs, gates, cells, tanh_cells = output
-    ctx.save_for_backward(xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop, zone)
-    ctx.mark_non_differentiable(hs, gates, cells, tanh_cells)
-
-
-def _backward(ctx, d_output, d_hn, d_cn, *_saved_grads):
-    xp, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop, zone = ctx.saved_tensors
-    d_output = torch.zeros_like(hs) if d_output is None else d_output
-    d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
-    d_cn = torch.zeros_like(c0) if d_cn is None else d_cn
-    if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
-        grads = lstm_vjp(xp, h0, c0, weight_hh, lengths, d_output, d_hn, d_cn, drop, zone)
-        return (*grads, None, None, None)
-    d_xp, d_h0, d_c0, d_w = lstm_recurrence_backward(
-        d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop, zone
-    )
-    return d_xp, d_h0, d_c0, d_w, None, None, None
-
-
-lstm_recurrence.register_autograd(_backward, setup_context=_setup_context)
+register_fused_autograd(lstm_recurrence, lstm_recurrence_backward, lstm_vjp, parts=2, params=1)
 
 
 @torch.library.custom_op("rnnkit::lstm_inference", mutates_args=(), device_types=("cpu", "cuda"))
@@ -209,7 +179,7 @@ def lstm_inference(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`lstm_recurrence` without gradients: nothing is saved, so the step buffers are reused
     (no T-sized activation buffers to allocate and fault in)."""
-    compiled = compiled_loop.usable(xp)
+    compiled = cpp_loop.usable(xp)
     if compiled is not None:
         return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, zone, False))
     steps, batch, four_h = xp.shape
@@ -258,12 +228,5 @@ def lstm_forward(
     ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (the cell's
     :meth:`~rnnkit.cells.RecurrentCell.recurrent_input`), or None. ``zone``: zoneout, the keep
     weights of :func:`.zoneout.zoneout_keep` for the parts (h, C), or None."""
-    lengths = full_lengths(xp, lengths)
-    drop = xp.new_empty(0) if drop is None else drop
-    zone = xp.new_empty(0) if zone is None else zone
-    h0, c0 = state
-    if not needs_grad(xp, h0, c0, weight_hh):
-        output, h_n, c_n = lstm_inference(xp, h0, c0, weight_hh, lengths, drop, zone)
-        return output, (h_n, c_n)
-    output, h_n, c_n, *_ = lstm_recurrence(xp, h0, c0, weight_hh, lengths, drop, zone)
-    return output, (h_n, c_n)
+    output, final = run_fused(lstm_recurrence, lstm_inference, xp, state, (weight_hh,), lengths, drop, zone)
+    return output, final

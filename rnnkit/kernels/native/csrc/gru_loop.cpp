@@ -1,5 +1,5 @@
-// The GRU time loop of the cpu backend in C++ (issue 13): per step one recurrent product
-// (step_product.h) and one pass over the rows (vec_math.h). Same inputs, outputs and semantics as rnnkit/kernels/cpu_gru.py (the Python fallback):
+// The GRU time loop of the native backend in C++ (issue 13): per step one recurrent product
+// (step_product.h) and one pass over the rows (vec_math.h). Same inputs, outputs and semantics as rnnkit/kernels/native/gru.py (the Python fallback):
 //   xp (T, B, 3H) = x W_ih^T + b_ih, gate order r, z, n as torch.nn.GRU; b_hh stays inside (gated by r);
 //   acts (T, B, 4H) saved: r_t, z_t, n_t and the recurrent candidate part W_hn h_{t-1} + b_hn;
 //   past a sequence's length its state is frozen and its output is zero;

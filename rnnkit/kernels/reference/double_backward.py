@@ -1,12 +1,12 @@
 """Higher-order gradients of the fused recurrences: the backward recomputed by the reference cell.
 
-The fused ops (:mod:`.cpu_lstm`, :mod:`.cpu_gru`, :mod:`.triton_lstm`, :mod:`.triton_gru`) have a
+The fused ops (:mod:`rnnkit.kernels.native`, :mod:`rnnkit.kernels.triton`) have a
 hand-written first-order backward that is itself not differentiable. When a caller asks for a
 differentiable gradient (``torch.autograd.grad(..., create_graph=True)``: ``gradgradcheck``,
 gradient penalties, MAML-style inner loops), autograd runs the op's backward with grad mode on.
 The ops then call :func:`lstm_vjp` / :func:`gru_vjp`, which re-run the forward with the reference
 cell (:class:`~rnnkit.cells.LSTMCell` / :class:`~rnnkit.cells.GRUCell` stepped by
-:func:`rnnkit.nn.recurrent.run_cell`, the code every fused path is tested against) on the op's saved
+:func:`rnnkit.kernels.reference.run_cell`, the code every fused path is tested against) on the op's saved
 inputs and return ``torch.autograd.grad(..., create_graph=True)`` of it. The gradients are the same
 numbers (to rounding) and carry a graph for the next derivative. The first-order path, the common
 case, keeps the fused backward. Cost of the higher-order path: one reference forward per backward.
@@ -21,6 +21,7 @@ from rnnkit.cells.base import State
 from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.lstm import LSTMCell
 from rnnkit.kernels.lengths import step_mask
+from rnnkit.kernels.reference.loop import run_cell
 from rnnkit.kernels.zoneout import ZoneoutKeep
 
 
@@ -65,8 +66,6 @@ def _vjp(
     inputs: tuple[Tensor, ...],
     grads: tuple[Tensor | None, ...],
 ) -> tuple[Tensor | None, ...]:
-    from rnnkit.nn.recurrent import run_cell  # the layer module imports the kernels
-
     with torch.enable_grad():
         output, final = run_cell(cell, xp, state, step_mask(lengths, xp.shape[0]))
         outputs = (output, *((final,) if isinstance(final, Tensor) else final))

@@ -3,174 +3,88 @@
 The CPU interpreter checks what the kernels compute; this checks that they compile for real GPUs
 (tile shapes, dot operand types, casts) in every supported dtype. Run it with the interpreter off:
 
-    TRITON_INTERPRET=0 python -m rnnkit.kernels.triton_aot --archs 80 90 \
+    TRITON_INTERPRET=0 python scripts/triton_aot.py --archs 80 90 \
         --dtypes float32 bfloat16 float16 float64
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
-from rnnkit.kernels.triton_common import (
+from rnnkit.kernels.triton.common import (
     ZONEOUT_EXPECTED,
     ZONEOUT_MASKS,
     ZONEOUT_NONE,
     compile_meta,
     state_dtype,
 )
-from rnnkit.kernels.triton_paths import Launch
+from rnnkit.kernels.triton.paths import Launch
 
-_TRITON = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16"}
+_TRITON = {
+    torch.float32: "fp32",
+    torch.float64: "fp64",
+    torch.float16: "fp16",
+    torch.bfloat16: "bf16",
+    torch.int32: "i32",
+}
 
 
-def _signatures(dtype: torch.dtype) -> dict[str, dict[str, str]]:
-    """Argument types per kernel, as the drivers in triton_lstm.py / triton_gru.py pass them."""
-    d = "*" + _TRITON[dtype]  # tensors in the input dtype
-    s = "*" + _TRITON[state_dtype(dtype)]  # saved state / gradient buffers
-    n = "i32"
-    return {
-        "_lstm_fwd_step": dict(
-            xp_ptr=d,
-            h_prev_ptr=d,
-            c_prev_ptr=s,
-            w_ptr=d,
-            len_ptr="*i32",
-            drop_ptr=d,
-            zone_ptr=d,
-            t=n,
-            hs_ptr=d,
-            cells_ptr=s,
-            gates_ptr=s,
-            out_ptr=d,
-            B=n,
-            H=n,
-        ),
-        "_lstm_bwd_step": dict(
-            dg_next_ptr=s,
-            w_ptr=s,
-            d_out_ptr=d,
-            d_hn_ptr=d,
-            d_cn_ptr=d,
-            dc_in_ptr=s,
-            dh_in_ptr=s,
-            gates_ptr=s,
-            cells_ptr=s,
-            c_prev_ptr=s,
-            len_ptr="*i32",
-            drop_ptr=d,
-            zone_ptr=d,
-            t=n,
-            dg_ptr=s,
-            dc_out_ptr=s,
-            dh_out_ptr=s,
-            B=n,
-            H=n,
-        ),
-        "_gru_fwd_step": dict(
-            xp_ptr=d,
-            h_prev_ptr=d,
-            w_ptr=d,
-            b_ptr=d,
-            len_ptr="*i32",
-            drop_ptr=d,
-            zone_ptr=d,
-            t=n,
-            hs_ptr=d,
-            acts_ptr=s,
-            out_ptr=d,
-            B=n,
-            H=n,
-        ),
-        "_gru_bwd_step": dict(
-            dgh_next_ptr=s,
-            w_ptr=s,
-            d_out_ptr=d,
-            d_hn_ptr=d,
-            carry_in_ptr=s,
-            acts_ptr=s,
-            h_prev_ptr=d,
-            len_ptr="*i32",
-            drop_ptr=d,
-            zone_ptr=d,
-            t=n,
-            dxp_ptr=s,
-            dgh_ptr=s,
-            carry_out_ptr=s,
-            B=n,
-            H=n,
-        ),
-        "_lstm_fwd_persistent": dict(
-            xp_ptr=d,
-            w_ptr=d,
-            len_ptr="*i32",
-            drop_ptr=d,
-            zone_ptr=d,
-            hs_ptr=d,
-            cells_ptr=s,
-            gates_ptr=s,
-            out_ptr=d,
-            sync_ptr="*i32",
-            T=n,
-            B=n,
-            H=n,
-        ),
-        "_lstm_bwd_persistent": dict(
-            w_ptr=s,
-            d_out_ptr=d,
-            d_hn_ptr=d,
-            d_cn_ptr=d,
-            gates_ptr=s,
-            cells_ptr=s,
-            len_ptr="*i32",
-            drop_ptr=d,
-            zone_ptr=d,
-            dg_ptr=s,
-            d_c0_ptr=s,
-            dh_kept_ptr=s,
-            sync_ptr="*i32",
-            T=n,
-            B=n,
-            H=n,
-        ),
-        "_gru_fwd_persistent": dict(
-            xp_ptr=d,
-            w_ptr=d,
-            b_ptr=d,
-            len_ptr="*i32",
-            drop_ptr=d,
-            zone_ptr=d,
-            hs_ptr=d,
-            acts_ptr=s,
-            out_ptr=d,
-            sync_ptr="*i32",
-            T=n,
-            B=n,
-            H=n,
-        ),
-        "_gru_bwd_persistent": dict(
-            w_ptr=s,
-            d_out_ptr=d,
-            d_hn_ptr=d,
-            acts_ptr=s,
-            hs_ptr=d,
-            len_ptr="*i32",
-            drop_ptr=d,
-            zone_ptr=d,
-            dxp_ptr=s,
-            dgh_ptr=s,
-            carry_ptr=s,
-            sync_ptr="*i32",
-            T=n,
-            B=n,
-            H=n,
-        ),
-    }
+class _Recorder:
+    """Stands in for a kernel: ``recorder[grid](*args, **meta)`` records the arguments' Triton types
+    (``*fp32`` for a float32 tensor, ``i32`` for an int) by the kernel's argument names."""
+
+    def __init__(self, fn, calls: dict[str, dict[str, str]]) -> None:
+        self.fn, self.calls = fn, calls
+
+    def __getitem__(self, grid):
+        def launch(*args, **meta):
+            types = {
+                name: "*" + _TRITON[a.dtype] if isinstance(a, torch.Tensor) else "i32"
+                for name, a in zip(self.fn.arg_names, args, strict=False)  # constexprs come as keywords
+            }
+            self.calls.setdefault(self.fn.fn.__name__, types)
+
+        return launch
+
+
+@functools.cache
+def _signatures(dtype: torch.dtype, masks: str = "none") -> dict[str, dict[str, str]]:
+    """Argument types per kernel, read off the driver itself: :mod:`rnnkit.kernels.triton.driver`
+    runs forward and backward on tiny CPU tensors of ``dtype`` (with the ``masks`` variant's
+    recurrent-dropout mask and zoneout weights) on the persistent and the per-step paths, with every
+    kernel replaced by a :class:`_Recorder`. So the types are what the drivers really pass."""
+    from rnnkit.kernels.triton import driver
+    from rnnkit.kernels.triton.gru import GRU_KERNELS
+    from rnnkit.kernels.triton.lstm import LSTM_KERNELS
+
+    calls: dict[str, dict[str, str]] = {}
+    steps, batch, hidden = 2, 2, 4
+    for cell in (LSTM_KERNELS, GRU_KERNELS):
+        names = ("forward_step", "forward_persistent", "backward_step", "backward_persistent")
+        recording = replace(cell, **{n: _Recorder(getattr(cell, n), calls) for n in names})
+        for path in ("persistent", "stepwise"):
+            xp = torch.zeros(steps, batch, cell.gates * hidden, dtype=dtype, requires_grad=True)
+            init = tuple(torch.zeros(batch, hidden, dtype=dtype) for _ in range(cell.parts))
+            params = (torch.zeros(cell.gates * hidden, hidden, dtype=dtype),)
+            params += (torch.zeros(cell.gates * hidden, dtype=dtype),) if cell.params > 1 else ()
+            drop = zone = None
+            if MASKS[masks]["DROP"]:
+                drop = torch.ones(batch, hidden, dtype=dtype)
+            if MASKS[masks]["ZONE"] == ZONEOUT_MASKS:
+                zone = torch.zeros(steps, cell.parts, batch, hidden, dtype=dtype)
+            elif MASKS[masks]["ZONE"] == ZONEOUT_EXPECTED:
+                zone = torch.tensor(0.1, dtype=dtype)
+            out, final = driver.run(recording, xp, init, params, None, path, drop, zone)
+            torch.autograd.backward([out, *final], [torch.zeros_like(t) for t in (out, *final)])
+    return calls
 
 
 # The masks a kernel reads (recurrent dropout, zoneout): none; training (the dropout mask and per-step
@@ -205,12 +119,13 @@ def compile_kernel(
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from rnnkit.kernels import triton_gru, triton_lstm
+    from rnnkit.kernels.triton import gru as triton_gru
+    from rnnkit.kernels.triton import lstm as triton_lstm
 
     fn = getattr(triton_lstm if name.startswith("_lstm") else triton_gru, name)
     if not isinstance(fn, triton.runtime.jit.JITFunction):
         raise RuntimeError("ahead-of-time compilation needs TRITON_INTERPRET unset (the interpreter is on)")
-    signature = dict(_signatures(dtype)[name])
+    signature = dict(_signatures(dtype, masks)[name])
     constexprs = {**compile_meta(state_dtype(dtype)), "PRECISION": "ieee", "UPCAST": False, **MASKS[masks]}
     num_warps = 4
     if name.endswith("_persistent"):

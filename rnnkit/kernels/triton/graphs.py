@@ -1,5 +1,5 @@
 """The per-step kernel loops replayed from CUDA graphs: the host's launch cost taken out of the
-``graphed`` Triton path (:mod:`rnnkit.kernels.triton_paths`).
+``graphed`` Triton path (:mod:`rnnkit.kernels.triton.paths`).
 
 A per-step recurrence launches one kernel per time step from Python, about 10 us of host time
 each; at small batch and hidden sizes the GPU finishes a step sooner than the host launches the

@@ -29,6 +29,11 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def triton_installed() -> bool:
+    """The optional triton package imported."""
+    return triton is not None
+
+
 def why_triton_cannot_run(device: torch.device) -> str | None:
     """None when Triton kernels can run on ``device`` here, else the reason."""
     if triton is None:

@@ -10,7 +10,7 @@ Paths (``backend="triton-<path>"`` forces one; ``backend="triton"`` lets the tab
   with one grid barrier per step. When one program holds all hidden units there is no barrier.
 - ``graphed``: the per-step kernels of ``stepwise``, their loop recorded once per shape as a CUDA
   graph and replayed, so the host launches one graph instead of T kernels
-  (:mod:`rnnkit.kernels.step_graphs`); any shape.
+  (:mod:`rnnkit.kernels.triton.graphs`); any shape.
 - ``stepwise``: one kernel per time step launched from Python, the grid made wide enough to fill
   the GPU's SMs; any shape.
 
@@ -41,8 +41,8 @@ from functools import partial
 
 import torch
 
-from rnnkit.kernels.step_graphs import run_loop
-from rnnkit.kernels.triton_common import OutOfResources, next_power_of_2
+from rnnkit.kernels.triton.common import OutOfResources, next_power_of_2
+from rnnkit.kernels.triton.graphs import run_loop
 
 PATHS = ("persistent", "graphed", "stepwise")
 PER_STEP_PATHS = ("graphed", "stepwise")  # the per-step kernels, replayed from a graph or launched
@@ -298,7 +298,7 @@ def run_per_step(
 ) -> tuple[torch.Tensor, ...]:
     """Run a per-step kernel ``loop(buffers, launch=, meta=)`` that reads ``inputs`` and fills
     ``written`` (scratch included): launched step by step, or replayed from its recorded CUDA
-    graph on the ``graphed`` path (:func:`rnnkit.kernels.step_graphs.run_loop`). Returns the
+    graph on the ``graphed`` path (:func:`rnnkit.kernels.triton.graphs.run_loop`). Returns the
     ``outputs`` in order."""
     result = run_loop(
         name,

@@ -119,8 +119,8 @@ def main() -> None:
         nargs="+",
         default=None,
         choices=CHOICES,
-        help="default: reference, native and native-python (the native backend's Python loop, the fallback of its "
-        "compiled C++ loop) on the CPU; triton-persistent, triton-graphed and triton-stepwise on CUDA",
+        help="default: reference, native and native-python (the native backend's Python loop, the "
+        "fallback of its C++ loop) on the CPU; triton-persistent, triton-graphed and triton-stepwise on CUDA",
     )
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
     parser.add_argument("--warmup", type=int, default=3)

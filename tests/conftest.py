@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
+from torch.nn.utils.rnn import PackedSequence
 
 # Without a GPU the Triton kernels run through Triton's CPU interpreter; it must be chosen before
 # any kernel module is imported. With a GPU the same tests run the compiled kernels on CUDA.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
-from torch.nn.utils.rnn import PackedSequence
+# The kernel tools (scripts/kernel_parity.py, scripts/triton_aot.py) are not part of the package:
+# pytest finds them through pyproject's `pythonpath`; the Python subprocesses of tests through this.
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SCRIPTS), os.environ.get("PYTHONPATH", "")) if p)
 
 
 @pytest.fixture(autouse=True)

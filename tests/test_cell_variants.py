@@ -291,7 +291,11 @@ def test_new_cells_and_options_train_from_the_configs(overrides, tmp_path):
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize(
     ("fused", "loop"),
-    [("native", "1"), ("native", "0"), *(pytest.param(b.values[0], "1", marks=needs_triton) for b in FUSED[1:])],
+    [
+        ("native", "1"),
+        ("native", "0"),
+        *(pytest.param(b.values[0], "1", marks=needs_triton) for b in FUSED[1:]),
+    ],
     ids=["cpu-cpp-loop", "cpu-python-loop", *(b.values[0] for b in FUSED[1:])],
 )
 def test_zoneout_in_the_fused_kernels_equals_the_reference_loop(kind, training, fused, loop, monkeypatch):

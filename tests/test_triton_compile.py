@@ -76,8 +76,7 @@ for variant in ("resident", "single"):
 
 @pytest.mark.parametrize("name", ["_lstm_fwd_persistent", "_gru_bwd_persistent"])
 def test_grid_barrier_is_a_release_arrival_and_an_acquire_spin_only_when_programs_share_a_batch(name):
-    path = os.pathsep.join(p for p in (str(SCRIPTS), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
+    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONWARNINGS": "ignore"}  # scripts/: conftest
     proc = subprocess.run(
         [sys.executable, "-c", _PTX_SCRIPT, name], env=env, capture_output=True, text=True, timeout=600
     )

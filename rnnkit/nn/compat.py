@@ -9,7 +9,13 @@ import torch.nn
 import torch.nn.modules
 import torch.nn.modules.rnn
 
+from rnnkit.cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.nn.gru import GRU
+from rnnkit.nn.lstm import LSTM
+from rnnkit.nn.rnn import RNN
+
 DROP_INS = ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
+_OURS = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU, "RNNCell": RNNCell, "LSTMCell": LSTMCell, "GRUCell": GRUCell}
 
 
 @contextmanager
@@ -26,14 +32,12 @@ def swap_into_torch() -> Iterator[None]:
         with rnnkit.nn.swap_into_torch():
             model = build_model_from_some_repo()   # its nn.LSTM(...) is rnnkit.nn.LSTM
     """
-    import rnnkit.nn as ours
-
     namespaces = (torch.nn, torch.nn.modules, torch.nn.modules.rnn)
     saved = [(space, name, getattr(space, name)) for space in namespaces for name in DROP_INS]
     try:
         for space in namespaces:
             for name in DROP_INS:
-                setattr(space, name, getattr(ours, name))
+                setattr(space, name, _OURS[name])
         yield
     finally:
         for space, name, original in saved:

@@ -10,6 +10,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from rnnkit.nn.probe import StateGradientProbe
+
 log = logging.getLogger(__name__)
 
 
@@ -98,8 +100,6 @@ class GradientFlow(L.Callback):
     @staticmethod
     def measure(pl_module: L.LightningModule, batch: dict, input_key: str = "x") -> dict[str, np.ndarray]:
         """``{"state": (T,) ||dL/dh_t||, "input": (T,) ||dL/dx_t||}``, batch means, for one batch."""
-        from rnnkit.nn.probe import StateGradientProbe
-
         batch = dict(batch)
         x = batch[input_key]
         differentiable = x.is_floating_point()  # token ids have no gradient: dL/dx_t reads 0

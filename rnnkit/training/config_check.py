@@ -17,6 +17,9 @@ from typing import Any
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from rnnkit.cells.registry import get_cell
+from rnnkit.nn.recurrent import Recurrent
+
 
 class ConfigError(ValueError):
     """A config key or value that the target it configures cannot accept."""
@@ -108,9 +111,6 @@ def _signature(target: Any) -> tuple[dict[str, inspect.Parameter], bool, dict[st
 
 def _kwargs_target(target: Any, node: dict, path: str, problems: list[str]) -> Any | None:
     """Where a node's extra keys go: a Recurrent's go to its cell's constructor."""
-    from rnnkit.cells.registry import get_cell
-    from rnnkit.nn.recurrent import Recurrent
-
     if inspect.isclass(target) and issubclass(target, Recurrent) and isinstance(node.get("cell"), str):
         try:
             return get_cell(node["cell"])

@@ -94,3 +94,25 @@ def test_ddp_sim_trains_with_two_cpu_processes(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert "test/mae" in metrics
     assert "world_size: 2" in proc.stderr + proc.stdout or (tmp_path / "train_ddp_process_1.log").exists()
+
+
+def test_a_run_that_fails_after_composing_says_why_in_its_folder(tmp_path):
+    """The error and its traceback go to the run's train.log (Hydra prints it on the console too)."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *FAST,
+            "model.optimizer.lr=-1.0",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode != 0
+    log = (run_dir / "train.log").read_text()
+    assert "train failed" in log and "Traceback" in log and "Invalid learning rate: -1.0" in log, log

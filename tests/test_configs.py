@@ -159,3 +159,86 @@ def test_the_airline12_experiment_is_the_h12_split_with_the_seasonal_lag_and_a_r
     data = cfg.data
     assert (data.source, data.horizon, data.seasonal_lag, cfg.refit) == ("airline", 12, True, True)
     assert cfg.model._target_ == "rnnkit.tasks.NextStep" and cfg.model.local_level
+
+
+README_CELL = ["imports=[mypkg.cells]", "model.encoder.cell=mgu"]  # the README's command line
+
+
+def _readme_cell_module(tmp_path, monkeypatch) -> None:
+    """The README's MinimalGatedUnit block, registered as "mgu", as the user's module ``mypkg.cells``."""
+    import re
+    import sys
+
+    from rnnkit.cells.registry import _CELLS
+
+    readme = (Path(CONFIG_DIR).parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    block = next(b for b in blocks if "class MinimalGatedUnit" in b)
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "cells.py").write_text(block)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("mypkg.cells", "mypkg"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.delitem(_CELLS, "mgu", raising=False)  # and removed again afterwards
+    monkeypatch.setitem(_CELLS, "mgu", None)
+    del _CELLS["mgu"]
+
+
+def test_the_readmes_own_cell_trains_from_the_command_line(tmp_path, monkeypatch):
+    """README: ``python train.py imports=[mypkg.cells] model.encoder.cell=mgu``. The cell config's
+    zoneout and recurrent_dropout (0 by default) are options of RecurrentCell that the README's cell
+    does not take: the layer applies zoneout itself and drops a zero recurrent dropout."""
+    from hydra.utils import instantiate
+
+    _readme_cell_module(tmp_path, monkeypatch)
+    metrics = run_train([*README_CELL, "trainer.max_epochs=1"], tmp_path / "run")
+    assert "test/mae" in metrics
+    cfg = compose_config([*README_CELL, "model.encoder.zoneout=0.1"])
+    check_config(cfg)  # zoneout is the layer's option for this cell
+    layer = instantiate(cfg.model.encoder)(input_size=3, hidden_size=4)
+    assert type(layer.cells[0]).__name__ == "MinimalGatedUnit" and layer.cells[0].zoneout == 0.1
+    cfg = compose_config([*README_CELL, "model.encoder.recurrent_dropout=0.2"])
+    check_config(cfg)
+    with pytest.raises(
+        ValueError,
+        match=r"recurrent_dropout=0.2: MinimalGatedUnit's constructor does not take it.*"
+        r"self.recurrent_input\(h\) in step",
+    ):
+        instantiate(cfg.model.encoder)(input_size=3, hidden_size=4)
+
+
+@pytest.mark.parametrize(
+    ("content", "columns", "expected"),
+    [
+        ("value\n1\n2\n3\n4\n", None, [[1.0], [2.0], [3.0], [4.0]]),  # one column of values
+        ("date,sales\n2020-01,1\n2020-02,2\n2020-03,3\n", None, [[1.0], [2.0], [3.0]]),  # dates skipped
+        ("t,y\n0,5\n1,6\n2,7\n", None, [[5.0], [6.0], [7.0]]),  # a step column, named like one
+        ("a,b\n1,10\n2,20\n3,30\n", None, [[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]]),  # all values
+        ("date,sales,price\n2020-01,1,9\n2020-02,2,8\n2020-03,3,7\n", ["price"], [[9.0], [8.0], [7.0]]),
+    ],
+    ids=["one_column", "date_and_value", "step_and_value", "no_time_column", "named_column"],
+)
+def test_csv_files_read_as_a_user_expects(tmp_path, content, columns, expected):
+    from rnnkit.data.series import csv_file
+
+    path = tmp_path / "series.csv"
+    path.write_text(content)
+    assert csv_file(str(path), columns)[0].values.tolist() == expected
+
+
+def test_data_path_names_the_csv_file_like_every_other_dataset(tmp_path):
+    from hydra.utils import instantiate
+
+    path = tmp_path / "series.csv"
+    path.write_text("value\n" + "\n".join(str(10 + (t % 7)) for t in range(80)) + "\n")
+    for key in ("data.path", "data.source_kwargs.path"):  # the former key still works
+        cfg = compose_config(["data=csv", f"{key}={path}"], tmp_path)
+        check_config(cfg)
+        data = instantiate(cfg.data)
+        data.setup("fit")
+        assert data.source_kwargs["path"] == str(path)
+    from hydra.errors import InstantiationException
+
+    with pytest.raises(InstantiationException, match=r"data.path: data=csv reads your own file"):
+        instantiate(compose_config(["data=csv"], tmp_path).data)

@@ -81,6 +81,12 @@ def map_state(fn: Callable[..., Tensor], *states: State) -> State:
     return tuple(fn(*leaves) for leaves in zip(*states, strict=True))
 
 
+def check_probability(name: str, value: object) -> None:
+    """Raise naming ``name`` unless ``value`` is a probability in [0, 1) (zoneout, recurrent dropout)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
+
+
 class RecurrentCell(nn.Module):
     """Base class of every rnnkit cell (see the module docstring for the protocol).
 
@@ -113,8 +119,7 @@ class RecurrentCell(nn.Module):
         check_size("input_size", input_size)
         check_size("hidden_size", hidden_size)
         for name, value in (("zoneout", zoneout), ("recurrent_dropout", recurrent_dropout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
+            check_probability(name, value)
         self.zoneout = float(zoneout)
         self.recurrent_dropout = float(recurrent_dropout)
         self._recurrent_mask: Tensor | None = None  # set on a per-sequence copy (for_sequence)

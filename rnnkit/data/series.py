@@ -117,30 +117,53 @@ def radar_tracks(length: int = 200, num_series: int = 32, noise: float = 0.05, s
     return out
 
 
+TIME_COLUMNS = {"date", "time", "ds", "t", "timestamp", "datetime", "index", "step", "month", "period"}
+
+
+def value_columns(header: list[str], first_row: dict[str, str]) -> list[str]:
+    """The columns to forecast when none are named: every column but a leading time column (one
+    named like ``date``/``ds``/``t``, or holding something that is not a number, such as a date)."""
+    if not header:
+        return []
+    first = header[0]
+    try:
+        float(first_row.get(first, ""))
+        numeric = True
+    except (TypeError, ValueError):
+        numeric = False
+    is_time = first.strip().lower() in TIME_COLUMNS or not numeric
+    return header[1:] if is_time else list(header)
+
+
 def csv_file(path: str, columns: list[str] | None = None, seed: int = 0) -> list[Series]:
-    """Your own series from a CSV file with a header row: ``columns`` (default: every column but the
-    first) become the values ``(N, O)``. Missing files, columns and non-numbers are reported by name."""
+    """Your own series from a CSV file with a header row: ``columns`` become the values ``(N, O)``;
+    by default every column but a leading time column (:func:`value_columns`), so a file of one
+    column of values reads as it is. Missing files, columns and non-numbers are reported by name."""
     from pathlib import Path
 
     file = Path(path).expanduser()
     if not file.is_file():
-        raise FileNotFoundError(f"data.source_kwargs.path: no CSV file at {file}")
+        raise FileNotFoundError(f"data.path (data.source_kwargs.path): no CSV file at {file}")
     with file.open(newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         if not header:
             raise ValueError(f"{file}: empty file or no header row")
-        wanted = list(columns) if columns else header[1:]
-        missing = [c for c in wanted if c not in header]
-        if missing or not wanted:
-            raise ValueError(f"{file}: columns {missing or wanted} not found; the header has {header}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                rows.append([float(row[c]) for c in wanted])
-            except (TypeError, ValueError):
-                bad = {c: row[c] for c in wanted}
-                raise ValueError(f"{file}, line {line}: expected numbers in {wanted}, got {bad}") from None
+        rows_read = list(reader)
+    wanted = list(columns) if columns else value_columns(header, rows_read[0] if rows_read else {})
+    missing = [c for c in wanted if c not in header]
+    if missing or not wanted:
+        raise ValueError(
+            f"{file}: columns {missing or wanted} not found; the header has {header} "
+            "(name the value columns with data.source_kwargs.columns=[...])"
+        )
+    rows = []
+    for line, row in enumerate(rows_read, start=2):
+        try:
+            rows.append([float(row[c]) for c in wanted])
+        except (TypeError, ValueError):
+            bad = {c: row[c] for c in wanted}
+            raise ValueError(f"{file}, line {line}: expected numbers in {wanted}, got {bad}") from None
     if len(rows) < 3:
         raise ValueError(f"{file}: expected at least 3 data rows, got {len(rows)}")
     values = np.array(rows)
@@ -198,7 +221,7 @@ def panel_file(
 
         file = Path(path).expanduser()
         if not file.is_file():
-            raise FileNotFoundError(f"data.source_kwargs.path: no CSV file at {file}")
+            raise FileNotFoundError(f"data.path (data.source_kwargs.path): no CSV file at {file}")
     known, static = list(known or []), list(static or [])
     with file.open() as f:
         frame = pd.read_csv(f, dtype={id_column: str}, keep_default_na=True)

@@ -62,7 +62,8 @@ class TimeSeriesDataModule(SequenceDataModule):
             the series holds. The spec names these inputs (``seasonal_lags``): ``local_level`` shifts
             them with the fed-back values, and the task's ``residual="seasonal"`` predicts the change
             from them.
-        source_kwargs: passed to the generator or reader (``length``, ``num_series``, ``path`` ...).
+        source_kwargs: passed to the generator or reader (``length``, ``num_series``, ``columns`` ...).
+        path: the file of the ``csv`` and ``panel`` sources (``source_kwargs.path`` also works).
         season: the seasonal period m (default: 12 for airline, from the file for panels, else 1).
         baselines: origin evaluation: which classical forecasts to compute (the first is ``baseline/``).
         baseline_samples: origin evaluation with ``ets`` among the baselines: sample paths drawn from
@@ -88,6 +89,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         static: bool = True,
         seasonal_lag: bool = False,
         source_kwargs: dict | None = None,
+        path: str | None = None,
         season: int | None = None,
         baselines: list[str] | tuple[str, ...] = BASELINES,
         baseline_samples: int = 200,
@@ -149,6 +151,17 @@ class TimeSeriesDataModule(SequenceDataModule):
         self.use_covariates = covariates
         self.use_static = static
         self.source_kwargs = dict(source_kwargs or {})
+        if path is not None:  # the file of the csv and panel sources, as every other data config names it
+            given = self.source_kwargs.get("path")
+            if given is not None and str(given) != str(path):
+                raise ValueError(
+                    f"data.path={path!r} and data.source_kwargs.path={given!r}: give one of them"
+                )
+            self.source_kwargs["path"] = path
+        if source == "csv" and self.source_kwargs.get("path") is None:
+            raise ValueError(
+                "data.path: data=csv reads your own file: python train.py data=csv data.path=my.csv"
+            )
         if season is not None and season < 1:
             raise ValueError(f"season must be a positive integer, got {season}")
         self.season = season if season is not None else SEASONS.get(source, 1)

@@ -7,6 +7,7 @@ fused backend chosen by :func:`rnnkit.kernels.select`. ``rnnkit.nn.RNN``, ``LSTM
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit import kernels
-from rnnkit.cells.base import RecurrentCell, State, map_state
+from rnnkit.cells.base import RecurrentCell, State, check_probability, map_state
 from rnnkit.cells.registry import get_cell
 from rnnkit.kernels.reference import active_probe, run_cell
 from rnnkit.nn.sequence import pack_like, reverse_padded, unpack_to_padded
@@ -29,6 +30,42 @@ def stack_states(states: Sequence[State]) -> State:
     if isinstance(states[0], Tensor):
         return torch.stack(list(states))
     return tuple(torch.stack(list(leaves)) for leaves in zip(*states, strict=True))
+
+
+REGULARIZERS = ("zoneout", "recurrent_dropout")  # options of every cell that the layer can also apply
+
+
+def takes_argument(factory: CellFactory, name: str) -> bool:
+    """``factory`` (a cell class or a function) has a parameter ``name``, or takes ``**kwargs``."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        return True
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def split_regularizers(
+    factory: CellFactory, cell_kwargs: dict[str, object]
+) -> tuple[dict[str, object], float]:
+    """``(cell_kwargs for the factory, zoneout for the layer to set)``. A cell of one's own whose
+    constructor does not take ``zoneout`` or ``recurrent_dropout`` (they are
+    :class:`~rnnkit.cells.RecurrentCell`'s) still gets zoneout, which the base class applies to any
+    cell; ``recurrent_dropout`` needs the cell's ``step`` to read h through ``recurrent_input``, so a
+    nonzero value is refused with how to enable it, and 0 (the configs' default) is dropped."""
+    own = {k: cell_kwargs[k] for k in REGULARIZERS if k in cell_kwargs and not takes_argument(factory, k)}
+    if not own:
+        return cell_kwargs, 0.0
+    name = getattr(factory, "__name__", repr(factory))
+    for key, value in own.items():
+        check_probability(key, value)
+    if own.get("recurrent_dropout"):
+        raise ValueError(
+            f"recurrent_dropout={own['recurrent_dropout']}: {name}'s constructor does not take it. To "
+            f"support it, accept recurrent_dropout and pass it to RecurrentCell.__init__, and read "
+            f"h_(t-1) through self.recurrent_input(h) in step (see rnnkit/cells/base.py); or set it to 0"
+        )
+    rest = {k: v for k, v in cell_kwargs.items() if k not in own}
+    return rest, float(own.get("zoneout", 0.0))
 
 
 def resolve_cell(cell: str | CellFactory) -> CellFactory:
@@ -134,6 +171,7 @@ class Recurrent(nn.Module):
         self.num_directions = 2 if bidirectional else 1
 
         factory = resolve_cell(cell)
+        cell_kwargs, zoneout = split_regularizers(factory, cell_kwargs)
         cells: list[RecurrentCell] = []
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else self.num_directions * cells[0].output_size
@@ -141,6 +179,8 @@ class Recurrent(nn.Module):
                 built = factory(layer_input, hidden_size, **cell_kwargs)
                 if not isinstance(built, RecurrentCell):
                     raise TypeError(f"cell factory must return a RecurrentCell, got {type(built).__name__}")
+                if zoneout:  # the layer's option, for a cell whose constructor does not take it
+                    built.zoneout = zoneout
                 if device is not None or dtype is not None:
                     built = built.to(device=device, dtype=dtype)
                 cells.append(built)

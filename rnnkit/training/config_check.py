@@ -18,7 +18,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rnnkit.cells.registry import get_cell
-from rnnkit.nn.recurrent import Recurrent
+from rnnkit.nn.recurrent import REGULARIZERS, Recurrent
 
 
 class ConfigError(ValueError):
@@ -53,6 +53,13 @@ def _walk(node: Any, path: str, problems: list[str], skip: tuple[str, ...]) -> N
             _walk(value, f"{path}[{i}]", problems, skip)
 
 
+def check_node(node: dict, path: str) -> list[str]:
+    """The problems of one instantiated node (a dict with ``_target_``) found at ``path``."""
+    problems: list[str] = []
+    _check_target(node, path, problems)
+    return problems
+
+
 def _check_target(node: dict, path: str, problems: list[str]) -> None:
     where = path or "<root>"
     try:
@@ -66,8 +73,12 @@ def _check_target(node: dict, path: str, problems: list[str]) -> None:
         extra_target = _kwargs_target(target, node, path, problems)
         if extra_target is not None:
             cell_params, cell_any, cell_hints = _signature(extra_target)
-            if not cell_any:
-                extra = {k: v for k, v in keys.items() if k not in params}
+            if not cell_any:  # the layer applies the regularizers itself when the cell does not take them
+                extra = {
+                    k: v
+                    for k, v in keys.items()
+                    if k not in params and (k in cell_params or k not in REGULARIZERS)
+                }
                 _check_keys(extra, cell_params, cell_hints, path, extra_target, problems)
             keys = {k: v for k, v in keys.items() if k in params}
         else:

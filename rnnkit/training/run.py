@@ -6,6 +6,9 @@ import importlib
 import inspect
 import json
 import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,21 @@ from rnnkit.training.checkpoint import atomic_write_text
 from rnnkit.training.config_check import ConfigError, check_config
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def failure_recorded(what: str) -> Iterator[None]:
+    """Write an error that ends the run, with its traceback, into the run's log files (Hydra's
+    ``<task>.log`` in the run folder) before it propagates, so a failed run's folder says why it
+    failed. Only the file handlers get it: Hydra prints the error on the console itself."""
+    try:
+        yield
+    except Exception:
+        files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s failed", (what,), sys.exc_info())
+        for handler in files:
+            handler.handle(record)
+        raise
 
 
 def import_user_modules(cfg: DictConfig) -> None:
@@ -136,8 +154,52 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics["best_checkpoint"] = best or None
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
-        log.info("metrics: %s", json.dumps(metrics, indent=1))
+        log.info("%s", run_summary(metrics, output_dir))
     return metrics
+
+
+def results_table(metrics: dict[str, Any]) -> str:
+    """The test metrics as a text table: one row per method (the model, then each baseline), one
+    column per scalar test metric of the model (per-step lists stay in ``metrics.json``)."""
+    methods: dict[str, str] = {"model": "test/"}
+    for key in metrics:
+        prefix = key.split("/", 1)[0]
+        if prefix.startswith("baseline") and "/" in key:
+            name = "naive baseline" if prefix == "baseline" else prefix.removeprefix("baseline_")
+            methods.setdefault(name, f"{prefix}/")
+    columns = [
+        k.removeprefix("test/")
+        for k, v in metrics.items()
+        if k.startswith("test/") and isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    if not columns:
+        return ""
+    rows = [["", *columns]]
+    for name, prefix in methods.items():
+        values = [metrics.get(prefix + c) for c in columns]
+        if any(isinstance(v, int | float) for v in values):
+            rows.append([name, *(f"{v:.4g}" if isinstance(v, int | float) else "-" for v in values)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        name, *values = row
+        cells = [name.ljust(widths[0]), *(v.rjust(w) for v, w in zip(values, widths[1:], strict=True))]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def run_summary(metrics: dict[str, Any], output_dir: Path) -> str:
+    """What the console shows at the end of a run: the test results table and what was written where."""
+    shown = (p for p in output_dir.iterdir() if not p.name.startswith("."))
+    written = sorted(p.name + ("/" if p.is_dir() else "") for p in shown)
+    table = results_table(metrics)
+    return "\n".join(
+        [
+            *(["test results (metrics.json has every value):", table] if table else []),
+            f"run folder: {output_dir}",
+            f"written: {', '.join(written)}",
+        ]
+    )
 
 
 def optimized_value(metrics: dict[str, float], name: str | None) -> float | None:

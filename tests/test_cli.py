@@ -68,6 +68,9 @@ def test_multirun_sweeps_cells(tmp_path):
         for r in runs
     }
     assert cells == {"rnn", "gru"}
+    summary = (tmp_path / "summary.csv").read_text().splitlines()  # the sweep's table, best first
+    assert summary[0].startswith("run,cell,") and len(summary) == 3
+    assert "val/loss" in summary[0] and "test/mae" in summary[0]
 
 
 @pytest.mark.slow
@@ -116,3 +119,25 @@ def test_a_run_that_fails_after_composing_says_why_in_its_folder(tmp_path):
     assert proc.returncode != 0
     log = (run_dir / "train.log").read_text()
     assert "train failed" in log and "Traceback" in log and "Invalid learning rate: -1.0" in log, log
+
+
+def test_a_sweep_summary_ranks_the_runs_best_first(tmp_path):
+    from rnnkit.training.sweep import write_summary
+
+    for run_name, cell, loss, accuracy in [
+        ("0", "rnn", 0.5, 0.7),
+        ("1", "gru", 0.2, 0.9),
+        ("2", "lstm", 0.3, 0.8),
+    ]:
+        (tmp_path / run_name / ".hydra").mkdir(parents=True)
+        (tmp_path / run_name / ".hydra" / "overrides.yaml").write_text(
+            f"- cell={cell}\n- hydra.verbose=false\n"
+        )
+        metrics = {"val/loss_best": loss, "val/acc": accuracy, "test/acc": accuracy, "test/per_step": [1]}
+        (tmp_path / run_name / "metrics.json").write_text(json.dumps(metrics))
+    table = write_summary(tmp_path, "val/loss")
+    assert [line.split()[1] for line in table.splitlines()[1:]] == ["gru", "lstm", "rnn"]
+    rows = (tmp_path / "summary.csv").read_text().splitlines()
+    assert rows[0] == "run,cell,val/loss_best,val/acc,test/acc" and rows[1].startswith("1,gru,0.2")
+    table = write_summary(tmp_path, "val/acc", maximize=True)  # Optuna's direction: maximize
+    assert [line.split()[1] for line in table.splitlines()[1:]] == ["gru", "lstm", "rnn"]

@@ -148,7 +148,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             best = ""  # the refit model as trained: its validation is in-sample
         elif not best:
             log.warning("no best checkpoint (fast_dev_run or checkpointing off): testing the current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=False)
         metrics.update(_collect(trainer, ("test/", "baseline")))
         metrics.update(getattr(model, "test_report", None) or {})
         metrics["best_checkpoint"] = best or None
@@ -241,10 +241,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
     run_cfg.logger = cfg.get("logger")
     datamodule, model, trainer = build(run_cfg)
-    trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=False)
+    trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=False, verbose=False)
     metrics = _collect(trainer, ("test/", "baseline"))
     metrics.update(getattr(model, "test_report", None) or {})
     metrics["checkpoint"] = str(ckpt)
     if trainer.is_global_zero:
         write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        log.info("%s", run_summary(metrics, Path(cfg.paths.output_dir)))
     return metrics

@@ -79,3 +79,22 @@ def test_train_py_stops_on_a_typo_before_any_work(tmp_path):
     assert proc.returncode != 0
     assert "'cel' is not a config group or key (did you mean 'cell'?)" in proc.stderr
     assert not (tmp_path / "run").exists()  # no run folder: nothing started
+
+
+def test_help_teaches_the_groups_the_common_keys_and_examples():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for expected in (
+        "task       the problem shape",
+        "== Common keys ==",
+        "== Examples ==",
+        "python train.py -m cell=",
+    ):
+        assert expected in proc.stdout, proc.stdout
+    assert "cell: gru, jordan, layernorm_gru" in proc.stdout  # the options, listed from configs/

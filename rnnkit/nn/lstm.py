@@ -14,10 +14,10 @@ class LSTM(TorchLayoutRecurrent):
 
     Args: as ``torch.nn.LSTM`` (input_size, hidden_size, num_layers, bias, batch_first, dropout,
     bidirectional, proj_size, device, dtype).
-    ``backend`` picks the implementation (``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"``; see
+    ``backend`` picks the implementation (``"auto"``, ``"reference"``, ``"native"``, ``"triton"``; see
     :mod:`rnnkit.kernels`). ``zoneout`` and ``recurrent_dropout`` (rnnkit's, off by default) regularize
-    every cell in training (see :class:`~rnnkit.cells.RecurrentCell`); zoneout runs the reference loop,
-    recurrent dropout also the fused CPU kernels of LSTM and GRU.
+    every cell in training (see :class:`~rnnkit.cells.RecurrentCell`); both run inside the fused
+    kernels of LSTM and GRU as well as in the reference loop.
 
     Shapes: input ``(T, B, I)`` / ``(B, T, I)`` / ``(T, I)`` / PackedSequence; (h_0, c_0) with h_0
     ``(L*D, B, P or H)`` and c_0 ``(L*D, B, H)``; returns output ``(T, B, D*(P or H))`` and

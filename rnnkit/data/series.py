@@ -143,7 +143,7 @@ def csv_file(path: str, columns: list[str] | None = None, seed: int = 0) -> list
 
     file = Path(path).expanduser()
     if not file.is_file():
-        raise FileNotFoundError(f"data.path (data.source_kwargs.path): no CSV file at {file}")
+        raise FileNotFoundError(f"data.path or data.source_kwargs.path: no CSV file at {file}")
     with file.open(newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
@@ -221,7 +221,7 @@ def panel_file(
 
         file = Path(path).expanduser()
         if not file.is_file():
-            raise FileNotFoundError(f"data.path (data.source_kwargs.path): no CSV file at {file}")
+            raise FileNotFoundError(f"data.path or data.source_kwargs.path: no CSV file at {file}")
     known, static = list(known or []), list(static or [])
     with file.open() as f:
         frame = pd.read_csv(f, dtype={id_column: str}, keep_default_na=True)

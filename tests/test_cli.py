@@ -141,3 +141,25 @@ def test_a_sweep_summary_ranks_the_runs_best_first(tmp_path):
     assert rows[0] == "run,cell,val/loss_best,val/acc,test/acc" and rows[1].startswith("1,gru,0.2")
     table = write_summary(tmp_path, "val/acc", maximize=True)  # Optuna's direction: maximize
     assert [line.split()[1] for line in table.splitlines()[1:]] == ["gru", "lstm", "rnn"]
+
+
+def test_a_run_ends_with_a_table_of_the_model_against_each_baseline(tmp_path):
+    from rnnkit.training.run import run_summary
+
+    metrics = {
+        "test/mae": 12.3456,
+        "test/mape": 0.0361,
+        "test/mae_by_step": [1.0, 2.0],  # per-step lists stay in metrics.json
+        "baseline/mae": 40.1,
+        "baseline/mape": 0.155,
+        "baseline_holt_winters/mae": 20.0,
+        "val/loss": 0.1,
+        "best_checkpoint": "x.ckpt",
+    }
+    (tmp_path / "metrics.json").write_text("{}")
+    lines = run_summary(metrics, tmp_path).splitlines()
+    assert lines[1].split() == ["mae", "mape"]
+    assert lines[2].split() == ["model", "12.35", "0.0361"]
+    assert lines[3].split() == ["naive", "baseline", "40.1", "0.155"]
+    assert lines[4].split() == ["holt_winters", "20", "-"]
+    assert lines[-2:] == [f"run folder: {tmp_path}", "written: metrics.json"]

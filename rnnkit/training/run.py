@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rnnkit.nn.recurrent import Recurrent
 from rnnkit.training.checkpoint import atomic_write_text
 from rnnkit.training.config_check import ConfigError, check_config
+from rnnkit.training.tables import text_table
 
 log = logging.getLogger(__name__)
 
@@ -174,18 +175,12 @@ def results_table(metrics: dict[str, Any]) -> str:
     ]
     if not columns:
         return ""
-    rows = [["", *columns]]
+    rows = []
     for name, prefix in methods.items():
         values = [metrics.get(prefix + c) for c in columns]
         if any(isinstance(v, int | float) for v in values):
-            rows.append([name, *(f"{v:.4g}" if isinstance(v, int | float) else "-" for v in values)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        name, *values = row
-        cells = [name.ljust(widths[0]), *(v.rjust(w) for v, w in zip(values, widths[1:], strict=True))]
-        lines.append("  ".join(cells))
-    return "\n".join(lines)
+            rows.append([name, *(float(v) if isinstance(v, int | float) else None for v in values)])
+    return text_table(["", *columns], rows)
 
 
 def run_summary(metrics: dict[str, Any], output_dir: Path) -> str:

@@ -14,6 +14,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from rnnkit.training.tables import text_table
+
 log = logging.getLogger(__name__)
 
 
@@ -67,19 +69,6 @@ def summary_columns(rows: list[dict[str, Any]], metric: str | None) -> list[str]
     return ["run", *overrides, *optimized, *tests, *baselines]
 
 
-def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """A plain text table (numbers to 4 significant digits)."""
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return "" if value is None else str(value)
-
-    table = [columns, *([cell(r.get(c)) for c in columns] for r in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in table)
-
-
 def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = False) -> str:
     """Write ``summary.csv`` (every numeric metric) into ``sweep_dir``; return the printed table (the
     overrides, the optimized metric and the test metrics of the model)."""
@@ -95,7 +84,7 @@ def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = False) -
     writer.writerows(rows)
     (sweep_dir / "summary.csv").write_text(buffer.getvalue())
     shown = [c for c in summary_columns(rows, metric) if not c.startswith("baseline")][:12]
-    return format_table(rows, shown)
+    return text_table(shown, [[row.get(c) for c in shown] for row in rows])
 
 
 class SweepSummary(Callback):

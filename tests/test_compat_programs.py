@@ -11,10 +11,11 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from abc import ABC, abstractmethod
 
 import pytest
 import torch
-from torch import nn
+from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit.nn
@@ -210,6 +211,85 @@ def bf16_autocast_training() -> tuple[list[float], dict]:
     return losses, layer.state_dict()
 
 
+def subclassed_layers_on_packed_input() -> tuple[list[float], dict]:
+    """Classes derived from torch's recurrent classes, as real code writes them: an abstract base on
+    ``nn.RNNBase`` whose ``forward`` packs and calls ``super().forward(packed, hx)``, an LSTM and a
+    GRU that mix it with ``nn.LSTM``/``nn.GRU`` and call ``super().__init__(**kwargs)``, and a layer
+    on ``nn.RNNBase`` itself (``mode`` first) whose forward runs torch's ``_VF.lstm`` over
+    ``self._flat_weights``. Two layers with dropout on unsorted variable lengths, trained with a
+    seed: the dropout masks, and where the generator ends, must be torch's."""
+
+    class Encoder(ABC, nn.RNNBase):
+        @abstractmethod
+        def state_count(self) -> int: ...
+
+        def forward(self, x, lengths, hx=None):
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, h = super().forward(packed, hx)
+            padded, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+            return padded, h
+
+    class LSTMEncoder(Encoder, nn.LSTM):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+
+        def state_count(self) -> int:
+            return 2
+
+    class GRUEncoder(Encoder, nn.GRU):
+        def state_count(self) -> int:
+            return 1
+
+    class RawLSTM(nn.RNNBase):
+        def __init__(self, *args, **kwargs):
+            super().__init__("LSTM", *args, **kwargs)
+
+        def forward(self, x):
+            zeros = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
+            return _VF.lstm(
+                x,
+                (zeros, zeros),
+                self._flat_weights,
+                self.bias,
+                self.num_layers,
+                self.dropout,
+                self.training,
+                self.bidirectional,
+                self.batch_first,
+            )
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = LSTMEncoder(input_size=3, hidden_size=6, num_layers=2, dropout=0.4, batch_first=True)
+            self.gru = GRUEncoder(
+                input_size=6, hidden_size=5, num_layers=2, dropout=0.3, batch_first=True, bidirectional=True
+            )
+            self.raw = RawLSTM(10, 4, num_layers=2, dropout=0.2, batch_first=True)
+            self.head = nn.Linear(4, 1)
+
+        def forward(self, x, lengths):
+            out, (h, _) = self.lstm(x, lengths)
+            assert self.lstm.state_count() == 2 and h.shape == (2, x.shape[0], 6)
+            out, _ = self.gru(out, lengths)
+            out, _, _ = self.raw(out)
+            return self.head(out[:, -1])
+
+    model = Model().to(D)
+    assert all(isinstance(m, torch.nn.modules.rnn.RNNBase) for m in (model.lstm, model.gru, model.raw))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    for _ in range(4):
+        x = torch.randn(5, 7, 3, dtype=D)
+        lengths = torch.tensor([7, 3, 5, 2, 6])
+        loss = nn.functional.mse_loss(model(x, lengths).squeeze(-1), x[:, 0, 0])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, {**model.state_dict(), "generator": torch.get_rng_state()}
+
+
 PROGRAMS = {
     "tagger_training": (tagger_training, 1e-9),
     "packed_classifier": (packed_classifier, 1e-9),
@@ -218,6 +298,7 @@ PROGRAMS = {
     "compiled_forecaster": (compiled_forecaster, 1e-9),
     "cell_decoder_loop": (cell_decoder_loop, 1e-9),
     "bf16_autocast_training": (bf16_autocast_training, 3e-2),
+    "subclassed_layers_on_packed_input": (subclassed_layers_on_packed_input, 1e-9),
 }
 
 
@@ -234,8 +315,17 @@ def run_program(program, swapped: bool):
             result = program()
     finally:
         hook.remove()
-    # parametrized modules run as a generated subclass: look through the class hierarchy
-    recurrent = {base for t in ran for base in t.__mro__ if base.__name__ in rnnkit.nn.compat.DROP_INS}
+    # parametrized modules and a program's own subclasses run as classes derived from the library's:
+    # the first library class in each hierarchy says whose recurrence ran
+    recurrent = {
+        next(
+            base
+            for base in t.__mro__
+            if base.__name__ in rnnkit.nn.compat.DROP_INS and base.__module__.startswith(("torch", "rnnkit"))
+        )
+        for t in ran
+        if any(base.__name__ in rnnkit.nn.compat.DROP_INS for base in t.__mro__)
+    }
     assert recurrent, "the program ran no recurrent module"
     library = "rnnkit" if swapped else "torch"
     assert all(t.__module__.startswith(library) for t in recurrent), recurrent

@@ -81,6 +81,56 @@ def test_public_attributes_and_methods_match_torch(kind):
     assert rnn_sigmoid.mode == nn.RNN(2, 3, nonlinearity="relu").mode == "RNN_RELU"
 
 
+MODES = {"RNN": "RNN_TANH", "LSTM": "LSTM", "GRU": "GRU"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_layers_are_torch_rnnbases_and_rnnbase_takes_torchs_constructor(kind):
+    ours = getattr(rnn, kind)(4, 5, num_layers=2)
+    assert isinstance(ours, nn.RNNBase) and isinstance(ours, rnn.RNNBase)
+    # rnnkit.nn.RNNBase(mode, ...) builds the layer torch.nn.RNNBase(mode, ...) describes, same draws
+    torch.manual_seed(0)
+    theirs = getattr(nn, kind)(4, 5, num_layers=2, bidirectional=True, dtype=D)
+    torch.manual_seed(0)
+    base = rnn.RNNBase(MODES[kind], 4, 5, num_layers=2, bidirectional=True, dtype=D)
+    assert base.mode == theirs.mode and base._flat_weights_names == theirs._flat_weights_names
+    for name, weight in theirs.named_parameters():
+        assert torch.equal(getattr(base, name), weight), name
+    assert_same_outputs(theirs, base, sequence(features=4))
+
+
+def test_rnnbase_refuses_an_unknown_mode_and_projections_off_lstm_in_torchs_words():
+    for module in (nn, rnn):
+        with pytest.raises(ValueError, match="Unrecognized RNN mode: LSTMX"):
+            module.RNNBase("LSTMX", 4, 5)
+    with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
+        rnn.RNNBase("GRU", 4, 5, proj_size=2)
+
+
+def test_a_subclass_of_torchs_hierarchy_built_on_rnnkit_runs_rnnkits_recurrence():
+    """``class Encoder(ABC, torch.nn.RNNBase)`` mixed with rnnkit's LSTM (no swap): rnnkit's
+    constructor and forward run, torch's RNNBase.__init__ does not."""
+    from abc import ABC
+
+    class Encoder(ABC, nn.RNNBase):
+        def forward(self, x, hx=None):
+            out, state = super().forward(x, hx)
+            return out * 2, state
+
+    class LSTMEncoder(Encoder, rnn.LSTM):
+        pass
+
+    torch.manual_seed(0)
+    theirs = nn.LSTM(4, 5, num_layers=2, dtype=D)
+    torch.manual_seed(0)
+    ours = LSTMEncoder(input_size=4, hidden_size=5, num_layers=2, dtype=D, backend="native")
+    assert not hasattr(ours, "_flat_weight_refs")  # torch's constructor never ran
+    x = sequence(features=4)
+    torch.testing.assert_close(ours(x)[0], 2 * theirs(x)[0], atol=1e-10, rtol=1e-10)
+    clone = copy.deepcopy(ours)  # torch's RNNBase pickling hooks are not in the way
+    torch.testing.assert_close(clone(x)[0], ours(x)[0], atol=0, rtol=0)
+
+
 CELL_CASES = [(kind, kwargs) for kind in CELL_KINDS for kwargs in ({}, {"bias": False})]
 CELL_CASES.append(("RNNCell", {"nonlinearity": "relu"}))
 

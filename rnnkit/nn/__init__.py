@@ -20,7 +20,7 @@ from rnnkit.nn.lstm import LSTM
 from rnnkit.nn.recurrent import Recurrent, run_cell
 from rnnkit.nn.rnn import RNN
 from rnnkit.nn.tdnn import TDNN
-from rnnkit.nn.torch_layout import register_safe_globals
+from rnnkit.nn.torch_layout import RNNBase, register_safe_globals
 
 # whole modules saved with torch.save(model) load under torch.load's default weights_only=True; the
 # generic layer and the TDNN hold their parts in torch's ModuleList and Linear, allowed with them
@@ -38,6 +38,7 @@ __all__ = [
     "LayerNormLSTMCell",
     "PeepholeLSTMCell",
     "RNN",
+    "RNNBase",
     "RNNCell",
     "Recurrent",
     "RecurrentCell",

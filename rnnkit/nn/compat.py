@@ -13,19 +13,30 @@ from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.nn.gru import GRU
 from rnnkit.nn.lstm import LSTM
 from rnnkit.nn.rnn import RNN
+from rnnkit.nn.torch_layout import RNNBase
 
-DROP_INS = ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
-_OURS = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU, "RNNCell": RNNCell, "LSTMCell": LSTMCell, "GRUCell": GRUCell}
+DROP_INS = ("RNNBase", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
+_OURS = {
+    "RNNBase": RNNBase,
+    "RNN": RNN,
+    "LSTM": LSTM,
+    "GRU": GRU,
+    "RNNCell": RNNCell,
+    "LSTMCell": LSTMCell,
+    "GRUCell": GRUCell,
+}
 
 
 @contextmanager
 def swap_into_torch() -> Iterator[None]:
-    """Within the block, ``torch.nn.RNN/LSTM/GRU`` and the three cells are rnnkit's classes.
+    """Within the block, ``torch.nn.RNNBase``, ``RNN/LSTM/GRU`` and the three cells are rnnkit's.
 
     For a program or test suite that builds torch's recurrent modules by name: wrap it and it builds
     rnnkit's instead, with the same arguments, parameter names, initialisation draws and numbers.
-    The names are restored on exit (also on error). Modules built inside stay rnnkit's.
-    ``isinstance(m, torch.nn.RNNBase)`` remains False for them: they are not subclasses of torch's.
+    Classes the program defines inside the block on ``nn.RNNBase`` or ``nn.LSTM`` (``class
+    RNN(ABC, nn.RNNBase)``, ``class LSTM(RNN, nn.LSTM)``) derive from rnnkit's and run its
+    recurrence. The names are restored on exit (also on error). Modules built inside stay
+    rnnkit's, and stay instances of torch's own ``RNNBase`` (rnnkit's derives from it).
 
     Example::
 

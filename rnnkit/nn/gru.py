@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from rnnkit.cells.gru import GRUCell
-from rnnkit.nn.torch_layout import TorchLayoutRecurrent
+from rnnkit.nn.torch_layout import RNNBase
 
 
-class GRU(TorchLayoutRecurrent):
+class GRU(RNNBase):
     r"""Multi-layer GRU (:class:`~rnnkit.cells.GRUCell`), as :class:`torch.nn.GRU`.
 
     Args: as ``torch.nn.GRU`` (input_size, hidden_size, num_layers, bias, batch_first, dropout,
@@ -42,20 +41,19 @@ class GRU(TorchLayoutRecurrent):
     ) -> None:
         if proj_size is not None:  # torch's RNNBase: projections are an LSTM feature
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        self.bias = bias
-        self.mode = "GRU"
         super().__init__(
-            GRUCell,
+            "GRU",
             input_size,
             hidden_size,
             num_layers,
-            bidirectional,
+            bias,
             batch_first,
             dropout,
-            bias=bias,
-            device=device,
-            dtype=dtype,
-            backend=backend,
+            bidirectional,
+            0,
+            device,
+            dtype,
+            backend,
             zoneout=zoneout,
             recurrent_dropout=recurrent_dropout,
         )

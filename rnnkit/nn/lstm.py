@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.cells.lstm import LSTMCell
-from rnnkit.nn.torch_layout import TorchLayoutRecurrent
+from rnnkit.nn.torch_layout import RNNBase
 
 
-class LSTM(TorchLayoutRecurrent):
+class LSTM(RNNBase):
     r"""Multi-layer LSTM (the gate-by-gate :class:`~rnnkit.cells.LSTMCell`), as :class:`torch.nn.LSTM`.
 
     Args: as ``torch.nn.LSTM`` (input_size, hidden_size, num_layers, bias, batch_first, dropout,
@@ -42,22 +41,19 @@ class LSTM(TorchLayoutRecurrent):
         zoneout: float = 0.0,
         recurrent_dropout: float = 0.0,
     ) -> None:
-        self.bias = bias
-        self.proj_size = proj_size
-        self.mode = "LSTM"
         super().__init__(
-            LSTMCell,
+            "LSTM",
             input_size,
             hidden_size,
             num_layers,
-            bidirectional,
+            bias,
             batch_first,
             dropout,
-            bias=bias,
-            proj_size=proj_size,
-            device=device,
-            dtype=dtype,
-            backend=backend,
+            bidirectional,
+            proj_size,
+            device,
+            dtype,
+            backend,
             zoneout=zoneout,
             recurrent_dropout=recurrent_dropout,
         )

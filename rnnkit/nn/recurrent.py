@@ -20,7 +20,7 @@ from rnnkit import kernels
 from rnnkit.cells.base import RecurrentCell, State, check_probability, map_state
 from rnnkit.cells.registry import get_cell
 from rnnkit.kernels.reference import active_probe, run_cell
-from rnnkit.nn.sequence import pack_like, reverse_padded, unpack_to_padded
+from rnnkit.nn.sequence import dropout_between_layers, pack_like, reverse_padded, unpack_to_padded
 
 CellFactory = Callable[..., RecurrentCell]
 
@@ -42,6 +42,14 @@ def takes_argument(factory: CellFactory, name: str) -> bool:
     except (TypeError, ValueError):  # no signature to read: let the call decide
         return True
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def names_argument(factory: CellFactory, name: str) -> bool:
+    """``factory``'s signature names a parameter ``name`` (``**kwargs`` does not count)."""
+    try:
+        return name in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def split_regularizers(
@@ -158,7 +166,9 @@ class Recurrent(nn.Module):
         dtype: torch.dtype | None = None,
         **cell_kwargs: object,
     ) -> None:
-        super().__init__()
+        # nn.Module's, not super()'s: rnnkit's RNNBase also derives from torch.nn.RNNBase, whose
+        # constructor (its own weights, cuDNN's cache) must not run
+        nn.Module.__init__(self)
         check_layer_arguments(input_size, hidden_size, num_layers, dropout, batch_first, cell_kwargs)
         kernels.check_backend_name(backend)
         self.backend = kernels.canonical_backend(backend, stacklevel=4)  # a former name warns once
@@ -172,6 +182,12 @@ class Recurrent(nn.Module):
 
         factory = resolve_cell(cell)
         cell_kwargs, zoneout = split_regularizers(factory, cell_kwargs)
+        # a cell that takes device and dtype (as torch's and rnnkit's do) draws its initial weights
+        # there, as torch.nn's layers do; any other is built and then moved
+        placement = {"device": device, "dtype": dtype}
+        built_in_place = all(names_argument(factory, key) for key in placement)
+        if built_in_place:
+            cell_kwargs = {**cell_kwargs, **{k: v for k, v in placement.items() if v is not None}}
         cells: list[RecurrentCell] = []
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else self.num_directions * cells[0].output_size
@@ -181,7 +197,7 @@ class Recurrent(nn.Module):
                     raise TypeError(f"cell factory must return a RecurrentCell, got {type(built).__name__}")
                 if zoneout:  # the layer's option, for a cell whose constructor does not take it
                     built.zoneout = zoneout
-                if device is not None or dtype is not None:
+                if not built_in_place and (device is not None or dtype is not None):
                     built = built.to(device=device, dtype=dtype)
                 cells.append(built)
         self.output_size = cells[0].output_size
@@ -373,7 +389,7 @@ class Recurrent(nn.Module):
             else:
                 mask = (torch.arange(steps, device=x.device)[:, None] < lengths[None, :]).unsqueeze(-1)
 
-        output, finals = self._run(x, states, lengths, mask)  # (T, B, D*O)
+        output, finals = self._run(x, states, lengths, mask, input if packed else None)  # (T, B, D*O)
 
         h_n = stack_states(finals)
         if packed:
@@ -393,9 +409,15 @@ class Recurrent(nn.Module):
         return [tuple(leaves) for leaves in zip(*per_cell, strict=True)]
 
     def _run(
-        self, x: Tensor, states: list[State] | None, lengths: Tensor | None, mask: Tensor | None
+        self,
+        x: Tensor,
+        states: list[State] | None,
+        lengths: Tensor | None,
+        mask: Tensor | None,
+        packed: PackedSequence | None = None,
     ) -> tuple[Tensor, list[State]]:
-        """All layers and directions over a padded ``(T, B, I)`` input."""
+        """All layers and directions over a padded ``(T, B, I)`` input (``packed``: the caller's
+        PackedSequence it was unpacked from, whose layout the dropout between layers follows)."""
         cells = self.layer_cells()
         batch = x.shape[1]
         finals: list[State] = []
@@ -428,7 +450,7 @@ class Recurrent(nn.Module):
                 finals.append(final)
             layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
             if self.dropout and self.training and layer < self.num_layers - 1:
-                layer_input = nn.functional.dropout(layer_input, self.dropout, training=True)
+                layer_input = dropout_between_layers(layer_input, self.dropout, packed)
         return layer_input, finals
 
     def extra_repr(self) -> str:

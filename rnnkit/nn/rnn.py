@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from rnnkit.cells.rnn import RNNCell
-from rnnkit.nn.torch_layout import TorchLayoutRecurrent
+from rnnkit.nn.torch_layout import RNNBase
 
 MODES = {"tanh": "RNN_TANH", "relu": "RNN_RELU", "sigmoid": "RNN_SIGMOID"}  # torch.nn.RNN's ``mode``
 
 
-class RNN(TorchLayoutRecurrent):
+class RNN(RNNBase):
     r"""Multi-layer Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), as :class:`torch.nn.RNN`.
 
     Args: as ``torch.nn.RNN`` (input_size, hidden_size, num_layers, nonlinearity, bias, batch_first,
@@ -53,21 +52,19 @@ class RNN(TorchLayoutRecurrent):
                 "(rnnkit also takes 'sigmoid')"
             )
         self.nonlinearity = nonlinearity
-        self.mode = MODES[nonlinearity]
-        self.bias = bias
         super().__init__(
-            RNNCell,
+            MODES[nonlinearity],
             input_size,
             hidden_size,
             num_layers,
-            bidirectional,
+            bias,
             batch_first,
             dropout,
-            bias=bias,
-            nonlinearity=nonlinearity,
-            device=device,
-            dtype=dtype,
-            backend=backend,
+            bidirectional,
+            0,
+            device,
+            dtype,
+            backend,
             zoneout=zoneout,
             recurrent_dropout=recurrent_dropout,
         )

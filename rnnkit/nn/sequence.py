@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 
@@ -26,6 +26,24 @@ def pack_like(padded: Tensor, like: PackedSequence) -> PackedSequence:
     valid = torch.arange(batch)[None, :] < batch_sizes[:steps, None]  # (T, B) on CPU like batch_sizes
     data = padded[valid.to(padded.device)]  # time-major: step 0's batch, then step 1's ...
     return PackedSequence(data, batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
+def dropout_between_layers(x: Tensor, p: float, packed: PackedSequence | None) -> Tensor:
+    """Dropout on a layer's ``(T, B, F)`` output, drawn as torch.nn's recurrent layers draw it.
+
+    torch drops the tensor its next layer reads: ``(T, B, F)`` for padded input, the packed data
+    ``(sum of lengths, F)`` for a PackedSequence. Dropping the packed data here too takes the same
+    random numbers in the same order, so a seeded program gives torch's masks and leaves the
+    generator where torch leaves it. The padding steps stay zero."""
+    if packed is None:
+        return nn.functional.dropout(x, p, training=True)
+    data = nn.functional.dropout(pack_like(x, packed).data, p, training=True)  # (N, F)
+    steps = x.shape[0]
+    padded, _ = pad_packed_sequence(
+        PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
+        total_length=steps,
+    )
+    return padded  # (T, B, F)
 
 
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:

@@ -1,18 +1,51 @@
-"""Recurrent layers whose parameters carry torch.nn's names (``weight_ih_l0``, ``bias_hh_l1_reverse``)."""
+"""rnnkit's ``RNNBase``: the common base of ``RNN/LSTM/GRU``, a subclass of ``torch.nn.RNNBase``
+whose parameters carry torch.nn's names (``weight_ih_l0``, ``bias_hh_l1_reverse``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rnnkit.cells.base import RecurrentCell, uniform_init
+from rnnkit.cells.gru import GRUCell
+from rnnkit.cells.lstm import LSTMCell
+from rnnkit.cells.rnn import RNNCell
 from rnnkit.nn.recurrent import Recurrent
 
+# torch.nn.RNNBase's ``mode`` -> (the cell, its keyword for the mode); RNN_SIGMOID is rnnkit's own
+NONLINEARITIES = {"RNN_TANH": "tanh", "RNN_RELU": "relu", "RNN_SIGMOID": "sigmoid"}
+MODES = ("LSTM", "GRU", *NONLINEARITIES)
 
-class TorchLayoutRecurrent(Recurrent):
-    """A :class:`Recurrent` over built-in cells, laid out as ``torch.nn.RNNBase``.
+
+def cell_for_mode(mode: str, proj_size: int) -> tuple[type[RecurrentCell], dict[str, Any]]:
+    """The built-in cell and its keyword arguments for torch.nn.RNNBase's ``mode``."""
+    if mode not in MODES:
+        raise ValueError(f"Unrecognized RNN mode: {mode}")  # torch's words
+    if mode != "LSTM" and proj_size:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+    if mode == "LSTM":
+        return LSTMCell, {"proj_size": proj_size}
+    if mode == "GRU":
+        return GRUCell, {}
+    return RNNCell, {"nonlinearity": NONLINEARITIES[mode]}
+
+
+class RNNBase(Recurrent, nn.RNNBase):
+    """The base of ``rnnkit.nn.RNN/LSTM/GRU``: a :class:`Recurrent` over built-in cells, laid out as
+    ``torch.nn.RNNBase`` and a subclass of it.
+
+    The constructor takes ``torch.nn.RNNBase``'s arguments, ``mode`` first (``"LSTM"``, ``"GRU"``,
+    ``"RNN_TANH"``, ``"RNN_RELU"``, and rnnkit's ``"RNN_SIGMOID"``), then rnnkit's ``backend``,
+    ``zoneout`` and ``recurrent_dropout``. So ``isinstance(layer, torch.nn.RNNBase)`` holds, and a
+    class written against torch's hierarchy (``class RNN(ABC, nn.RNNBase)``, ``class LSTM(RNN,
+    nn.LSTM)`` with ``super().__init__(input_size=..., ...)``, a ``forward`` that calls
+    ``super().forward(packed, hx)``) builds and runs on rnnkit's layers, directly or while
+    :func:`rnnkit.nn.swap_into_torch` binds torch.nn's names to these classes. torch's RNNBase
+    contributes its type only: every method it defines is rnnkit's here (its ``__init__`` and
+    cuDNN weight cache never run).
 
     The parameters of cell (layer l, direction d) are registered on the layer itself as
     ``{name}_l{l}`` / ``{name}_l{l}_reverse``, in torch's order, so ``state_dict()``,
@@ -34,6 +67,45 @@ class TorchLayoutRecurrent(Recurrent):
     mode: str = ""
     proj_size: int = 0
 
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        backend: str = "auto",
+        *,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+    ) -> None:
+        cell, cell_kwargs = cell_for_mode(mode, proj_size)
+        self.mode = mode
+        self.bias = bias
+        self.proj_size = proj_size
+        super().__init__(
+            cell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            batch_first,
+            dropout,
+            bias=bias,
+            device=device,
+            dtype=dtype,
+            backend=backend,
+            zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout,
+            **cell_kwargs,
+        )
+
     def _register_cells(self, cells: list[RecurrentCell]) -> None:
         self._cells = cells  # templates: not submodules, not in state_dict
         self._param_names: list[list[tuple[str, str]]] = []
@@ -53,7 +125,7 @@ class TorchLayoutRecurrent(Recurrent):
         layer, direction = divmod(index, self.num_directions)
         return f"{name}_l{layer}{'_reverse' if direction else ''}"
 
-    def train(self, mode: bool = True) -> TorchLayoutRecurrent:
+    def train(self, mode: bool = True) -> RNNBase:
         """As ``nn.Module.train``; the cell templates (not submodules) follow the mode too."""
         super().train(mode)
         for cell in self._cells:
@@ -100,6 +172,20 @@ class TorchLayoutRecurrent(Recurrent):
     def _init_flat_weights(self) -> None:
         """Kept for code that calls torch's private refresh: ``_flat_weights`` is always current."""
 
+    def _update_flat_weights(self) -> None:
+        """torch's refresh before its forward: nothing to refresh here."""
+
+    def _weights_have_changed(self) -> bool:
+        return False
+
+    # torch.nn.RNNBase keeps a list of weights in sync on these; rnnkit reads the weights by name at
+    # each forward, so nn.Module's own versions are the right ones
+    __setattr__ = nn.Module.__setattr__
+    _apply = nn.Module._apply
+    _replicate_for_data_parallel = nn.Module._replicate_for_data_parallel
+    __getstate__ = nn.Module.__getstate__
+    __setstate__ = nn.Module.__setstate__
+
     def flatten_parameters(self) -> None:
         """As ``torch.nn.RNNBase.flatten_parameters``; a no-op here (torch's is one off cuDNN too):
         every weight is its own tensor and the kernels read them in place."""
@@ -126,6 +212,9 @@ class TorchLayoutRecurrent(Recurrent):
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s
+
+
+TorchLayoutRecurrent = RNNBase  # the former name
 
 
 def register_safe_globals(*classes: type) -> None:

@@ -44,6 +44,9 @@ CASES = {
     "small": Case("T200 B8 I32 H64", 200, 8, 32, 64),
     "deep_bi": Case("T50 B32 I128 H256 L2 bi", 50, 32, 128, 256, 2, True),
     "deep": Case("T50 B32 I128 H256 L2", 50, 32, 128, 256, 2),
+    # the small 2-layer models of forecasting programs: bound by per-call overhead, not arithmetic
+    "tiny_h64": Case("T24 B32 I64 H64 L2", 24, 32, 64, 64, 2),
+    "tiny_h128": Case("T12 B32 I128 H128 L2", 12, 32, 128, 128, 2),
 }
 # small batches, long sequences: where a fused recurrence can beat cuDNN on a GPU
 for _b in (1, 4, 16):
@@ -51,13 +54,20 @@ for _b in (1, 4, 16):
         CASES[f"long_b{_b}_h{_h}"] = Case(f"T1024 B{_b} I{_h} H{_h}", 1024, _b, _h, _h)
 CASES["deep_bi_512"] = Case("T100 B64 I512 H512 L2 bi", 100, 64, 512, 512, 2, True)
 DEFAULT_CASES = {
-    "cpu": ["standard", "small", "deep_bi", "deep"],
+    "cpu": ["standard", "small", "deep_bi", "deep", "tiny_h64", "tiny_h128"],
     "cuda": ["standard"] + [k for k in CASES if k.startswith("long")] + ["deep_bi_512"],
 }
 FUSED = [b for b in BACKENDS if b != "auto"]
 PYTHON_LOOP = "native-python"  # the native backend with its C++ loop turned off (the fallback)
 CHOICES = [*FUSED, PYTHON_LOOP]
 KINDS = {"lstm": (rnn.LSTM, torch.nn.LSTM), "gru": (rnn.GRU, torch.nn.GRU), "rnn": (rnn.RNN, torch.nn.RNN)}
+
+
+MODES = {
+    "fwd": "forward in eval mode without gradients",
+    "fwd+bwd": "forward and backward in training mode, the input without gradient (raw data)",
+    "fwd+bwd+dx": "the same with the input's gradient (as after an embedding or another layer)",
+}
 
 
 def synchronize(device: torch.device) -> None:
@@ -68,12 +78,15 @@ def synchronize(device: torch.device) -> None:
 def make_step(
     layer: torch.nn.Module, x: torch.Tensor, mode: str, python_loop: bool = False
 ) -> Callable[[], None]:
+    source = x.detach().requires_grad_(mode == "fwd+bwd+dx")  # dx: the input needs its gradient too
+
     def forward_backward() -> None:
         if mode == "fwd":
             with torch.no_grad():
                 layer(x)
         else:
-            out, _ = layer(x)
+            source.grad = None
+            out, _ = layer(source)
             out.sum().backward()
 
     if not python_loop:
@@ -122,7 +135,13 @@ def main() -> None:
         help="default: reference, native and native-python (the native backend's Python loop, the "
         "fallback of its C++ loop) on the CPU; triton-persistent, triton-graphed and triton-stepwise on CUDA",
     )
-    parser.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=list(MODES),
+        choices=list(MODES),
+        help="; ".join(f"{k}: {v}" for k, v in MODES.items()),
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
@@ -165,7 +184,7 @@ def main() -> None:
         f"torch.backends.cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32})"
     )
     header = (
-        f"| {'kind':5} | {'case':24} | {'mode':7} | {'backend':10} "
+        f"| {'kind':5} | {'case':24} | {'mode':10} | {'backend':10} "
         f"| {'torch.nn ms':>11} | {'rnnkit ms':>9} | {'ratio':>5} |"
     )
     print(header)
@@ -199,7 +218,7 @@ def main() -> None:
                 times = time_pair(steps, device, args.warmup, args.repeats)
                 for backend, t_ours in zip(kind_backends, times[1:], strict=True):
                     print(
-                        f"| {kind:5} | {case.name:24} | {mode:7} | {backend:10} | {times[0] * 1e3:11.2f} | "
+                        f"| {kind:5} | {case.name:24} | {mode:10} | {backend:10} | {times[0] * 1e3:11.2f} | "
                         f"{t_ours * 1e3:9.2f} | {t_ours / times[0]:5.2f} |",
                         flush=True,
                     )

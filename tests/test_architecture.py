@@ -4,6 +4,8 @@ cells, never back, and no module imports inside a function to get around a cycle
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -56,12 +58,21 @@ def test_each_part_imports_only_the_layers_below_it(part):
     assert not wrong, "\n".join(wrong)
 
 
+# The only imports deferred into functions: the modules that import the optional triton package
+# (~0.25 s), loaded when a Triton kernel is asked for, never by `import rnnkit.nn` or a CPU run.
+DEFERRED_FOR_TRITON = {
+    "rnnkit.kernels.triton.common",
+    "rnnkit.kernels.triton.lstm",
+    "rnnkit.kernels.triton.gru",
+}
+
+
 def test_no_function_local_import_of_rnnkit_in_the_runtime_package():
     local = [
         f"{path.relative_to(PACKAGE)} imports {name} inside a function"
         for path in sorted(PACKAGE.rglob("*.py"))
         for name, inside in _imports(path)
-        if inside
+        if inside and name not in DEFERRED_FOR_TRITON
     ]
     assert not local, "\n".join(local)
 
@@ -77,3 +88,14 @@ def test_the_former_backend_name_cpu_still_runs_the_native_ops_and_warns_once(mo
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per process
         rnn.GRU(3, 4, backend="cpu")
+
+
+def test_importing_the_layers_does_not_import_triton():
+    """Importing Triton costs ~0.25 s: ``import rnnkit.nn`` (and a CPU run) must not pay it (issue 30)."""
+    code = (
+        "import sys, torch, rnnkit.nn as rnn\n"
+        "rnn.LSTM(4, 4)(torch.randn(3, 2, 4))\n"
+        "print('triton' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stdout + done.stderr

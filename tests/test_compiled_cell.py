@@ -95,11 +95,13 @@ def test_gradcheck(aot_eager):
     )
 
 
-@pytest.mark.parametrize("name", ["layernorm_lstm", "readme_mgu"])
-def test_inductor_path_matches_the_reference_loop(name, monkeypatch):
-    """The default compiler: inductor's C++ code for the chunks (a cold compile takes a minute here)."""
+def test_inductor_path_matches_the_reference_loop(monkeypatch):
+    """The default compiler: inductor's C++ code for the chunks of the README's own cell, one
+    direction (a cold compile takes a minute here, per direction and cell: the other cells, both
+    directions and two-part states are checked with the aot_eager compiler above, which runs the
+    same graphs without code generation)."""
     monkeypatch.setenv("RNNKIT_STEP_COMPILER", "inductor")
-    ref, comp = pair(name, num_layers=1)
+    ref, comp = pair("readme_mgu", num_layers=1, bidirectional=False)
     x = torch.randn(12, 3, 5, dtype=D, requires_grad=True)
     lengths = torch.tensor([12, 7, 3])
     for a, b in zip(run_with_grads(ref, x, lengths), run_with_grads(comp, x, lengths), strict=True):

@@ -93,7 +93,11 @@ def test_gradcheck_fused(kind, backend):
         out, _ = torch.func.functional_call(ours, dict(zip(names, ps, strict=True)), (x,))
         return out
 
-    assert torch.autograd.gradcheck(fn, (x, *params))
+    # Through the Triton CPU interpreter a full gradcheck (~200 kernel runs) took 45-100 s per case:
+    # there it checks random directional derivatives (fast_mode); every gradient is also compared
+    # with torch.nn's in float64 above. Full gradcheck on CUDA and for the other backends.
+    fast = backend.startswith("triton") and DEVICE.type == "cpu"
+    assert torch.autograd.gradcheck(fn, (x, *params), fast_mode=fast)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)

@@ -42,9 +42,7 @@ from rnnkit.cells.lstm import LSTMCell
 from rnnkit.kernels.compiled import run_compiled
 from rnnkit.kernels.native import gru_forward as native_gru
 from rnnkit.kernels.native import lstm_forward as native_lstm
-from rnnkit.kernels.triton.common import triton_installed, why_triton_cannot_run
-from rnnkit.kernels.triton.gru import gru_forward as triton_gru
-from rnnkit.kernels.triton.lstm import lstm_forward as triton_lstm
+from rnnkit.kernels.triton.host import triton_installed, why_triton_cannot_run
 from rnnkit.kernels.triton.paths import PATHS, VERIFIED_ON_GPU
 from rnnkit.kernels.zoneout import zoneout_keep
 
@@ -95,10 +93,14 @@ class Fused:
         if isinstance(cell, LSTMCell):
             h0, c0, w = like
             if self.triton:
+                from rnnkit.kernels.triton.lstm import lstm_forward as triton_lstm  # imports Triton
+
                 return triton_lstm(xp, (h0, c0), w, lengths, self.path, drop, zone, self.allowed)
             return native_lstm(xp, (h0, c0), w, lengths, drop, zone)
         h0, w, b = like
         if self.triton:
+            from rnnkit.kernels.triton.gru import gru_forward as triton_gru  # imports Triton
+
             return triton_gru(xp, h0, w, b, lengths, self.path, drop, zone, self.allowed)
         return native_gru(xp, h0, w, b, lengths, drop, zone)
 

@@ -229,7 +229,9 @@ class Recurrent(nn.Module):
         """torch.nn.RNNBase's input checks, in its order and words: the dtype matches the weights
         (ValueError; waived under autocast, which casts), the input is 3-D (2-D when packed), and its
         last dimension is ``input_size``."""
-        weights = list(self.parameters())  # not next(generator, default): Dynamo before 2.11 cannot trace it
+        # the layer's own weights first (torch's layout registers them all on the layer: no walk over
+        # the submodules per call); not next(generator, default): Dynamo before 2.11 cannot trace it
+        weights = [w for w in self._parameters.values() if w is not None] or list(self.parameters())
         weight = weights[0] if weights else None
         if weight is not None and input.dtype != weight.dtype and not torch._C._is_any_autocast_enabled():
             raise ValueError(

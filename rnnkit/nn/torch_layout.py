@@ -132,6 +132,15 @@ class RNNBase(Recurrent, nn.RNNBase):
             cell.train(mode)
         return self
 
+    def _bound_parameter(self, flat: str) -> Tensor | None:
+        """What ``getattr(self, flat)`` returns, read from ``_parameters`` without Module.__getattr__
+        (ten lookups a call); where the attribute may live elsewhere (a parametrization moves it to
+        a class property, a plain attribute shadows it) the full lookup runs."""
+        weight = self._parameters.get(flat)
+        if weight is None or flat in self.__dict__:
+            return getattr(self, flat)
+        return weight
+
     def layer_cells(self) -> Sequence[RecurrentCell]:
         """One cell per (layer, direction) that computes with the layer's current weights.
 
@@ -144,7 +153,7 @@ class RNNBase(Recurrent, nn.RNNBase):
         bound = []
         for cell, names in zip(self._cells, self._param_names, strict=True):
             if cell.training == self.training and all(
-                getattr(self, flat) is cell._parameters[name] for name, flat in names
+                self._bound_parameter(flat) is cell._parameters[name] for name, flat in names
             ):
                 bound.append(cell)
                 continue

@@ -29,7 +29,9 @@ _state: dict[str, Any] = {}
 
 
 def disabled() -> bool:
-    flag = os.environ.get("RNNKIT_CPP_LOOP", os.environ.get("RNNKIT_COMPILED_LOOP", "1"))  # the old name too
+    flag = os.environ.get("RNNKIT_CPP_LOOP")  # read at every call: a test or benchmark may flip it
+    if flag is None:
+        flag = os.environ.get("RNNKIT_COMPILED_LOOP", "1")  # the former name
     return flag.strip().lower() in ("0", "false", "no", "off")
 
 

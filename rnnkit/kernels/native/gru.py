@@ -13,7 +13,13 @@ from torch import Tensor
 
 from rnnkit.kernels.lengths import step_mask
 from rnnkit.kernels.native import cpp_loop
-from rnnkit.kernels.native.common import register_fused_autograd, run_fused, sigmoid_backward, tanh_backward
+from rnnkit.kernels.native.common import (
+    CppLoop,
+    register_fused_autograd,
+    run_fused,
+    sigmoid_backward,
+    tanh_backward,
+)
 from rnnkit.kernels.native.matmul import RecurrentProduct
 from rnnkit.kernels.reference.double_backward import gru_vjp
 from rnnkit.kernels.zoneout import ZoneoutKeep
@@ -141,6 +147,7 @@ def _(d_output, d_hn, h0, weight_hh, lengths, hs, acts, drop, zone):
 
 
 register_fused_autograd(gru_recurrence, gru_recurrence_backward, gru_vjp, parts=1, params=2)
+CPP_LOOP = CppLoop("gru", parts=1, params=2, vjp=gru_vjp)  # csrc/gru_loop.cpp
 
 
 @torch.library.custom_op("rnnkit::gru_inference", mutates_args=(), device_types=("cpu", "cuda"))
@@ -202,6 +209,6 @@ def gru_forward(
     if bias_hh is None:
         bias_hh = xp.new_zeros(weight_hh.shape[0])
     output, (h_n,) = run_fused(
-        gru_recurrence, gru_inference, xp, (h0,), (weight_hh, bias_hh), lengths, drop, zone
+        gru_recurrence, gru_inference, xp, (h0,), (weight_hh, bias_hh), lengths, drop, zone, CPP_LOOP
     )
     return output, h_n

@@ -22,7 +22,13 @@ from torch import Tensor
 
 from rnnkit.kernels.lengths import step_mask
 from rnnkit.kernels.native import cpp_loop
-from rnnkit.kernels.native.common import register_fused_autograd, run_fused, sigmoid_backward, tanh_backward
+from rnnkit.kernels.native.common import (
+    CppLoop,
+    register_fused_autograd,
+    run_fused,
+    sigmoid_backward,
+    tanh_backward,
+)
 from rnnkit.kernels.native.matmul import RecurrentProduct
 from rnnkit.kernels.reference.double_backward import lstm_vjp
 from rnnkit.kernels.zoneout import ZoneoutKeep
@@ -171,6 +177,7 @@ def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_c
 
 
 register_fused_autograd(lstm_recurrence, lstm_recurrence_backward, lstm_vjp, parts=2, params=1)
+CPP_LOOP = CppLoop("lstm", parts=2, params=1, vjp=lstm_vjp)  # csrc/lstm_loop.cpp
 
 
 @torch.library.custom_op("rnnkit::lstm_inference", mutates_args=(), device_types=("cpu", "cuda"))
@@ -228,5 +235,7 @@ def lstm_forward(
     ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (the cell's
     :meth:`~rnnkit.cells.RecurrentCell.recurrent_input`), or None. ``zone``: zoneout, the keep
     weights of :func:`.zoneout.zoneout_keep` for the parts (h, C), or None."""
-    output, final = run_fused(lstm_recurrence, lstm_inference, xp, state, (weight_hh,), lengths, drop, zone)
+    output, final = run_fused(
+        lstm_recurrence, lstm_inference, xp, state, (weight_hh,), lengths, drop, zone, CPP_LOOP
+    )
     return output, final

@@ -4,10 +4,10 @@ and zoneout, and the device helpers (``_tanh``, ``_mm``, ``_tile``, ``_grid_barr
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch.torch_version import TorchVersion
+
+from rnnkit.kernels.triton.host import NOT_ON_THIS_DEVICE, interpreting
 
 try:  # triton is an optional extra: pip install "rnnkit[triton]"
     import triton
@@ -24,11 +24,6 @@ except ImportError as err:  # pragma: no cover - exercised where triton is absen
         """Stands in for Triton's error where Triton is absent (nothing raises it)."""
 
 
-def interpreting() -> bool:
-    """Triton kernels run on the CPU through the interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def triton_installed() -> bool:
     """The optional triton package imported."""
     return triton is not None
@@ -42,10 +37,7 @@ def why_triton_cannot_run(device: torch.device) -> str | None:
         return None
     if device.type == "cpu" and interpreting():
         return _interpreter_numpy_clash()
-    return (
-        "Triton kernels run on CUDA tensors (or on the CPU under TRITON_INTERPRET=1), "
-        f"got a {device.type} tensor"
-    )
+    return NOT_ON_THIS_DEVICE.format(device=device.type)
 
 
 def _interpreter_numpy_clash() -> str | None:
@@ -61,10 +53,6 @@ def _interpreter_numpy_clash() -> str | None:
             "or numpy < 2.4 to run the kernels on the CPU (CUDA is unaffected)"
         )
     return None
-
-
-def next_power_of_2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
 
 
 def state_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -41,8 +41,8 @@ from functools import partial
 
 import torch
 
-from rnnkit.kernels.triton.common import OutOfResources, next_power_of_2
 from rnnkit.kernels.triton.graphs import run_loop
+from rnnkit.kernels.triton.host import next_power_of_2
 
 PATHS = ("persistent", "graphed", "stepwise")
 PER_STEP_PATHS = ("graphed", "stepwise")  # the per-step kernels, replayed from a graph or launched
@@ -255,6 +255,8 @@ def run_persistent(
     if device.type != "cuda":
         kernel[launch.grid](*args, **meta, **launch.meta())
         return True
+    from rnnkit.kernels.triton.common import OutOfResources  # Triton's, imported only where it runs
+
     candidates = [launch]
     # W_hh held on chip may need more shared memory than an SM has. Forced, the persistent path then
     # streams W_hh from L2 each step; else the graphed path runs, which was faster than the streamed

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "sequence_lengths.h"
 #include "step_product.h"
 #include "vec_math.h"
 #include "zoneout.h"
@@ -68,10 +69,10 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
   const at::Tensor xp = xp_in.contiguous();
   const int64_t steps = xp.size(0), batch = xp.size(1), hidden = xp.size(2) / 3;
   const int64_t state = batch * hidden;
-  const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
+  const at::Tensor lengths = rnnkit::sequence_lengths(lengths_in, steps, batch);
   const bool dropping = drop.numel() > 0;
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
-  const rnnkit::StepProduct product(weight_hh, batch);  // h W_hh^T, (B, H) -> (B, 3H)
+  const rnnkit::StepProduct product(weight_hh, batch, steps);  // h W_hh^T, (B, H) -> (B, 3H)
   const at::Tensor bias = bias_hh.contiguous();
   const at::Tensor zone_c = zone.contiguous();
   const auto opts = xp.options();
@@ -174,10 +175,10 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_output_in, const at::Te
   const int64_t steps = acts.size(0), batch = acts.size(1), hidden = acts.size(2) / 4;
   const int64_t state = batch * hidden;
   const at::Tensor d_output = d_output_in.contiguous();
-  const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
+  const at::Tensor lengths = rnnkit::sequence_lengths(lengths_in, steps, batch);
   const bool dropping = drop.numel() > 0;
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
-  const rnnkit::StepProduct product(weight_hh.t(), batch);  // dG W_hh, (B, 3H) -> (B, H)
+  const rnnkit::StepProduct product(weight_hh.t(), batch, steps);  // dG W_hh, (B, 3H) -> (B, H)
   const at::Tensor acts_c = acts.contiguous(), hs_c = hs.contiguous();
   at::Tensor d_xp = at::empty({steps, batch, 3 * hidden}, acts.options());  // d(x-side) r, z, n
   // the h-side gradients are d_xp's for r and z; only the candidate's part, dn * r, is kept apart

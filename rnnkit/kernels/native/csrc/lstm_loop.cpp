@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "sequence_lengths.h"
 #include "step_product.h"
 #include "vec_math.h"
 #include "zoneout.h"
@@ -77,10 +78,10 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
   const at::Tensor xp = xp_in.contiguous();
   const int64_t steps = xp.size(0), batch = xp.size(1), hidden = xp.size(2) / 4;
   const int64_t state = batch * hidden;
-  const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
+  const at::Tensor lengths = rnnkit::sequence_lengths(lengths_in, steps, batch);
   const bool dropping = drop.numel() > 0;
   const at::Tensor zone_c = zone.contiguous();
-  const rnnkit::StepProduct product(weight_hh, batch);  // h W_hh^T, (B, H) -> (B, 4H)
+  const rnnkit::StepProduct product(weight_hh, batch, steps);  // h W_hh^T, (B, H) -> (B, 4H)
   const auto opts = xp.options();
   at::Tensor output = at::empty({steps, batch, hidden}, opts);
   at::Tensor gates = at::empty({save ? steps : 1, batch, 4 * hidden}, opts);
@@ -190,10 +191,10 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = gates.size(2) / 4;
   const int64_t state = batch * hidden;
   const at::Tensor d_output = d_output_in.contiguous();
-  const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
+  const at::Tensor lengths = rnnkit::sequence_lengths(lengths_in, steps, batch);
   const bool dropping = drop.numel() > 0;
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
-  const rnnkit::StepProduct product(weight_hh.t(), batch);  // dG W_hh, (B, 4H) -> (B, H)
+  const rnnkit::StepProduct product(weight_hh.t(), batch, steps);  // dG W_hh, (B, 4H) -> (B, H)
   const at::Tensor gates_c = gates.contiguous(), cells_c = cells.contiguous(), tanh_c = tanh_cells.contiguous();
   at::Tensor d_gates = at::empty_like(gates_c);  // (T, B, 4H)
   at::Tensor dh = d_hn.contiguous().clone(), dc = d_cn.contiguous().clone();  // from the future

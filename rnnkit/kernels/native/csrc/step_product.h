@@ -1,8 +1,10 @@
 // The per-step recurrent product of the compiled loops, c = a @ weight^T with one weight for all steps,
 // through the fastest of three routes, chosen once per call:
 //   small_gemm.h for small products (no dispatch, no packing: 2x ATen at B=8, H=64);
-//   oneDNN with the weight packed once (float32 where torch has oneDNN: ~12% faster than MKL at
-//   B=32, H=256 on this project's AMD machine; the cpu_matmul.py route of the Python loop);
+//   oneDNN with the weight packed once, for large products over many steps (float32 where torch has
+//   oneDNN: ~10% faster per step than MKL at B=32, H=256 on this project's AMD machine, but packing
+//   costs ~0.45 ms per call, and below B=32, H=256 the packed product is slower per step than ATen's:
+//   70 against 22 us at B=32, H=64, so short sequences of small layers never pack; issue 30);
 //   ATen's mm_out otherwise.
 #pragma once
 
@@ -17,10 +19,13 @@ namespace rnnkit {
 
 class StepProduct {
  public:
-  // weight (N, K); every a will be (batch, K).
-  StepProduct(const at::Tensor& weight, int64_t batch)
+  // weight (N, K); every a will be (batch, K), for `steps` steps.
+  StepProduct(const at::Tensor& weight, int64_t batch, int64_t steps)
       : batch_(batch), n_(weight.size(0)), k_(weight.size(1)), small_(batch_ * n_ * k_ <= kSmallGemmWork) {
-    if (!small_ && weight.scalar_type() == at::kFloat) packed_ = pack(weight.contiguous(), batch);
+    const int64_t work = batch_ * n_ * k_;
+    if (work >= kPackWork && steps * work >= kPackTotalWork && weight.scalar_type() == at::kFloat) {
+      packed_ = pack(weight.contiguous(), batch);
+    }
     // small_gemm reads (K, N) contiguous; ATen's mm takes the transposed view as it is (no copy:
     // 0.33 ms per call at H=256, paid twice per layer before)
     if (!packed_) weight_t_ = small_ ? weight.t().contiguous() : weight.t();
@@ -57,6 +62,11 @@ class StepProduct {
       return std::nullopt;
     }
   }
+
+  // oneDNN's packed product pays off from this much work per step (B=32, H=128 is 2^21) and in total
+  // (T=50 at B=32, H=256 is 2^28.6; T=16 there is about break-even with the packing's cost)
+  static constexpr int64_t kPackWork = int64_t(1) << 22;
+  static constexpr int64_t kPackTotalWork = int64_t(1) << 27;
 
   int64_t batch_, n_, k_;
   bool small_;

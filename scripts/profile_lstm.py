@@ -37,21 +37,20 @@ PHASES = {
 DEFAULT_CASES = ["24 32 64 64 2", "12 32 128 128 2", "50 32 128 256 2", "100 64 512 512 1"]
 
 
-def phase_of(name: str, in_backward: bool) -> str:
-    for phase, names in PHASES.items():
-        if name in names:
-            return "weight/input grads" if phase == "input projection" and in_backward else phase
+def phase_of(event) -> str:
+    """The phase of an operator: that of the outermost enclosing operator named in PHASES (a time
+    loop's own matrix products belong to the loop), the projection's products in backward being
+    weight/input gradients; "other" when no enclosing operator is named."""
+    chain = []
+    while event is not None:
+        chain.append(event.name)
+        event = event.cpu_parent
+    backward = any(name.startswith("autograd::engine") for name in chain)
+    for name in reversed(chain):  # outermost first
+        for phase, names in PHASES.items():
+            if name in names:
+                return "weight/input grads" if phase == "input projection" and backward else phase
     return "other"
-
-
-def in_backward(event) -> bool:
-    """Whether the autograd engine ran this operator (an ancestor is one of its backward nodes)."""
-    parent = event.cpu_parent
-    while parent is not None:
-        if parent.name.startswith("autograd::engine"):
-            return True
-        parent = parent.cpu_parent
-    return False
 
 
 def profile_layer(layer: torch.nn.Module, x: torch.Tensor, repeats: int) -> dict[str, float]:
@@ -70,7 +69,7 @@ def profile_layer(layer: torch.nn.Module, x: torch.Tensor, repeats: int) -> dict
             step()
     totals: dict[str, float] = defaultdict(float)
     for event in prof.events():
-        totals[phase_of(event.name, in_backward(event))] += event.self_cpu_time_total
+        totals[phase_of(event)] += event.self_cpu_time_total
     return {phase: us / 1e3 / repeats for phase, us in totals.items()}
 
 

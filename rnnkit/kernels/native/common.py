@@ -124,6 +124,11 @@ def run_fused(
     no lengths is an empty tensor there, which the loop reads as every sequence running all T steps)."""
     drop = xp.new_empty(0) if drop is None else drop
     zone = xp.new_empty(0) if zone is None else zone
+    if torch.jit.is_tracing():
+        # one graph whatever the grad mode (jit.trace checks its trace again under no_grad): the
+        # custom op that saves for backward, whose autograd runs in the traced module too
+        output, *rest = recurrence(xp, *init, *params, full_lengths(xp, lengths), drop, zone)
+        return output, tuple(rest[: len(init)])
     ops = None if cpp is None or torch.compiler.is_compiling() else cpp_loop.usable(xp)
     if ops is not None:
         lengths = xp.new_empty(0, dtype=torch.long) if lengths is None else lengths

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["trainer.max_epochs=2", "trainer.enable_progress_bar=false", "callbacks.rich_progress_bar=null"]
 
 
-def run(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONWARNINGS": "ignore"}
+def run(script: str, *args: str, timeout: int = 600, warnings: bool = False) -> subprocess.CompletedProcess:
+    """Run a script; ``warnings``: as a user sees it (else Python's warnings are ignored)."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONWARNINGS": "default" if warnings else "ignore"}
     proc = subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         cwd=ROOT,
@@ -31,17 +32,32 @@ def run(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProc
     return proc
 
 
+# library notices that are not the user's business (rnnkit/training/notices.py), and Lightning's
+# warnings that rnnkit used to cause: none may reach the console of a default run or its evaluation
+NOT_ON_THE_CONSOLE = [
+    "litlogger",
+    "litmodels",
+    "LeafSpec",
+    "log_every_n_steps",
+    "callbacks used to create",
+    "dirpath",
+]
+
+
 @pytest.mark.slow
 def test_train_then_eval_a_checkpoint(tmp_path):
-    run("train.py", *FAST, f"hydra.run.dir={tmp_path / 'run'}")
+    trained = run("train.py", *FAST, f"hydra.run.dir={tmp_path / 'run'}", warnings=True)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert {"test/mae", "test/rmse", "test/smape", "test/mase", "baseline/mae"} <= metrics.keys()
     assert (tmp_path / "run" / "test_predictions.png").exists()
     assert (tmp_path / "run" / "csv").is_dir()
     ckpt = Path(metrics["best_checkpoint"])
-    run("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}")
+    evaluated_run = run("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}", warnings=True)
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert evaluated["test/mae"] == pytest.approx(metrics["test/mae"], rel=1e-6)
+    for proc in (trained, evaluated_run):
+        console = proc.stdout + proc.stderr
+        assert not [notice for notice in NOT_ON_THE_CONSOLE if notice in console], console[-3000:]
 
 
 def test_eval_without_a_run_config_says_what_to_pass(tmp_path):

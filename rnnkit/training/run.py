@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rnnkit.nn.recurrent import Recurrent
 from rnnkit.training.checkpoint import atomic_write_text
 from rnnkit.training.config_check import ConfigError, check_config
+from rnnkit.training.notices import silence_library_notices
 from rnnkit.training.tables import text_table
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def import_user_modules(cfg: DictConfig) -> None:
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
     """DataModule, task and Trainer from a composed config (the config is checked first)."""
+    silence_library_notices()
     import_user_modules(cfg)
     check_config(cfg)
     if cfg.get("seed") is not None:
@@ -60,11 +62,26 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     if not cfg.trainer.get("enable_progress_bar", True):  # a bar callback would contradict the trainer
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **_logging_interval(cfg, datamodule)
+    )
     for module in model.modules():  # e.g. backend=triton on a CPU trainer: say so before training
         if isinstance(module, Recurrent):
             module.check_backend(trainer.strategy.root_device)
     return datamodule, model, trainer
+
+
+def _logging_interval(cfg: DictConfig, datamodule: L.LightningDataModule) -> dict[str, int]:
+    """``log_every_n_steps`` no longer than an epoch: a small dataset (4 batches an epoch against the
+    default 10) would otherwise log its training loss only every few epochs, and Lightning says so."""
+    every = cfg.trainer.get("log_every_n_steps")
+    if every is None:
+        return {}
+    try:
+        batches = len(datamodule.train_dataloader())
+    except TypeError:  # an iterable dataset without a length
+        return {}
+    return {"log_every_n_steps": max(1, min(int(every), batches))}
 
 
 def _collect(trainer: L.Trainer, prefixes: tuple[str, ...]) -> dict[str, float]:
@@ -236,7 +253,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
     run_cfg.logger = cfg.get("logger")
     datamodule, model, trainer = build(run_cfg)
-    trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=False, verbose=False)
+    # the weights only: restoring through Lightning's ckpt_path would also restore the training run's
+    # callbacks (absent here) and warn that they are missing and that their folder moved
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    model.load_state_dict(checkpoint["state_dict"])
+    trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = _collect(trainer, ("test/", "baseline"))
     metrics.update(getattr(model, "test_report", None) or {})
     metrics["checkpoint"] = str(ckpt)

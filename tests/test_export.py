@@ -1,8 +1,9 @@
-"""Taking a layer out of Python (issue 31): torch.jit.trace and torch.export of the fused layers.
+"""Taking a layer out of Python (issue 31): torch.jit.trace, torch.export, AOTInductor and ONNX.
 
 A traced LSTM/GRU runs other batch sizes and lengths with the eager layer's numbers, saves and loads,
-and differentiates, as torch.nn's does; torch.export holds with dynamic batch and time. (ONNX and an
-export command for trained models are not done yet: see issue 31.)"""
+and differentiates, as torch.nn's does; torch.export holds with dynamic batch and time, and its
+AOTInductor package runs; both ONNX exporters give models that ONNX Runtime runs with the layer's
+numbers (see rnnkit/kernels/onnx.py for which operators each writes)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,153 @@ def test_export_with_dynamic_batch_and_time(kind):
     x = torch.randn(5, 11, 5)
     with torch.no_grad():
         torch.testing.assert_close(program.module()(x)[0], layer(x)[0], atol=1e-6, rtol=1e-6)
+
+
+# --- ONNX -------------------------------------------------------------------------------------------
+# The first export in a process loads the exporter's translation tables (~5 s); a handful of layers
+# covers each route of rnnkit/kernels/onnx.py: ONNX's own RNN/LSTM/GRU operators (the TorchScript-based
+# exporter, and the dynamo exporter with a static length) and a Scan (any cell; dynamic length).
+
+
+def onnx_runtime_outputs(path_or_bytes, feeds: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    ort = pytest.importorskip(
+        "onnxruntime", reason="onnxruntime is in the dev extra: pip install -e '.[dev]'"
+    )
+    session = ort.InferenceSession(path_or_bytes)
+    return [torch.from_numpy(a) for a in session.run(None, {k: v.numpy() for k, v in feeds.items()})]
+
+
+def onnx_operators(path_or_bytes) -> set[str]:
+    onnx = pytest.importorskip("onnx", reason="onnx is in the dev extra: pip install -e '.[dev]'")
+    model = (
+        onnx.load(path_or_bytes) if isinstance(path_or_bytes, str) else onnx.load_from_string(path_or_bytes)
+    )
+    return {node.op_type for node in model.graph.node}
+
+
+def flat_outputs(out) -> list[torch.Tensor]:
+    output, state = out
+    return [output, *(state if isinstance(state, tuple) else (state,))]
+
+
+def assert_runtime_matches(layer, model, shapes, input_size, h0_layers=None):
+    """ONNX Runtime's outputs (output, h_n[, c_n]) against the eager layer's, float32 ~1e-5."""
+    for batch, steps in shapes:
+        x = torch.randn(batch, steps, input_size)
+        feeds = {"x": x}
+        if h0_layers is not None:
+            feeds["h0"] = torch.randn(h0_layers, batch, layer.hidden_size)
+        got = onnx_runtime_outputs(model, feeds)
+        with torch.no_grad():
+            want = flat_outputs(layer(*feeds.values()))
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore")  # the exporter's own deprecation and registry notices
+@pytest.mark.parametrize(
+    ("name", "layer", "operator"),
+    [
+        (
+            "LSTM",
+            lambda: rnn.LSTM(4, 6, num_layers=2, batch_first=True, bidirectional=True, dropout=0.3),
+            "LSTM",
+        ),
+        ("GRU", lambda: rnn.GRU(4, 6, batch_first=True), "GRU"),
+        ("RNN-relu", lambda: rnn.RNN(4, 6, batch_first=True, bidirectional=True, nonlinearity="relu"), "RNN"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_torchscript_based_onnx_export_writes_onnx_own_operators_with_dynamic_batch_and_time(
+    name, layer, operator
+):
+    torch.manual_seed(0)
+    layer = layer().eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        layer,
+        (torch.randn(3, 5, 4),),
+        buffer,
+        dynamo=False,
+        input_names=["x"],
+        dynamic_axes={"x": {0: "batch", 1: "steps"}},
+    )
+    model = buffer.getvalue()
+    assert operator in onnx_operators(model)
+    assert_runtime_matches(layer, model, [(3, 5), (1, 9), (7, 2)], 4)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_dynamo_onnx_export_of_a_stacked_bidirectional_lstm_with_dynamic_batch_and_time(tmp_path):
+    torch.manual_seed(0)
+    layer = rnn.LSTM(4, 6, num_layers=2, batch_first=True, bidirectional=True, dropout=0.3).eval()
+    batch, steps = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("steps", min=2, max=512)
+    path = str(tmp_path / "lstm.onnx")
+    torch.onnx.export(
+        layer,
+        (torch.randn(3, 5, 4),),
+        path,
+        dynamo=True,
+        input_names=["x"],
+        dynamic_shapes=({0: batch, 1: steps},),
+    )
+    assert "Scan" in onnx_operators(path)  # ONNX's LSTM node would keep the traced length
+    assert_runtime_matches(layer, path, [(3, 5), (1, 9), (7, 2)], 4)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_dynamo_onnx_export_with_a_static_length_writes_onnx_gru_and_takes_h0(tmp_path):
+    torch.manual_seed(0)
+    layer = rnn.GRU(4, 6, batch_first=True, bidirectional=True).eval()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    path = str(tmp_path / "gru.onnx")
+    torch.onnx.export(
+        layer,
+        (torch.randn(3, 5, 4), torch.randn(2, 3, 6)),
+        path,
+        dynamo=True,
+        input_names=["x", "h0"],
+        dynamic_shapes=({0: batch}, {1: batch}),
+    )
+    assert "GRU" in onnx_operators(path)
+    assert_runtime_matches(layer, path, [(3, 5), (8, 5)], 4, h0_layers=2)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_dynamo_onnx_export_of_a_cell_onnx_has_no_operator_for_runs_as_a_scan(tmp_path):
+    torch.manual_seed(0)
+    layer = rnn.Recurrent("jordan", 4, 6, output_size=3, num_layers=2, batch_first=True).eval()
+    batch, steps = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("steps", min=2, max=512)
+    path = str(tmp_path / "jordan.onnx")
+    torch.onnx.export(
+        layer,
+        (torch.randn(3, 5, 4),),
+        path,
+        dynamo=True,
+        input_names=["x"],
+        dynamic_shapes=({0: batch, 1: steps},),
+    )
+    assert "Scan" in onnx_operators(path)
+    assert_runtime_matches(layer, path, [(3, 5), (2, 11)], 4)
+
+
+# --- AOTInductor ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # ~25 s: Inductor compiles the package with the C++ compiler
+@pytest.mark.filterwarnings("ignore")
+def test_aot_inductor_package_of_an_exported_lstm_runs_other_shapes_with_the_layers_numbers(tmp_path):
+    torch.manual_seed(0)
+    layer = rnn.LSTM(5, 7, num_layers=2, batch_first=True).eval()
+    batch, steps = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("steps", min=2, max=512)
+    program = torch.export.export(
+        layer, (torch.randn(3, 4, 5),), dynamic_shapes=({0: batch, 1: steps},), strict=False
+    )
+    path = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path / "lstm.pt2"))
+    compiled = torch._inductor.aoti_load_package(path)
+    for shape in [(3, 4), (6, 11), (1, 2)]:
+        x = torch.randn(*shape, 5)
+        with torch.no_grad():
+            for got, want in zip(flat_outputs(compiled(x)), flat_outputs(layer(x)), strict=True):
+                torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)

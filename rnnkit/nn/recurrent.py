@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import PackedSequence
 from rnnkit import kernels
 from rnnkit.cells.base import RecurrentCell, State, check_probability, map_state
 from rnnkit.cells.registry import get_cell
+from rnnkit.kernels.onnx import exporting_to_onnx, run_for_onnx
 from rnnkit.kernels.reference import active_probe, run_cell
 from rnnkit.nn.sequence import dropout_between_layers, pack_like, reverse_padded, unpack_to_padded
 
@@ -434,18 +435,14 @@ class Recurrent(nn.Module):
                     if states is not None
                     else cell.init_state(batch, device=x.device, dtype=x.dtype)
                 )
-                # (T, B, G): all steps in one call. The reverse direction reads its input backwards:
-                # reversing before the projection (per step, by the cell protocol) moves I features
-                # per step instead of G (4H for an LSTM).
-                xp = cell.project_input(
-                    layer_input if direction == 0 else reverse_padded(layer_input, lengths)
-                )
-                # a state-gradient probe needs the per-step states: the reference loop runs
-                fused = None if active_probe() is not None else kernels.select(self.backend, cell, x.device)
-                if fused is None:
-                    out, final = run_cell(cell, xp, state, mask)  # (T, B, O)
+                # The reverse direction reads its input backwards: reversing before the projection
+                # (per step, by the cell protocol) moves I features per step instead of G (4H for
+                # an LSTM).
+                x_dir = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
+                if exporting_to_onnx():  # what ONNX can express: its LSTM/GRU operators, or a Scan
+                    out, final = run_for_onnx(cell, x_dir, state, mask)  # (T, B, O)
                 else:
-                    out, final = fused(cell, xp, state, lengths)
+                    out, final = self._run_direction(cell, x_dir, state, lengths, mask)
                 if direction == 1:
                     out = reverse_padded(out, lengths)
                 outputs.append(out)
@@ -454,6 +451,18 @@ class Recurrent(nn.Module):
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = dropout_between_layers(layer_input, self.dropout, packed)
         return layer_input, finals
+
+    def _run_direction(
+        self, cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None, mask: Tensor | None
+    ) -> tuple[Tensor, State]:
+        """One (layer, direction) over its direction-ordered input ``(T, B, I)``: the projection of
+        all steps in one call, then the backend's time loop. Returns ``(outputs (T, B, O), final)``."""
+        xp = cell.project_input(x)  # (T, B, G)
+        # a state-gradient probe needs the per-step states: the reference loop runs
+        fused = None if active_probe() is not None else kernels.select(self.backend, cell, x.device)
+        if fused is None:
+            return run_cell(cell, xp, state, mask)
+        return fused(cell, xp, state, lengths)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

@@ -23,7 +23,8 @@ ALLOWED = {
     "nn": {"cells", "kernels"},
     "data": {"files"},
     "tasks": {"cells", "data", "nn", "files"},
-    "training": {"cells", "data", "nn", "tasks", "files", "optim"},
+    "deploy": {"cells", "data", "nn", "kernels", "tasks", "files"},
+    "training": {"cells", "data", "nn", "tasks", "files", "optim", "deploy"},
 }
 
 

@@ -25,6 +25,9 @@ Both routes compute s_t = step(W_x x_t + b, s_{t-1}) for t = 1..T, as the refere
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
 from torch._higher_order_ops.scan import scan
@@ -35,10 +38,26 @@ from rnnkit.cells.lstm import LSTMCell
 from rnnkit.cells.rnn import RNNCell
 from rnnkit.kernels.reference.loop import run_cell
 
+_torch_ops_only = False
+
+
+@contextmanager
+def torch_ops_only() -> Iterator[None]:
+    """Within it, layers run as the ONNX exporters see them (torch's own RNN/LSTM/GRU operators, a
+    ``scan``, or under ``torch.jit.trace`` the unrolled loop), never an ``rnnkit::`` custom op: a
+    module traced inside loads with ``torch.jit.load`` where rnnkit is not installed (libtorch, C++)."""
+    global _torch_ops_only
+    before, _torch_ops_only = _torch_ops_only, True
+    try:
+        yield
+    finally:
+        _torch_ops_only = before
+
 
 def exporting_to_onnx() -> bool:
-    """True while ``torch.onnx.export`` (either exporter) traces the model."""
-    return torch.onnx.is_in_onnx_export()
+    """True while ``torch.onnx.export`` (either exporter) traces the model, or within
+    :func:`torch_ops_only`."""
+    return _torch_ops_only or torch.onnx.is_in_onnx_export()
 
 
 def _standard_operator(cell: RecurrentCell) -> bool:

@@ -4,6 +4,8 @@ and a run from the command line with both baselines in metrics.json."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -95,3 +97,26 @@ def test_a_ucr_set_trains_from_the_command_line_with_both_baselines(tmp_path):
     )
     assert metrics["baseline_dtw_1nn/acc"] == pytest.approx(0.950, abs=0.002)
     assert metrics["test/acc"] > metrics["baseline/acc"] + 0.2  # far above the majority class
+
+
+@pytest.mark.slow  # ~15 s: Numba compiles aeon's DTW afresh, twice
+def test_aeons_numba_cast_warning_stays_off_the_console(tmp_path):
+    """aeon's DTW warns once per environment, when Numba first compiles it (a fresh cache here)."""
+    script = (
+        "import sys\n"
+        "if sys.argv[1] == 'quiet':\n"
+        "    from rnnkit.training.notices import silence_library_notices\n"
+        "    silence_library_notices()\n"
+        "from rnnkit.data import UCRDataModule\n"
+        "UCRDataModule('ItalyPowerDemand').setup()\n"
+    )
+    consoles = {}
+    for mode in ("loud", "quiet"):
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / mode), "PYTHONWARNINGS": "default"}
+        proc = subprocess.run(
+            [sys.executable, "-c", script, mode], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        consoles[mode] = proc.stderr
+    assert "NumbaTypeSafetyWarning" in consoles["loud"]  # the test can see the warning
+    assert "NumbaTypeSafetyWarning" not in consoles["quiet"]

@@ -6,7 +6,10 @@ reaches the console (issue 28). What is silenced and why:
 - Lightning's tips to install ``litlogger`` and ``litmodels`` (advertisements, logged at INFO by
   ``lightning.pytorch.utilities.rank_zero`` on every Trainer);
 - torch >= 2.10's ``LeafSpec`` deprecation, raised inside Lightning's own ``_pytree`` helper (Lightning's
-  code, nothing a user of rnnkit can change).
+  code, nothing a user of rnnkit can change);
+- aeon's ``NumbaTypeSafetyWarning`` ("unsafe cast from uint64 to int64") from its own DTW code, when
+  Numba first compiles it in an environment (``data=ucr``'s 1-NN DTW baseline): aeon's indices, not
+  the user's data.
 
 Lightning's warnings about a run's own settings (``log_every_n_steps``, callbacks missing when a
 checkpoint is restored) are not silenced: rnnkit no longer causes them (``run.build`` sets the
@@ -26,6 +29,9 @@ WARNINGS = [  # (message regex, category, module regex of the line that warns)
         FutureWarning,
         r"lightning\.pytorch\.utilities\._pytree",
     ),
+    # any category (importing numba for its own would cost every run ~0.5 s); Numba names the module
+    # by its file's path
+    (r".*unsafe cast from uint64 to int64", Warning, r".*aeon[./\\]distances[./\\]"),
 ]
 
 

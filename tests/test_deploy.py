@@ -131,6 +131,11 @@ def test_export_writes_the_default_runs_forecaster_in_each_format_and_checks_it(
         x = torch.randn(5, *load_shape(readme))  # any batch size runs
         (forecast,) = load(Path(record["file"]), format)(x)
         assert forecast.shape[0] == 5 and torch.isfinite(forecast).all()
+    # the forecaster as a stream: its level (local_level) is an input beside the state
+    record = export(export_config(ckpt, tmp_path / "stream", "onnx", entry="stream"))
+    assert record["entry"] == "Stepper" and record["checked_rows"] > record["traced_rows"]
+    assert record["max_abs_error"] <= 1e-4 * max(1.0, record["max_abs_output"])
+    assert "- `level`: float32 (batch, 1, 1)" in (tmp_path / "stream" / "README.md").read_text()
     # the TorchScript file holds torch's own operators only: it loads where rnnkit is not imported
     script = (
         "import sys, torch\n"

@@ -124,15 +124,23 @@ def build_entry(task: nn.Module, datamodule, entry: str) -> Entry:
         out_doc = f"float32 (batch, steps, {task.spec.output_size}): the next step's prediction, scaled"
     names = ["h", "c"][: len(state)]
     layers, hidden = state[0].shape[0], state[0].shape[-1]
-    inputs = {"x": x, **{f"{n}0": s for n, s in zip(names, state, strict=True)}}
-    dynamic = {"x": {0: "batch", 1: "steps"}, **{f"{n}0": {1: "batch"} for n in names}}
+    level = {"level": module.level(x)} if module.levels else {}  # (B, 1, O)
+    inputs = {"x": x, **level, **{f"{n}0": s for n, s in zip(names, state, strict=True)}}
+    dynamic = {"x": {0: "batch", 1: "steps"}, **{k: {0: "batch"} for k in level}}
+    dynamic.update({f"{n}0": {1: "batch"} for n in names})
     state_doc = f"float32 ({layers}, batch, {hidden}): the encoder's state"
+    level_doc = {
+        "level": f"float32 (batch, 1, {task.spec.output_size}): the series' level, scaled, fixed for a "
+        f"stream: the mean of its first {task.spec.season} observed values (the model was trained with "
+        "local_level)"
+    }
     return Entry(
         module,
         inputs,
         dynamic,
         {
             "x": x_doc,
+            **{k: level_doc[k] for k in level},
             **{f"{n}0": f"{state_doc} ({n}) carried in, zeros at a sequence's start" for n in names},
         },
         [
@@ -169,9 +177,13 @@ def _feature_names(datamodule, features: int) -> str:
     return ", ".join(names) if names else f"{features} features"
 
 
-def _smaller(inputs: dict[str, Tensor], rows: int) -> tuple[Tensor, ...]:
-    """The example the export traces: the first ``rows`` of each input's batch dimension."""
-    return tuple(t[:rows] if name == "x" else t[:, :rows] for name, t in inputs.items())
+def _smaller(entry: Entry, rows: int) -> tuple[Tensor, ...]:
+    """The example the export traces: the first ``rows`` along each input's batch dimension."""
+    example = []
+    for name, tensor in entry.inputs.items():
+        axis = next((a for a, label in entry.dynamic.get(name, {}).items() if label == "batch"), None)
+        example.append(tensor if axis is None else tensor.narrow(axis, 0, rows))
+    return tuple(example)
 
 
 def export(cfg: DictConfig) -> dict[str, object]:
@@ -195,7 +207,7 @@ def export(cfg: DictConfig) -> dict[str, object]:
     names = list(entry.inputs)
     batch = next(iter(entry.inputs.values())).shape[0]
     traced_rows = 2 if batch > 2 else 1  # the check runs another batch size than the traced one
-    write(entry.module, _smaller(entry.inputs, traced_rows), names, entry.dynamic, format, path)
+    write(entry.module, _smaller(entry, traced_rows), names, entry.dynamic, format, path)
     run = load(path, format)
     with torch.no_grad():
         got = run(*entry.inputs.values())

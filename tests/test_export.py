@@ -137,11 +137,29 @@ def test_torchscript_based_onnx_export_writes_onnx_own_operators_with_dynamic_ba
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_dynamo_onnx_export_of_a_stacked_bidirectional_lstm_with_dynamic_batch_and_time(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "layer", "shapes"),
+    [
+        # torch.nn's own cell: ONNX's LSTM node would keep the traced length, so a Scan
+        (
+            "lstm",
+            lambda: rnn.LSTM(4, 6, num_layers=2, batch_first=True, bidirectional=True, dropout=0.3),
+            [(3, 5), (1, 9), (7, 2)],
+        ),
+        # a cell ONNX has no operator for
+        (
+            "jordan",
+            lambda: rnn.Recurrent("jordan", 4, 6, output_size=3, num_layers=2, batch_first=True),
+            [(3, 5), (2, 11)],
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_dynamo_onnx_export_with_dynamic_batch_and_time_runs_as_a_scan(tmp_path, name, layer, shapes):
     torch.manual_seed(0)
-    layer = rnn.LSTM(4, 6, num_layers=2, batch_first=True, bidirectional=True, dropout=0.3).eval()
+    layer = layer().eval()
     batch, steps = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("steps", min=2, max=512)
-    path = str(tmp_path / "lstm.onnx")
+    path = str(tmp_path / f"{name}.onnx")
     torch.onnx.export(
         layer,
         (torch.randn(3, 5, 4),),
@@ -150,8 +168,8 @@ def test_dynamo_onnx_export_of_a_stacked_bidirectional_lstm_with_dynamic_batch_a
         input_names=["x"],
         dynamic_shapes=({0: batch, 1: steps},),
     )
-    assert "Scan" in onnx_operators(path)  # ONNX's LSTM node would keep the traced length
-    assert_runtime_matches(layer, path, [(3, 5), (1, 9), (7, 2)], 4)
+    assert "Scan" in onnx_operators(path)
+    assert_runtime_matches(layer, path, shapes, 4)
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -170,24 +188,6 @@ def test_dynamo_onnx_export_with_a_static_length_writes_onnx_gru_and_takes_h0(tm
     )
     assert "GRU" in onnx_operators(path)
     assert_runtime_matches(layer, path, [(3, 5), (8, 5)], 4, h0_layers=2)
-
-
-@pytest.mark.filterwarnings("ignore")
-def test_dynamo_onnx_export_of_a_cell_onnx_has_no_operator_for_runs_as_a_scan(tmp_path):
-    torch.manual_seed(0)
-    layer = rnn.Recurrent("jordan", 4, 6, output_size=3, num_layers=2, batch_first=True).eval()
-    batch, steps = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("steps", min=2, max=512)
-    path = str(tmp_path / "jordan.onnx")
-    torch.onnx.export(
-        layer,
-        (torch.randn(3, 5, 4),),
-        path,
-        dynamo=True,
-        input_names=["x"],
-        dynamic_shapes=({0: batch, 1: steps},),
-    )
-    assert "Scan" in onnx_operators(path)
-    assert_runtime_matches(layer, path, [(3, 5), (2, 11)], 4)
 
 
 # --- AOTInductor ------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ Three formats, each loadable without the training code:
 from __future__ import annotations
 
 import inspect
-import io
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from rnnkit.files import atomic_write
 from rnnkit.kernels.onnx import torch_ops_only
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt", "exported": "model.pt2"}
@@ -62,9 +62,8 @@ def _quiet_export(module: nn.Module) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # constants (scalers) in the trace
-            warnings.filterwarnings(
-                "ignore", ".*LeafSpec.*", FutureWarning
-            )  # torch's pytree, in its own code
+            # torch's pytree deprecation, raised inside torch.export's own code
+            warnings.filterwarnings("ignore", ".*LeafSpec.*", FutureWarning)
             yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):
@@ -101,25 +100,19 @@ def _write(
     if format == "torchscript":
         with torch.no_grad(), torch_ops_only():  # loads without rnnkit: libtorch, C++
             traced = torch.jit.trace(module, example, check_trace=False)
-        buffer = io.BytesIO()
-        torch.jit.save(traced, buffer)
-        _atomic_write_bytes(path, buffer.getvalue())
+        atomic_write(path, lambda f: torch.jit.save(traced, f))
         return
     shapes = _dynamic_shapes(module, names, dynamic)
     if format == "exported":
         with torch.no_grad():
             program = torch.export.export(module, example, dynamic_shapes=shapes, strict=False)
-        buffer = io.BytesIO()
-        torch.export.save(program, buffer)
-        _atomic_write_bytes(path, buffer.getvalue())
+        atomic_write(path, lambda f: torch.export.save(program, f))
         return
     with torch.no_grad():
         program = torch.onnx.export(
             module, example, dynamo=True, input_names=list(names), dynamic_shapes=shapes, verbose=False
         )
-    temporary = path.with_suffix(path.suffix + ".part")
-    program.save(str(temporary))
-    temporary.replace(path)
+    atomic_write(path, lambda f: f.write(program.model_proto.SerializeToString()))
 
 
 def _dynamic_shapes(module: nn.Module, names: Sequence[str], dynamic: dict[str, dict[int, str]]) -> tuple:
@@ -141,12 +134,6 @@ def _dynamic_shapes(module: nn.Module, names: Sequence[str], dynamic: dict[str, 
         named = sum(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
         shapes = [*shapes[:named], tuple(shapes[named:])]
     return tuple(shapes)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    temporary = path.with_suffix(path.suffix + ".part")
-    temporary.write_bytes(data)
-    temporary.replace(path)
 
 
 def load(path: Path, format: str) -> Callable[..., tuple[Tensor, ...]]:

@@ -153,28 +153,34 @@ def test_a_failed_build_warns_once_and_the_python_loop_runs(monkeypatch):
     assert out.shape == (5, 2, 4)
 
 
+ROUTES = ("small", "blas", "onednn", "mkl")  # csrc/step_product.h
+
+
 @pytest.mark.parametrize("kind", list(LAYERS))
-@pytest.mark.parametrize(
-    "dtype, batch, hidden",
-    [
-        (torch.float64, 3, 7),  # the small register-blocked GEMM
-        (torch.float32, 16, 128),  # oneDNN with the weight packed once (B x 4H x H > 2^18)
-        (torch.float64, 16, 128),  # ATen's mm (no oneDNN for float64)
-    ],
-    ids=["small_gemm", "onednn_packed", "aten_mm"],
-)
-def test_each_route_of_the_step_product_matches_torch(kind, dtype, batch, hidden, monkeypatch):
-    """csrc/step_product.h picks a route by size and dtype: each gives torch.nn's outputs and gradients
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("route", ROUTES)
+def test_each_route_of_the_step_product_matches_torch(kind, dtype, route, monkeypatch):
+    """csrc/step_product.h multiplies by W_hh through the route RNNKIT_STEP_PRODUCT forces (float64
+    has no packed routes: they fall back to blas): each gives torch.nn's outputs and gradients
     (float64 to 1e-10, float32 to 1e-5), with variable lengths."""
     if not HAVE_COMPILER:
         pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
     monkeypatch.delenv("RNNKIT_CPP_LOOP", raising=False)
-    assert compiled_loop.usable(torch.zeros(1, dtype=dtype)) is not None
-    torch.manual_seed(batch + hidden)
+    monkeypatch.setenv("RNNKIT_STEP_PRODUCT", route)
+    ops = compiled_loop.usable(torch.zeros(1, dtype=dtype))
+    assert ops is not None
+    batch, hidden = 5, 24
+    torch.manual_seed(ROUTES.index(route))
     ours_cls, torch_cls = LAYERS[kind]
     theirs = torch_cls(6, hidden).to(dtype)
     ours = ours_cls(6, hidden, backend="native").to(dtype)
     ours.load_state_dict(theirs.state_dict())
+    taken = ops.step_product_route(ours.weight_hh_l0, batch, 7)
+    packed = route in ("onednn", "mkl")
+    can_pack = dtype == torch.float32 and (
+        torch.backends.mkldnn.is_available() if route == "onednn" else torch.backends.mkl.is_available()
+    )
+    assert taken == (route if not packed or can_pack else "blas")
     x = torch.randn(7, batch, 6, dtype=dtype)
     lengths = torch.randint(1, 8, (batch,))
     lengths[0] = 7
@@ -182,12 +188,35 @@ def test_each_route_of_the_step_product_matches_torch(kind, dtype, batch, hidden
     results = []
     for layer in (ours, theirs):
         xi = x.clone().requires_grad_()
-        packed = pack_padded_sequence(xi, lengths, enforce_sorted=False)
-        out, _ = pad_packed_sequence(layer(packed)[0])
+        packed_x = pack_padded_sequence(xi, lengths, enforce_sorted=False)
+        out, _ = pad_packed_sequence(layer(packed_x)[0])
         (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)).sum().backward()
         results.append([out, xi.grad, *grads(layer)])
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, **tol)
+
+
+def test_the_step_product_times_its_routes_and_takes_the_cheapest(monkeypatch):
+    """Unforced, the route is the one with the least timed cost (setup + steps x product) at that
+    shape, and a bad RNNKIT_STEP_PRODUCT is refused by name."""
+    if not HAVE_COMPILER:
+        pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
+    monkeypatch.delenv("RNNKIT_CPP_LOOP", raising=False)
+    monkeypatch.delenv("RNNKIT_STEP_PRODUCT", raising=False)
+    ops = compiled_loop.usable(torch.zeros(1))
+    weight = torch.randn(4 * 32, 32)
+    costs = ops.step_product_costs(weight, 8)  # (2, routes): per product, per call; seconds
+    assert costs.shape == (2, len(ROUTES))
+    assert torch.isfinite(costs[:, ROUTES.index("blas")]).all() and (costs[:, 1] > 0).all()
+    assert torch.isfinite(costs[0, ROUTES.index("small")])  # 8 x 128 x 32 is small enough to time
+    for steps in (1, 1000):
+        total = costs[1] + steps * costs[0]
+        assert ops.step_product_route(weight, 8, steps) == ROUTES[int(total.argmin())]
+    monkeypatch.setenv("RNNKIT_STEP_PRODUCT", "fastest")
+    with pytest.raises(
+        RuntimeError, match="RNNKIT_STEP_PRODUCT must be small, blas, onednn, mkl or auto, got 'fastest'"
+    ):
+        ops.step_product_route(weight, 8, 10)
 
 
 def test_other_dtypes_take_the_python_loop():

@@ -196,9 +196,8 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
   const rnnkit::StepProduct product(weight_hh.t(), batch, steps);  // dG W_hh, (B, 4H) -> (B, H)
   const at::Tensor gates_c = gates.contiguous(), cells_c = cells.contiguous(), tanh_c = tanh_cells.contiguous();
-  at::Tensor d_gates = at::empty_like(gates_c);  // (T, B, 4H)
+  at::Tensor d_gates = at::empty_like(gates_c);  // (T, B, 4H): each step's rows write dG_t here, the product reads it
   at::Tensor dh = d_hn.contiguous().clone(), dc = d_cn.contiguous().clone();  // from the future
-  at::Tensor dg = at::empty({batch, 4 * hidden}, gates.options());  // the GEMM's input, every step
   at::Tensor via_w = at::empty_like(dh);
   const at::Tensor c0c = c0.contiguous();
   const at::Tensor zone_c = zone.contiguous();
@@ -207,7 +206,6 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
     const int64_t* len = lengths.data_ptr<int64_t>();
     T* dh_p = dh.data_ptr<T>();
     T* dc_p = dc.data_ptr<T>();
-    T* dg_p = dg.data_ptr<T>();
     T* d_gates_p = d_gates.data_ptr<T>();
     const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
     const T* gates_p = gates_c.data_ptr<T>();
@@ -220,10 +218,9 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
       const T* cprev = t > 0 ? cells_p + (t - 1) * state : c0c.data_ptr<T>();
       at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
         lstm_backward_rows<T>(gates_p + t * 4 * state, tanh_p + t * state, cprev, dout_p + t * state, dh_p, dc_p,
-                              dg_p, len, keep, t, hidden, begin, end);
+                              d_gates_p + t * 4 * state, len, keep, t, hidden, begin, end);
       });
-      std::memcpy(d_gates_p + t * 4 * state, dg_p, 4 * state * sizeof(T));
-      const at::Tensor via_w_out = product.apply<T>(dg, via_w);  // (B, H): into h_{t-1} through W_hh
+      const at::Tensor via_w_out = product.apply<T>(d_gates[t], via_w);  // (B, H): into h_{t-1} through W_hh
       const T* vw = via_w_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
       for (int64_t b = 0; b < batch; ++b) {
         if (t >= len[b]) continue;  // frozen rows pass dh through

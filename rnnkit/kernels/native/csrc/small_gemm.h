@@ -5,7 +5,7 @@
 // packing than in arithmetic: at::mm_out takes 5.2 us at B=8, H=64 (4H = 256 columns) on this
 // project's 2-core machine, ~25 GFLOP/s. This kernel keeps a 4 x 2-vector tile of C in registers,
 // streams B's rows once per column block, and needs no packing; larger products take oneDNN or ATen
-// (step_product.h, which routes by kSmallGemmWork).
+// (step_product.h times the routes and takes the fastest).
 #pragma once
 
 #include <ATen/cpu/vec/functional.h>
@@ -75,8 +75,8 @@ void small_gemm(const T* a, const T* b, T* c, int64_t m, int64_t n, int64_t k) {
   }
 }
 
-// m * n * k up to which small_gemm beats ATen's mm_out (MKL, up to 2 threads) on this project's
-// machine: 2x faster at (8, 256, 64), 10% slower at (16, 512, 128).
-constexpr int64_t kSmallGemmWork = 1 << 18;
+// m * n * k beyond which small_gemm is not even timed as a route (step_product.h): past it a BLAS wins
+// everywhere measured (10% slower than MKL already at (16, 512, 128) = 2^20 on the AMD machine).
+constexpr int64_t kSmallGemmMaxWork = int64_t(1) << 21;
 
 }  // namespace rnnkit

@@ -1,50 +1,84 @@
 // The per-step recurrent product of the compiled loops, c = a @ weight^T with one weight for all steps,
-// through the fastest of three routes, chosen once per call:
-//   small_gemm.h for small products (no dispatch, no packing: 2x ATen at B=8, H=64);
-//   oneDNN with the weight packed once, for large products over many steps (float32 where torch has
-//   oneDNN: ~10% faster per step than MKL at B=32, H=256 on this project's AMD machine, but packing
-//   costs ~0.45 ms per call, and below B=32, H=256 the packed product is slower per step than ATen's:
-//   70 against 22 us at B=32, H=64, so short sequences of small layers never pack; issue 30);
-//   ATen's mm_out otherwise.
+// through one of four routes, chosen per call from timings taken once per process and shape:
+//   small:  small_gemm.h (no dispatch, no packing; wins at B=8, H=64);
+//   blas:   ATen's mm_out (MKL or OpenBLAS) against the weight transposed once into a contiguous (K, N) copy;
+//   onednn: oneDNN with the weight packed once for this batch (float32 where torch has oneDNN);
+//   mkl:    MKL's packed GEMM (cblas_sgemm_pack once, sgemm_compute per step; float32 where torch has MKL).
+// Which is fastest depends on the machine, not only on the shape. Measured per step (us) on a 2-core
+// Intel Ice Lake: at B=32, H=256 (N = 4H) mkl 62, blas 104, onednn 100-150, and mm against the
+// transposed *view* 307-369 (MKL then copies the weight at every call); at B=64, H=512 mkl 638, blas
+// 700-900, onednn 620-720; at B=8, H=64 small 3-5, blas 4-6, mkl 14. On the project's earlier 2-core
+// AMD Zen 4 onednn won from B=32, H=256 and the view cost nothing extra. So the first call at a shape times each route (1 warm-up
+// and 5 timed rounds, the fastest kept, plus the route's one-off cost per call: the transposed copy
+// or the packing) and every call takes the route with the least total for its number of steps
+// (cuDNN's benchmark mode does the same). The routes differ only in the order of a sum (fp32 results
+// in the last bits). RNNKIT_STEP_PRODUCT=small|blas|onednn|mkl forces one (tests run each; where a packed
+// route is unavailable it falls back to blas).
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <mutex>
 #include <optional>
+#include <string>
+#include <tuple>
 
 #include "small_gemm.h"
 
 namespace rnnkit {
 
+enum class Route : int { kSmall = 0, kBlas = 1, kOnednn = 2, kMkl = 3 };
+constexpr int kRoutes = 4;
+constexpr const char* kRouteNames[kRoutes] = {"small", "blas", "onednn", "mkl"};
+
+// What one route costs at one shape, in seconds: per product and once per call (setup).
+struct RouteCosts {
+  double per_step[kRoutes];
+  double setup[kRoutes];
+};
+
 class StepProduct {
  public:
   // weight (N, K); every a will be (batch, K), for `steps` steps.
-  StepProduct(const at::Tensor& weight, int64_t batch, int64_t steps)
-      : batch_(batch), n_(weight.size(0)), k_(weight.size(1)), small_(batch_ * n_ * k_ <= kSmallGemmWork) {
-    const int64_t work = batch_ * n_ * k_;
-    if (work >= kPackWork && steps * work >= kPackTotalWork && weight.scalar_type() == at::kFloat) {
+  StepProduct(const at::Tensor& weight, int64_t batch, int64_t steps, bool probe_only = false)
+      : batch_(batch), n_(weight.size(0)), k_(weight.size(1)) {
+    if (probe_only) return;
+    route_ = choose(weight, steps);
+    if (route_ == Route::kOnednn) {
       packed_ = pack(weight.contiguous(), batch);
+    } else if (route_ == Route::kMkl) {
+      weight_ = weight.contiguous();
+      packed_ = pack_mkl(weight_, batch);
+    } else {
+      weight_t_ = weight.t().contiguous();  // (K, N): the layout both small_gemm and MKL run fastest on
     }
-    // small_gemm reads (K, N) contiguous; ATen's mm takes the transposed view as it is (no copy:
-    // 0.33 ms per call at H=256, paid twice per layer before)
-    if (!packed_) weight_t_ = small_ ? weight.t().contiguous() : weight.t();
+  }
+
+  Route route() const { return route_; }
+
+  // The timed costs at this weight's shape and this batch (timed now if not yet): seconds per product
+  // and per call (setup), per route (infinite where a route is not available).
+  static RouteCosts costs(const at::Tensor& weight, int64_t batch) {
+    return StepProduct(weight, batch, 0, true).measured(weight);
   }
 
   // a (batch, K) @ weight^T (batch, N), a contiguous: written into c (preallocated, contiguous) and
   // returned, or (oneDNN) returned in a new tensor.
   template <typename T>
   at::Tensor apply(const at::Tensor& a, at::Tensor& c) const {
-    if (small_) {
+    if (route_ == Route::kSmall) {
       small_gemm<T>(a.data_ptr<T>(), weight_t_.data_ptr<T>(), c.data_ptr<T>(), batch_, n_, k_);
-    } else if (packed_) {
-      static const auto linear = c10::Dispatcher::singleton()
-                                     .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
-                                     .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                                       const std::optional<at::Tensor>&, c10::string_view,
-                                                       c10::List<std::optional<at::Scalar>>,
-                                                       std::optional<c10::string_view>)>();
-      return linear.call(a, *packed_, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), "");
+    } else if (route_ == Route::kOnednn) {
+      return packed_linear(a, *packed_);
+    } else if (route_ == Route::kMkl) {
+      return mkl_linear(a, *packed_, weight_, batch_);
     } else {
       at::mm_out(c, a, weight_t_);
     }
@@ -52,10 +86,43 @@ class StepProduct {
   }
 
  private:
+  static at::Tensor packed_linear(const at::Tensor& a, const at::Tensor& packed) {
+    static const auto linear = c10::Dispatcher::singleton()
+                                   .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+                                   .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                                     const std::optional<at::Tensor>&, c10::string_view,
+                                                     c10::List<std::optional<at::Scalar>>,
+                                                     std::optional<c10::string_view>)>();
+    return linear.call(a, packed, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), "");
+  }
+
+  static at::Tensor mkl_linear(const at::Tensor& a, const at::Tensor& packed, const at::Tensor& weight,
+                               int64_t batch) {
+    static const auto linear =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("mkl::_mkl_linear", "")
+            .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                              const std::optional<at::Tensor>&, int64_t)>();
+    return linear.call(a, packed, weight, std::nullopt, batch);
+  }
+
+  // The weight in MKL's packed-GEMM layout for this batch, or nothing where this torch has no MKL.
+  static std::optional<at::Tensor> pack_mkl(const at::Tensor& weight, int64_t batch) {
+    if (weight.scalar_type() != at::kFloat || !at::hasMKL()) return std::nullopt;
+    const auto schema = c10::Dispatcher::singleton().findSchema({"mkl::_mkl_reorder_linear_weight", ""});
+    if (!schema.has_value()) return std::nullopt;
+    try {
+      return schema->typed<at::Tensor(const at::Tensor&, int64_t)>().call(weight, batch);
+    } catch (const c10::Error&) {
+      return std::nullopt;
+    }
+  }
+
   // The weight in oneDNN's layout for this batch, or nothing where this torch has no such op.
   static std::optional<at::Tensor> pack(const at::Tensor& weight, int64_t batch) {
+    if (weight.scalar_type() != at::kFloat || !at::hasMKLDNN()) return std::nullopt;
     const auto schema = c10::Dispatcher::singleton().findSchema({"mkldnn::_reorder_linear_weight", ""});
-    if (!schema.has_value() || !at::hasMKLDNN()) return std::nullopt;
+    if (!schema.has_value()) return std::nullopt;
     try {
       return schema->typed<at::Tensor(const at::Tensor&, std::optional<int64_t>)>().call(weight, batch);
     } catch (const c10::Error&) {  // an oneDNN build without this path: ATen's mm
@@ -63,15 +130,97 @@ class StepProduct {
     }
   }
 
-  // oneDNN's packed product pays off from this much work per step (B=32, H=128 is 2^21) and in total
-  // (T=50 at B=32, H=256 is 2^28.6; T=16 there is about break-even with the packing's cost)
-  static constexpr int64_t kPackWork = int64_t(1) << 22;
-  static constexpr int64_t kPackTotalWork = int64_t(1) << 27;
+  static std::optional<Route> forced() {
+    const char* flag = std::getenv("RNNKIT_STEP_PRODUCT");  // read at every call: tests flip it
+    if (flag == nullptr) return std::nullopt;
+    const std::string name(flag);
+    for (int r = 0; r < kRoutes; ++r) {
+      if (name == kRouteNames[r]) return static_cast<Route>(r);
+    }
+    TORCH_CHECK(name.empty() || name == "auto",
+                "RNNKIT_STEP_PRODUCT must be small, blas, onednn, mkl or auto, got '", name, "'");
+    return std::nullopt;
+  }
+
+  Route choose(const at::Tensor& weight, int64_t steps) const {
+    if (const auto route = forced()) {
+      if (*route == Route::kOnednn && !pack(weight.contiguous(), batch_)) return Route::kBlas;
+      if (*route == Route::kMkl && !pack_mkl(weight.contiguous(), batch_)) return Route::kBlas;
+      return *route;
+    }
+    const RouteCosts& costs = measured(weight);
+    Route best = Route::kBlas;
+    double best_total = std::numeric_limits<double>::infinity();
+    for (int r = 0; r < kRoutes; ++r) {
+      const double total = costs.setup[r] + static_cast<double>(steps) * costs.per_step[r];
+      if (total < best_total) best_total = total, best = static_cast<Route>(r);
+    }
+    return best;
+  }
+
+  // The routes' costs at this shape, timed at the first call in this process (later calls read them).
+  const RouteCosts& measured(const at::Tensor& weight) const {
+    using Key = std::tuple<int, int64_t, int64_t, int64_t, int>;
+    static std::map<Key, RouteCosts> cache;
+    static std::mutex lock;
+    const Key key{static_cast<int>(weight.scalar_type()), batch_, n_, k_, at::get_num_threads()};
+    std::lock_guard<std::mutex> guard(lock);
+    const auto found = cache.find(key);
+    if (found != cache.end()) return found->second;
+    return cache.emplace(key, time_routes(weight)).first->second;
+  }
+
+  // Each route's setup and product timed in turns (one warm-up round, then kRounds; the fastest of
+  // each kept), so that a slow spell of a shared machine slows every route alike.
+  RouteCosts time_routes(const at::Tensor& weight) const {
+    constexpr double kNever = std::numeric_limits<double>::infinity();
+    constexpr int kRounds = 5;
+    RouteCosts costs{{kNever, kNever, kNever, kNever}, {kNever, kNever, kNever, kNever}};
+    const at::Tensor a = at::full({batch_, k_}, 0.5, weight.options());  // values do not change the timing
+    at::Tensor c = at::empty({batch_, n_}, weight.options());
+    at::Tensor weight_t = weight.t().contiguous();
+    std::optional<at::Tensor> packed = pack(weight.contiguous(), batch_);
+    const at::Tensor weight_c = weight.contiguous();
+    std::optional<at::Tensor> packed_mkl = pack_mkl(weight_c, batch_);
+    const bool small = batch_ * n_ * k_ <= kSmallGemmMaxWork;
+    auto seconds = [](auto&& fn) {
+      const auto start = std::chrono::steady_clock::now();
+      fn();
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    auto keep = [](double& best, double t, int round) {
+      if (round > 0) best = std::min(best, t);
+    };
+    for (int round = 0; round <= kRounds; ++round) {  // the one-off costs, each into its own buffer
+      keep(costs.setup[1], seconds([&] { weight_t = weight.t().contiguous(); }), round);
+      if (packed) keep(costs.setup[2], seconds([&] { packed = pack(weight.contiguous(), batch_); }), round);
+      if (packed_mkl) {
+        keep(costs.setup[3], seconds([&] { packed_mkl = pack_mkl(weight.contiguous(), batch_); }), round);
+      }
+    }
+    for (int round = 0; round <= kRounds; ++round) {  // then the products, in turns
+      keep(costs.per_step[1], seconds([&] { at::mm_out(c, a, weight_t); }), round);
+      if (small) {
+        AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "rnnkit_time_small_gemm", [&] {
+          keep(costs.per_step[0], seconds([&] {
+                 small_gemm<scalar_t>(a.data_ptr<scalar_t>(), weight_t.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
+                                      batch_, n_, k_);
+               }),
+               round);
+        });
+      }
+      if (packed) keep(costs.per_step[2], seconds([&] { packed_linear(a, *packed); }), round);
+      if (packed_mkl) keep(costs.per_step[3], seconds([&] { mkl_linear(a, *packed_mkl, weight_c, batch_); }), round);
+    }
+    costs.setup[0] = costs.setup[1];  // the same transposed copy
+    return costs;
+  }
 
   int64_t batch_, n_, k_;
-  bool small_;
-  at::Tensor weight_t_;  // (K, N), unless packed
-  std::optional<at::Tensor> packed_;
+  Route route_ = Route::kBlas;
+  at::Tensor weight_t_;  // (K, N) contiguous (small, blas)
+  at::Tensor weight_;  // (N, K) contiguous (mkl: its fallback for another batch size)
+  std::optional<at::Tensor> packed_;  // onednn's or mkl's packed weight
 };
 
 // The recurrent weight's gradient after the loop, sum_t dG_t^T (h_{t-1} [* drop]) over all steps:

@@ -4,7 +4,10 @@ with one warning that says why when the loop cannot be built, and the switch tur
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -257,3 +260,50 @@ def test_the_build_name_follows_sources_flags_and_checkout(tmp_path, monkeypatch
     assert moved != name  # another checkout
     (copy / "vec_math.h").write_text((copy / "vec_math.h").read_text() + "\n// changed\n")
     assert compiled_loop.build_name(flags) != moved  # a header's change rebuilds
+
+
+AVX2_CHILD = """
+import torch
+import rnnkit.nn as rnn
+from rnnkit.kernels.native import cpp_loop
+
+assert cpp_loop.simd_flags() == cpp_loop.SIMD_FLAGS["AVX2"], cpp_loop.simd_flags()
+assert cpp_loop.ops() is not None
+torch.manual_seed(0)
+for ours_cls, torch_cls in ((rnn.LSTM, torch.nn.LSTM), (rnn.GRU, torch.nn.GRU)):
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        theirs = torch_cls(6, 40, num_layers=2).to(dtype)
+        ours = ours_cls(6, 40, num_layers=2, backend="native").to(dtype)
+        ours.load_state_dict(theirs.state_dict())
+        x = torch.randn(9, 5, 6, dtype=dtype)
+        results = []
+        for layer in (ours, theirs):
+            xi = x.clone().requires_grad_()
+            out, _ = layer(xi)
+            (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)).sum().backward()
+            results.append([out, xi.grad, *[p.grad for p in layer.parameters()]])
+        for a, b in zip(*results, strict=True):
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+print("avx2 ok")
+"""
+
+
+@pytest.mark.slow
+def test_the_avx2_build_matches_torch_on_an_avx512_machine():
+    """On an AVX-512 machine the loop is built for AVX-512 (16 float lanes, its own exp); the AVX2
+    build that other x86 machines get (RNNKIT_CPP_SIMD=avx2, built in a child process: two builds
+    cannot share one process) still gives torch.nn's numbers."""
+    if not HAVE_COMPILER:
+        pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
+    if compiled_loop.simd_flags() != compiled_loop.SIMD_FLAGS["AVX512"]:
+        pytest.skip(
+            f"this machine's loop is not built for AVX-512 (flags {compiled_loop.simd_flags()}): "
+            "the default build is the AVX2 one the other tests check"
+        )
+    env = {**os.environ, "RNNKIT_CPP_SIMD": "avx2"}
+    env.pop("RNNKIT_CPP_LOOP", None)
+    done = subprocess.run(
+        [sys.executable, "-c", AVX2_CHILD], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "avx2 ok" in done.stdout

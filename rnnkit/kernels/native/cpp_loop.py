@@ -47,15 +47,35 @@ def ops() -> Any | None:
     return _state["ops"]
 
 
+SIMD_FLAGS = {
+    "AVX512": [
+        "-mavx512f",
+        "-mavx512bw",
+        "-mavx512vl",
+        "-mavx512dq",
+        "-mfma",
+        "-mf16c",
+        "-DCPU_CAPABILITY_AVX512",
+        "-DCPU_CAPABILITY=AVX512",
+    ],
+    "AVX2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"],
+}
+
+
 def simd_flags() -> list[str]:
-    """Compiler flags for the vector instructions of ``csrc/vec_math.h``: AVX2 + FMA where torch's
-    own kernels run with AVX2 or AVX-512 on this machine (and the compiler is GCC or Clang on x86),
-    else none (ATen's portable Vectorized, or NEON on ARM where ATen enables it by itself)."""
+    """Compiler flags for the vector instructions of ``csrc/`` (``at::vec::Vectorized``): those of
+    the instruction set torch's own kernels run with on this machine, AVX-512 or AVX2 (GCC or Clang
+    on x86; 16 or 8 float lanes per vector), else none (ATen's portable Vectorized, or NEON on ARM
+    where ATen enables it by itself). ``RNNKIT_CPP_SIMD=avx2`` builds the AVX2 loop on an AVX-512
+    machine (its own build; tests use it to check both)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return []
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in SIMD_FLAGS:
         return []
-    return ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"]
+    if os.environ.get("RNNKIT_CPP_SIMD", "").strip().lower() == "avx2":
+        capability = "AVX2"
+    return SIMD_FLAGS[capability]
 
 
 def build_name(flags: list[str]) -> str:

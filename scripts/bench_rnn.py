@@ -2,7 +2,9 @@
 
 Each case builds a torch.nn layer and one rnnkit twin per backend with the same weights, then
 alternates them (A, B, C, A, B, C, ...) so that machine-wide speed swings hit all alike, and reports
-the median of the repeats after warm-up and the ratio rnnkit / torch.nn (below 1.0: rnnkit is faster).
+the median of the repeats after warm-up and the ratio rnnkit / torch.nn (below 1.0: rnnkit is faster):
+the median over repeats of rnnkit's time over torch.nn's in the same round, which a slow spell of a
+shared machine moves less than a ratio of medians.
 
     python scripts/bench_rnn.py                             # CPU cases, reference and native backends
     python scripts/bench_rnn.py --device cuda               # standard + long-sequence cases, adds triton
@@ -102,8 +104,10 @@ def make_step(
     return with_python_loop
 
 
-def time_pair(fns: list[Callable[[], None]], device: torch.device, warmup: int, repeats: int) -> list[float]:
-    """Median seconds of each function, interleaved."""
+def time_interleaved(
+    fns: list[Callable[[], None]], device: torch.device, warmup: int, repeats: int
+) -> list[list[float]]:
+    """Seconds of each function at each repeat, the functions alternated (A, B, A, B, ...)."""
     for _ in range(warmup):
         for fn in fns:
             fn()
@@ -116,7 +120,18 @@ def time_pair(fns: list[Callable[[], None]], device: torch.device, warmup: int, 
             fn()
             synchronize(device)
             samples[k].append(time.perf_counter() - start)
-    return [statistics.median(s) for s in samples]
+    return samples
+
+
+def time_pair(fns: list[Callable[[], None]], device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Median seconds of each function, interleaved."""
+    return [statistics.median(s) for s in time_interleaved(fns, device, warmup, repeats)]
+
+
+def paired_ratio(ours: list[float], theirs: list[float]) -> float:
+    """The median over repeats of ours / theirs timed back to back: a slow spell of a shared machine
+    (two-core VMs swing by 30-50% for seconds) then cancels within each pair."""
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
 
 
 def main() -> None:
@@ -215,11 +230,13 @@ def main() -> None:
                     layer.train(mode != "fwd")
                 python_loop = [False] + [b == PYTHON_LOOP for b in kind_backends]
                 steps = [make_step(layer, x, mode, p) for layer, p in zip(layers, python_loop, strict=True)]
-                times = time_pair(steps, device, args.warmup, args.repeats)
-                for backend, t_ours in zip(kind_backends, times[1:], strict=True):
+                samples = time_interleaved(steps, device, args.warmup, args.repeats)
+                t_torch = statistics.median(samples[0])
+                for backend, ours_samples in zip(kind_backends, samples[1:], strict=True):
                     print(
-                        f"| {kind:5} | {case.name:24} | {mode:10} | {backend:10} | {times[0] * 1e3:11.2f} | "
-                        f"{t_ours * 1e3:9.2f} | {t_ours / times[0]:5.2f} |",
+                        f"| {kind:5} | {case.name:24} | {mode:10} | {backend:10} | {t_torch * 1e3:11.2f} | "
+                        f"{statistics.median(ours_samples) * 1e3:9.2f} | "
+                        f"{paired_ratio(ours_samples, samples[0]):5.2f} |",
                         flush=True,
                     )
 

@@ -290,20 +290,25 @@ def test_new_cells_and_options_train_from_the_configs(overrides, tmp_path):
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize(
-    ("fused", "loop"),
+    ("fused", "loop", "route"),
     [
-        ("native", "1"),
-        ("native", "0"),
-        *(pytest.param(b.values[0], "1", marks=needs_triton) for b in FUSED[1:]),
+        ("native", "1", "small"),
+        ("native", "1", "blas"),
+        ("native", "0", "auto"),
+        *(pytest.param(b.values[0], "1", "auto", marks=needs_triton) for b in FUSED[1:]),
     ],
-    ids=["cpu-cpp-loop", "cpu-python-loop", *(b.values[0] for b in FUSED[1:])],
+    ids=["cpu-cpp-loop-small", "cpu-cpp-loop-blas", "cpu-python-loop", *(b.values[0] for b in FUSED[1:])],
 )
-def test_zoneout_in_the_fused_kernels_equals_the_reference_loop(kind, training, fused, loop, monkeypatch):
+def test_zoneout_in_the_fused_kernels_equals_the_reference_loop(
+    kind, training, fused, loop, route, monkeypatch
+):
     """Training: the kernel's masks are the reference loop's (same seed, drawn at the same point, after
     the recurrent-dropout mask); eval: the expectation. Outputs, states, every gradient and a gradient
     of a gradient, with variable lengths, two layers and both directions, through both of the cpu
     backend's time loops and both Triton paths."""
     monkeypatch.setenv("RNNKIT_CPP_LOOP", loop)
+    monkeypatch.setenv("RNNKIT_STEP_PRODUCT", route)  # the C++ loop's product: row blocks per thread, or BLAS
+    lengths = torch.tensor([9, 4, 1, 6, 9, 2, 7, 3, 5])
     results = []
     for backend in ("reference", fused):
         torch.manual_seed(0)
@@ -313,13 +318,13 @@ def test_zoneout_in_the_fused_kernels_equals_the_reference_loop(kind, training, 
         layer.train(training)
         fused = kernels.select(backend, layer.layer_cells()[0], torch.device("cpu"))
         assert (fused is None) == (backend == "reference")  # cpu: the kernel runs, no fallback
-        x = torch.randn(9, 4, 3, dtype=D, requires_grad=True)
-        found = outputs_and_second_order_grads(layer, x, torch.tensor([9, 4, 1, 6]))
+        x = torch.randn(9, 9, 3, dtype=D, requires_grad=True)
+        found = outputs_and_second_order_grads(layer, x, lengths)
         with torch.no_grad():  # the inference op
             torch.manual_seed(1)
-            found.append(layer(x, lengths=torch.tensor([9, 4, 1, 6]))[0])
+            found.append(layer(x, lengths=lengths)[0])
         results.append(found)
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-10)
     if training:  # the masks really bit: some units kept their previous value
-        assert not torch.allclose(results[0][0], layer.eval()(x, lengths=torch.tensor([9, 4, 1, 6]))[0])
+        assert not torch.allclose(results[0][0], layer.eval()(x, lengths=lengths)[0])

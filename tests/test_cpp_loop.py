@@ -97,18 +97,21 @@ def test_variable_lengths_through_each_loop(loop, kind):
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))
-def test_inference_and_recurrent_dropout_agree_between_the_loops(kind, monkeypatch):
+@pytest.mark.parametrize("route", ["small", "blas"])
+def test_inference_and_recurrent_dropout_agree_between_the_loops(kind, route, monkeypatch):
     """The compiled loop against the Python loop on the same draws: inference (nothing saved) and
-    training with a recurrent-dropout mask, lengths included."""
+    training with a recurrent-dropout mask, lengths included; through the small route (its rows in
+    blocks, one per thread, for the whole sequence) and through BLAS (one product per step)."""
     if not HAVE_COMPILER:
         pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
+    monkeypatch.setenv("RNNKIT_STEP_PRODUCT", route)
     torch.manual_seed(5)
-    hidden, steps, batch = 6, 8, 3
+    hidden, steps, batch = 6, 8, 9
     gates = 4 if kind == "lstm" else 3
     xp = torch.randn(steps, batch, gates * hidden, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)
     w = torch.randn(gates * hidden, hidden, dtype=torch.float64, requires_grad=True)
-    lengths = torch.tensor([8, 3, 6])
+    lengths = torch.tensor([8, 3, 6, 8, 1, 7, 2, 8, 5])
     drop = (torch.rand(batch, hidden, dtype=torch.float64) > 0.3).double() / 0.7
     if kind == "lstm":
         c0 = torch.randn(batch, hidden, dtype=torch.float64, requires_grad=True)

@@ -113,7 +113,36 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
     const T* c = c0c.data_ptr<T>();
     const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
     const rnnkit::ZoneoutKeep<T> keep(zone_c, 2, batch, hidden);
-    for (int64_t t = 0; t < steps; ++t) {
+    if (product.route() == rnnkit::Route::kSmall) {
+      // Whole sequences of a block of rows per thread: a row's h_t needs only its own h_{t-1}, so the
+      // threads never wait for each other between steps (one parallel region per call, not per step).
+      T* prod_p = prod.data_ptr<T>();
+      at::parallel_for(0, batch, rnnkit::StepProduct::kRowGrain, [&](int64_t begin, int64_t end) {
+        const T* h_r = h;  // h_{t-1}, C_{t-1} of these rows (at row offsets of the full arrays)
+        const T* c_r = c;
+        for (int64_t t = 0; t < steps; ++t) {
+          const int64_t slot = save ? t : t % 2;
+          const T* a = h_r;
+          if (dropping) {
+            for (int64_t k = begin * hidden; k < end * hidden; ++k) dropped_p[k] = h_r[k] * dr[k];
+            a = dropped_p;
+          }
+          product.apply_rows<T>(a, prod_p, begin, end);  // (rows, 4H): (h_{t-1} [* drop]) W_hh^T
+          T* h_t = hs_p + slot * state;
+          T* c_t = cells_p + slot * state;
+          lstm_rows<T>(x + t * 4 * state, prod_p, save ? gates_p + t * 4 * state : g_p, c_r, h_r, c_t,
+                       tanh_p + (save ? t : 0) * state, h_t, out_p + t * state, len, keep, t, hidden, begin, end);
+          h_r = h_t;
+          c_r = c_t;
+        }
+      });
+      if (steps > 0) {
+        const int64_t last = save ? steps - 1 : (steps - 1) % 2;
+        h = hs_p + last * state;
+        c = cells_p + last * state;
+      }
+    }
+    for (int64_t t = 0; t < steps && product.route() != rnnkit::Route::kSmall; ++t) {
       const int64_t slot = save ? t : t % 2;  // ping-pong h and C without saving
       if (dropping) {
         for (int64_t k = 0; k < state; ++k) dropped_p[k] = h[k] * dr[k];
@@ -214,18 +243,33 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
     const T* dout_p = d_output.data_ptr<T>();
     const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
     const rnnkit::ZoneoutKeep<T> keep(zone_c, 2, batch, hidden);
-    for (int64_t t = steps - 1; t >= 0; --t) {
-      const T* cprev = t > 0 ? cells_p + (t - 1) * state : c0c.data_ptr<T>();
+    // dL/dh_{t-1} of rows [begin, end) gets the part through W_hh (vw: dG_t W_hh); frozen rows pass dh through
+    auto add_via_w = [&](const T* vw, int64_t t, int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        if (t >= len[b]) continue;
+        for (int64_t k = b * hidden; k < (b + 1) * hidden; ++k) dh_p[k] += dr ? vw[k] * dr[k] : vw[k];
+      }
+    };
+    auto c_prev = [&](int64_t t) { return t > 0 ? cells_p + (t - 1) * state : c0c.data_ptr<T>(); };
+    if (product.route() == rnnkit::Route::kSmall) {  // whole sequences of a block of rows per thread
+      T* vw_p = via_w.data_ptr<T>();
+      at::parallel_for(0, batch, rnnkit::StepProduct::kRowGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t t = steps - 1; t >= 0; --t) {
+          T* dg_t = d_gates_p + t * 4 * state;
+          lstm_backward_rows<T>(gates_p + t * 4 * state, tanh_p + t * state, c_prev(t), dout_p + t * state, dh_p,
+                                dc_p, dg_t, len, keep, t, hidden, begin, end);
+          product.apply_rows<T>(dg_t, vw_p, begin, end);  // (rows, H): into h_{t-1} through W_hh
+          add_via_w(vw_p, t, begin, end);
+        }
+      });
+    }
+    for (int64_t t = steps - 1; t >= 0 && product.route() != rnnkit::Route::kSmall; --t) {
       at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
-        lstm_backward_rows<T>(gates_p + t * 4 * state, tanh_p + t * state, cprev, dout_p + t * state, dh_p, dc_p,
+        lstm_backward_rows<T>(gates_p + t * 4 * state, tanh_p + t * state, c_prev(t), dout_p + t * state, dh_p, dc_p,
                               d_gates_p + t * 4 * state, len, keep, t, hidden, begin, end);
       });
       const at::Tensor via_w_out = product.apply<T>(d_gates[t], via_w);  // (B, H): into h_{t-1} through W_hh
-      const T* vw = via_w_out.data_ptr<T>();  // held above: oneDNN returns a new tensor
-      for (int64_t b = 0; b < batch; ++b) {
-        if (t >= len[b]) continue;  // frozen rows pass dh through
-        for (int64_t k = b * hidden; k < (b + 1) * hidden; ++k) dh_p[k] += dr ? vw[k] * dr[k] : vw[k];
-      }
+      add_via_w(via_w_out.data_ptr<T>(), t, 0, batch);  // held above: oneDNN returns a new tensor
     }
   });
   const at::Tensor d_weight_hh = rnnkit::recurrent_weight_grad(d_gates.view({-1, 4 * hidden}), h0, hs, drop);

@@ -1,6 +1,7 @@
 // The per-step recurrent product of the compiled loops, c = a @ weight^T with one weight for all steps,
 // through one of four routes, chosen per call from timings taken once per process and shape:
-//   small:  small_gemm.h (no dispatch, no packing; wins at B=8, H=64);
+//   small:  small_gemm.h (no dispatch, no packing; wins at B=8, H=64); rows being independent, the
+//           loops then run whole sequences of a block of rows per thread, no join between steps;
 //   blas:   ATen's mm_out (MKL or OpenBLAS) against the weight transposed once into a contiguous (K, N) copy;
 //   onednn: oneDNN with the weight packed once for this batch (float32 where torch has oneDNN);
 //   mkl:    MKL's packed GEMM (cblas_sgemm_pack once, sgemm_compute per step; float32 where torch has MKL).
@@ -62,6 +63,17 @@ class StepProduct {
   }
 
   Route route() const { return route_; }
+
+  // The small route's product for rows [begin, end) of a alone: c rows = a rows @ weight^T. Rows
+  // are independent, so the loops run whole sequences of a block of rows on one thread each
+  // (row_blocks) with no synchronisation between steps.
+  template <typename T>
+  void apply_rows(const T* a, T* c, int64_t begin, int64_t end) const {
+    small_gemm<T>(a + begin * k_, weight_t_.data_ptr<T>(), c + begin * n_, end - begin, n_, k_);
+  }
+
+  // Grain of the row blocks (at::parallel_for): at least 4 rows (small_gemm's tile) per thread.
+  static constexpr int64_t kRowGrain = 4;
 
   // The timed costs at this weight's shape and this batch (timed now if not yet): seconds per product
   // and per call (setup), per route (infinite where a route is not available).
@@ -200,11 +212,13 @@ class StepProduct {
     }
     for (int round = 0; round <= kRounds; ++round) {  // then the products, in turns
       keep(costs.per_step[1], seconds([&] { at::mm_out(c, a, weight_t); }), round);
-      if (small) {
+      if (small) {  // as the loops run it: row blocks on the threads (here with a join per product)
         AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "rnnkit_time_small_gemm", [&] {
           keep(costs.per_step[0], seconds([&] {
-                 small_gemm<scalar_t>(a.data_ptr<scalar_t>(), weight_t.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
-                                      batch_, n_, k_);
+                 at::parallel_for(0, batch_, kRowGrain, [&](int64_t begin, int64_t end) {
+                   small_gemm<scalar_t>(a.data_ptr<scalar_t>() + begin * k_, weight_t.data_ptr<scalar_t>(),
+                                        c.data_ptr<scalar_t>() + begin * n_, end - begin, n_, k_);
+                 });
                }),
                round);
         });

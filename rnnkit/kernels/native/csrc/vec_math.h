@@ -65,10 +65,25 @@ inline Vectorized<T> exp(const Vectorized<T>& x) {
   return x.exp();
 }
 
+// 1 / d. In float32 with AVX-512: the 14-bit estimate (rcp14) and one Newton step r (2 - d r), within
+// 2^-27 relative (below float's half ulp) and ~3x faster than a division, which the activations below
+// take five of per LSTM cell; an estimate of 0 (d past ~8e37, where 1 / d is below float's smallest
+// normal number) stays 0, the activations' exact limit to 1e-38. Elsewhere a division.
+template <typename T>
+inline Vectorized<T> reciprocal(const Vectorized<T>& d) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 r = _mm512_rcp14_ps(d);
+    return Vectorized<T>(_mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.f))));
+  }
+#endif
+  return d.reciprocal();
+}
+
 // sigma(x) = 1 / (1 + e^{-x}), the formula of torch's CPU sigmoid kernel.
 template <typename T>
 inline Vectorized<T> sigmoid(const Vectorized<T>& x) {
-  return (Vectorized<T>(T(1)) + exp(x.neg())).reciprocal();
+  return reciprocal(Vectorized<T>(T(1)) + exp(x.neg()));
 }
 
 // tanh(x) = 1 - 2 / (e^{2x} + 1): one exp (above) and a division, ~0.5 ns per element in float32 on
@@ -80,7 +95,7 @@ template <typename T>
 inline Vectorized<T> tanh(const Vectorized<T>& x) {
   using V = Vectorized<T>;
   const V one(T(1)), two(T(2));
-  return one - two / (exp(x + x) + one);
+  return one - two * reciprocal(exp(x + x) + one);
 }
 
 // dst[k] = f(src[k]) for k < n, a vector at a time (dst may be src).

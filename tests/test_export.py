@@ -26,6 +26,82 @@ def traced(layer: torch.nn.Module, x: torch.Tensor, grad: bool) -> torch.jit.Scr
     return torch.jit.load(buffer)
 
 
+SCRIPTABLE = {
+    "lstm-2-bi-batch_first": (
+        rnn.LSTM,
+        torch.nn.LSTM,
+        {"num_layers": 2, "bidirectional": True, "batch_first": True},
+    ),
+    "lstm-proj": (rnn.LSTM, torch.nn.LSTM, {"proj_size": 3, "bias": False}),
+    "gru-2-dropout": (rnn.GRU, torch.nn.GRU, {"num_layers": 2, "dropout": 0.3}),
+    "rnn-relu": (rnn.RNN, torch.nn.RNN, {"nonlinearity": "relu"}),
+}
+
+
+@pytest.mark.parametrize("case", list(SCRIPTABLE))
+def test_jit_script_compiles_torch_nns_layer_holding_the_same_parameters(case):
+    """``torch.jit.script`` calls ``__prepare_scriptable__``: it hands over torch.nn's layer of the
+    same arguments holding the layer's own parameter tensors, which computes the same numbers."""
+    ours_cls, torch_cls, kwargs = SCRIPTABLE[case]
+    torch.manual_seed(0)
+    layer = ours_cls(4, 6, dtype=torch.float64, **kwargs).eval()
+    twin = layer.__prepare_scriptable__()
+    assert type(twin) is torch_cls and not twin.training
+    assert all(getattr(twin, name) is getattr(layer, name) for name in layer._flat_weights_names)
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    for a, b in zip(
+        torch.utils._pytree.tree_leaves(layer(x)), torch.utils._pytree.tree_leaves(twin(x)), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", list(SCRIPTABLE))
+def test_jit_script_of_a_layer_works_wherever_torch_scripts_its_own(case):
+    """Scripted rnnkit and torch.nn layers of the same arguments behave alike: where the installed
+    torch runs its own scripted layer (torch before 2.13), rnnkit's runs with the same numbers; where
+    it cannot (torch 2.13: "'RecursiveScriptModule' object has no attribute 'forward'"), rnnkit's
+    fails with the same error."""
+    ours_cls, torch_cls, kwargs = SCRIPTABLE[case]
+    torch.manual_seed(0)
+    theirs = torch_cls(4, 6, dtype=torch.float64, **kwargs).eval()
+    ours = ours_cls(4, 6, dtype=torch.float64, **kwargs).eval()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    results = []
+    for layer in (theirs, ours):
+        try:
+            results.append(torch.jit.script(layer)(x))
+        except Exception as error:  # what torch's own scripted layer does, rnnkit's must do
+            results.append((type(error), str(error)))
+    if isinstance(results[0], tuple) and isinstance(results[0][0], type):
+        assert results[1] == results[0]
+    else:
+        for a, b in zip(
+            torch.utils._pytree.tree_leaves(results[0]),
+            torch.utils._pytree.tree_leaves(results[1]),
+            strict=True,
+        ):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "layer, named",
+    [
+        (lambda: rnn.LSTM(3, 4, zoneout=0.1), "zoneout=0.1"),
+        (lambda: rnn.GRU(3, 4, recurrent_dropout=0.2), "recurrent_dropout=0.2"),
+        (lambda: rnn.RNN(3, 4, nonlinearity="sigmoid"), "mode='RNN_SIGMOID'"),
+        (lambda: torch.nn.utils.parametrizations.weight_norm(rnn.GRU(3, 4), "weight_hh_l0"), "weight_hh_l0"),
+    ],
+    ids=["zoneout", "recurrent_dropout", "sigmoid", "weight_norm"],
+)
+def test_jit_script_of_what_torch_nn_cannot_express_says_what_and_what_to_use(layer, named):
+    with pytest.raises(
+        RuntimeError, match=r"has no torch\.nn counterpart to script.*torch\.jit\.trace"
+    ) as raised:
+        torch.jit.script(layer())
+    assert named in str(raised.value)
+
+
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
 @pytest.mark.parametrize("kind", list(KINDS))

@@ -18,6 +18,8 @@ from rnnkit.nn.recurrent import Recurrent
 # torch.nn.RNNBase's ``mode`` -> (the cell, its keyword for the mode); RNN_SIGMOID is rnnkit's own
 NONLINEARITIES = {"RNN_TANH": "tanh", "RNN_RELU": "relu", "RNN_SIGMOID": "sigmoid"}
 MODES = ("LSTM", "GRU", *NONLINEARITIES)
+# torch's own layer classes, taken when rnnkit is imported (``swap_into_torch`` rebinds the names)
+TORCH_LAYERS: dict[str, type[nn.RNNBase]] = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
 
 
 def cell_for_mode(mode: str, proj_size: int) -> tuple[type[RecurrentCell], dict[str, Any]]:
@@ -194,6 +196,49 @@ class RNNBase(Recurrent, nn.RNNBase):
     _replicate_for_data_parallel = nn.Module._replicate_for_data_parallel
     __getstate__ = nn.Module.__getstate__
     __setstate__ = nn.Module.__setstate__
+
+    def __prepare_scriptable__(self) -> nn.RNNBase:
+        """What ``torch.jit.script`` compiles in this layer's place (torch calls this hook on every
+        module it scripts): torch.nn's own layer of the same arguments holding this layer's
+        parameters (the same tensors, so training the scripted module trains this one). Scripting
+        then works exactly where the installed torch can script its own layer: not on torch 2.13,
+        which fails on ``torch.nn.LSTM`` itself ("'RecursiveScriptModule' object has no attribute
+        'forward'"). Layers with what torch.nn has no counterpart for (zoneout, recurrent dropout, a
+        sigmoid RNN, a weight reparametrized by name) raise an error that says so; ``torch.jit.trace``
+        and ``torch.export`` take them."""
+        what = [
+            f"{option}={getattr(self._cells[0], option)}"
+            for option in ("zoneout", "recurrent_dropout")
+            if getattr(self._cells[0], option, 0.0)
+        ]
+        if self.mode == "RNN_SIGMOID":
+            what.append("mode='RNN_SIGMOID'")
+        reparametrized = [name for name in self._flat_weights_names if name not in self._parameters]
+        if reparametrized:
+            what.append(f"reparametrized weights ({', '.join(reparametrized)})")
+        if what:
+            raise RuntimeError(
+                f"torch.jit.script: {type(self).__name__} with {', '.join(what)} has no torch.nn "
+                "counterpart to script; use torch.jit.trace or torch.export.export"
+            )
+        kind = "RNN" if self.mode in NONLINEARITIES else self.mode
+        kwargs: dict[str, Any] = {
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "batch_first": self.batch_first,
+            "dropout": float(self.dropout),
+            "bidirectional": self.bidirectional,
+            "device": "meta",  # no storage of its own: the parameters below are this layer's
+        }
+        if kind == "RNN":
+            kwargs["nonlinearity"] = NONLINEARITIES[self.mode]
+        if kind == "LSTM":
+            kwargs["proj_size"] = self.proj_size
+        twin = TORCH_LAYERS[kind](self.input_size, self.hidden_size, **kwargs)
+        for name in self._flat_weights_names:
+            setattr(twin, name, self._parameters[name])  # torch's __setattr__ refreshes its flat list
+        twin.train(self.training)
+        return twin
 
     def flatten_parameters(self) -> None:
         """As ``torch.nn.RNNBase.flatten_parameters``; a no-op here (torch's is one off cuDNN too):

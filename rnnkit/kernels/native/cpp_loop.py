@@ -122,9 +122,9 @@ def usable(x: torch.Tensor) -> Any | None:
     """The compiled ops when they can run a recurrence over ``x`` (CPU, float32/float64), else None.
 
     They run at every size: per step the product takes the route timed fastest at the first call
-    at that shape (csrc/step_product.h) and one pass over the rows does the rest. Measured (scripts/bench_rnn.py, 2 cores, fp32, ratio to
-    torch.nn, compiled / Python loop): T100 B64 H512 LSTM fwd 1.16 / 1.29, fwd+bwd 1.04 / 1.05;
-    T200 B8 H64 LSTM fwd+bwd 0.93 / 4.85.
+    at that shape (csrc/step_product.h) and one pass over the rows does the rest. Measured
+    (scripts/bench_rnn.py, 2 cores, fp32, ratio to torch.nn, compiled / Python loop): T100 B64 H512
+    LSTM fwd 1.16 / 1.29, fwd+bwd 1.04 / 1.05; T200 B8 H64 LSTM fwd+bwd 0.93 / 4.85.
     """
     if x.device.type != "cpu" or x.dtype not in DTYPES:
         return None

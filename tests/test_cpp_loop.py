@@ -310,3 +310,44 @@ def test_the_avx2_build_matches_torch_on_an_avx512_machine():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "avx2 ok" in done.stdout
+
+
+@pytest.mark.parametrize("hidden", [16, 48])
+@pytest.mark.parametrize("fused", ["1", "0"], ids=["fused_gates", "gemm_then_gates"])
+def test_the_fused_lstm_gates_give_torchs_numbers(hidden, fused, monkeypatch):
+    """On the small route a float32 LSTM step with H a multiple of 16 runs the product and the gate
+    activations in one register-tiled AVX-512 pass (csrc/lstm_gates.h; RNNKIT_FUSED_GATES=0 runs
+    small_gemm then the activations): both give torch.nn's outputs, states and gradients, with
+    lengths, recurrent dropout and zoneout, in row blocks (batch 11: blocks and a remainder row)."""
+    if not HAVE_COMPILER:
+        pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
+    monkeypatch.delenv("RNNKIT_CPP_LOOP", raising=False)
+    monkeypatch.setenv("RNNKIT_STEP_PRODUCT", "small")
+    monkeypatch.setenv("RNNKIT_FUSED_GATES", fused)
+    torch.manual_seed(hidden)
+    theirs = torch.nn.LSTM(5, hidden, num_layers=2, bidirectional=True)
+    ours = rnn.LSTM(5, hidden, num_layers=2, bidirectional=True, backend="native")
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(9, 11, 5)
+    lengths = torch.tensor([9, 4, 1, 6, 9, 2, 7, 3, 5, 8, 9])
+    results = []
+    for layer in (ours, theirs):
+        xi = x.clone().requires_grad_()
+        out, _ = pad_packed_sequence(layer(pack_padded_sequence(xi, lengths, enforce_sorted=False))[0])
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append([out, xi.grad, *grads(layer)])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # with the regularizers the loops draw: the fused pass against the unfused one, same draws
+    reg = rnn.LSTM(5, hidden, backend="native", recurrent_dropout=0.3, zoneout=0.2).train()
+    runs = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("RNNKIT_FUSED_GATES", flag)
+        torch.manual_seed(1)
+        xi = x.clone().requires_grad_()
+        out, (h, c) = reg(xi)
+        (out.sum() + h.sum() + c.sum()).backward()
+        runs.append([out, h, c, xi.grad.clone()])
+        xi.grad = None
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -11,9 +11,12 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "lstm_gates.h"
 #include "sequence_lengths.h"
 #include "step_product.h"
 #include "vec_math.h"
@@ -23,17 +26,16 @@ namespace {
 
 constexpr int64_t kGrain = 8192;  // pointwise elements per thread before splitting the work
 
-// Rows [begin, end) of one step's pointwise work, from x = xp_t and p = h_{t-1} W_hh^T (B, 4H). Writes
-// the activated gates i, f, C~, o into g (what backward needs); for a row with t < lengths[b] writes
+// Rows [begin, end) of one step's state update from the activated gates g (B, 4H: i, f, C~, o): for a
+// row with t < lengths[b] writes
 //   C_t = f C_{t-1} + i C~,  tanh C_t,  h_t = o tanh C_t,  output_t = h_t;
 // past its length the row's state is frozen (C_t = C_{t-1}, h_t = h_{t-1}) and its output zero.
 // With zoneout (keep) each part then becomes k s_{t-1} + (1 - k) s~_t; tanh_out keeps tanh of the update.
 template <typename T>
-void lstm_rows(const T* x, const T* p, T* g, const T* c_prev, const T* h_prev, T* c_out, T* tanh_out, T* h_out,
-               T* out, const int64_t* lengths, const rnnkit::ZoneoutKeep<T>& keep, int64_t t, int64_t hidden,
-               int64_t begin, int64_t end) {
+void lstm_state_rows(const T* g, const T* c_prev, const T* h_prev, T* c_out, T* tanh_out, T* h_out, T* out,
+                     const int64_t* lengths, const rnnkit::ZoneoutKeep<T>& keep, int64_t t, int64_t hidden,
+                     int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
-    T* row = g + b * 4 * hidden;  // (4H): i, f, C~, o
     const int64_t k0 = b * hidden;
     if (t >= lengths[b]) {
       std::memcpy(c_out + k0, c_prev + k0, hidden * sizeof(T));
@@ -41,30 +43,59 @@ void lstm_rows(const T* x, const T* p, T* g, const T* c_prev, const T* h_prev, T
       std::fill(out + k0, out + k0 + hidden, T(0));
       continue;
     }
-    const T* xr = x + b * 4 * hidden;
-    const T* pr = p + b * 4 * hidden;
-    for (int64_t j = 0; j < 4 * hidden; ++j) row[j] = xr[j] + pr[j];  // pre-activations
-    rnnkit::sigmoid_n(row, row, 2 * hidden);  // i_t, f_t
-    rnnkit::tanh_n(row + 2 * hidden, row + 2 * hidden, hidden);  // C~_t
-    rnnkit::sigmoid_n(row + 3 * hidden, row + 3 * hidden, hidden);  // o_t
-    const T* i = row;
-    const T* f = row + hidden;
-    const T* cand = row + 2 * hidden;
-    const T* o = row + 3 * hidden;
+    const T* i = g + b * 4 * hidden;
+    const T* f = i + hidden;
+    const T* cand = i + 2 * hidden;
+    const T* o = i + 3 * hidden;
     T* c = c_out + k0;
     const T* cp = c_prev + k0;
     for (int64_t j = 0; j < hidden; ++j) c[j] = f[j] * cp[j] + i[j] * cand[j];  // C_t
     T* tc = tanh_out + k0;
     rnnkit::tanh_n(c, tc, hidden);  // tanh C_t
     T* h = h_out + k0;
-    T* y = out + k0;
     for (int64_t j = 0; j < hidden; ++j) h[j] = o[j] * tc[j];  // h_t
     if (keep.on()) {
       keep.mix(h, h_prev + k0, t, 0, b, hidden);
       keep.mix(c, cp, t, 1, b, hidden);
     }
-    std::memcpy(y, h, hidden * sizeof(T));
+    std::memcpy(out + k0, h, hidden * sizeof(T));
   }
+}
+
+// Rows [begin, end) of one step's pointwise work, from x = xp_t and p = h_{t-1} W_hh^T (B, 4H): the
+// activated gates i, f, C~, o into g (what backward needs; rows past their length skip them), then
+// lstm_state_rows.
+template <typename T>
+void lstm_rows(const T* x, const T* p, T* g, const T* c_prev, const T* h_prev, T* c_out, T* tanh_out, T* h_out,
+               T* out, const int64_t* lengths, const rnnkit::ZoneoutKeep<T>& keep, int64_t t, int64_t hidden,
+               int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    if (t >= lengths[b]) continue;
+    T* row = g + b * 4 * hidden;  // (4H): i, f, C~, o
+    const T* xr = x + b * 4 * hidden;
+    const T* pr = p + b * 4 * hidden;
+    for (int64_t j = 0; j < 4 * hidden; ++j) row[j] = xr[j] + pr[j];  // pre-activations
+    rnnkit::sigmoid_n(row, row, 2 * hidden);  // i_t, f_t
+    rnnkit::tanh_n(row + 2 * hidden, row + 2 * hidden, hidden);  // C~_t
+    rnnkit::sigmoid_n(row + 3 * hidden, row + 3 * hidden, hidden);  // o_t
+  }
+  lstm_state_rows<T>(g, c_prev, h_prev, c_out, tanh_out, h_out, out, lengths, keep, t, hidden, begin, end);
+}
+
+// The fused gates of rows [begin, end) (lstm_gates.h): float32 only, where fused_gates_apply() held.
+void fused_gates_rows(const float* a, const at::Tensor& packed, const float* x, float* g, int64_t hidden,
+                      int64_t begin, int64_t end) {
+  rnnkit::lstm_gates_rows(a, packed.data_ptr<float>(), x, g, hidden, begin, end);
+}
+void fused_gates_rows(const double*, const at::Tensor&, const double*, double*, int64_t, int64_t, int64_t) {
+  TORCH_CHECK(false, "the fused LSTM gates are float32 only");
+}
+
+// Whether the small route's LSTM step may run fused (lstm_gates.h); RNNKIT_FUSED_GATES=0 turns it off
+// (read at every call: tests and benchmarks compare both).
+bool fused_gates_enabled() {
+  const char* flag = std::getenv("RNNKIT_FUSED_GATES");
+  return flag == nullptr || std::string(flag) != "0";
 }
 
 // Forward. With `save`, returns (output, h_n, c_n, hs, gates, cells, tanh_cells) as the Python op;
@@ -81,7 +112,10 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
   const at::Tensor lengths = rnnkit::sequence_lengths(lengths_in, steps, batch);
   const bool dropping = drop.numel() > 0;
   const at::Tensor zone_c = zone.contiguous();
-  const rnnkit::StepProduct product(weight_hh, batch, steps);  // h W_hh^T, (B, H) -> (B, 4H)
+  // float32 on AVX-512, small route: the product and the activations in one register-tiled pass
+  const bool may_fuse = rnnkit::fused_gates_apply(weight_hh) && fused_gates_enabled();
+  const rnnkit::StepProduct product(weight_hh, batch, steps, false, may_fuse);  // h W_hh^T, (B, H) -> (B, 4H)
+  const bool fused = may_fuse && product.route() == rnnkit::Route::kSmall;
   const auto opts = xp.options();
   at::Tensor output = at::empty({steps, batch, hidden}, opts);
   at::Tensor gates = at::empty({save ? steps : 1, batch, 4 * hidden}, opts);
@@ -117,6 +151,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
       // Whole sequences of a block of rows per thread: a row's h_t needs only its own h_{t-1}, so the
       // threads never wait for each other between steps (one parallel region per call, not per step).
       T* prod_p = prod.data_ptr<T>();
+      const at::Tensor packed = fused ? rnnkit::pack_gate_blocks(weight_hh) : at::Tensor();
       at::parallel_for(0, batch, rnnkit::StepProduct::kRowGrain, [&](int64_t begin, int64_t end) {
         const T* h_r = h;  // h_{t-1}, C_{t-1} of these rows (at row offsets of the full arrays)
         const T* c_r = c;
@@ -127,11 +162,20 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
             for (int64_t k = begin * hidden; k < end * hidden; ++k) dropped_p[k] = h_r[k] * dr[k];
             a = dropped_p;
           }
-          product.apply_rows<T>(a, prod_p, begin, end);  // (rows, 4H): (h_{t-1} [* drop]) W_hh^T
           T* h_t = hs_p + slot * state;
           T* c_t = cells_p + slot * state;
-          lstm_rows<T>(x + t * 4 * state, prod_p, save ? gates_p + t * 4 * state : g_p, c_r, h_r, c_t,
-                       tanh_p + (save ? t : 0) * state, h_t, out_p + t * state, len, keep, t, hidden, begin, end);
+          T* gate = save ? gates_p + t * 4 * state : g_p;
+          T* tc_t = tanh_p + (save ? t : 0) * state;
+          if (fused) {
+            fused_gates_rows(a, packed, x + t * 4 * state, gate, hidden, begin, end);
+            lstm_state_rows<T>(gate, c_r, h_r, c_t, tc_t, h_t, out_p + t * state, len, keep, t, hidden, begin, end);
+            h_r = h_t;
+            c_r = c_t;
+            continue;
+          }
+          product.apply_rows<T>(a, prod_p, begin, end);  // (rows, 4H): (h_{t-1} [* drop]) W_hh^T
+          lstm_rows<T>(x + t * 4 * state, prod_p, gate, c_r, h_r, c_t, tc_t, h_t, out_p + t * state, len, keep, t,
+                       hidden, begin, end);
           h_r = h_t;
           c_r = c_t;
         }

@@ -48,10 +48,14 @@ struct RouteCosts {
 class StepProduct {
  public:
   // weight (N, K); every a will be (batch, K), for `steps` steps.
-  StepProduct(const at::Tensor& weight, int64_t batch, int64_t steps, bool probe_only = false)
+  // With `own_small_kernel` the caller runs its own kernel when the route is small (the LSTM's fused
+  // gates, lstm_gates.h), so that route's transposed weight is not built.
+  StepProduct(const at::Tensor& weight, int64_t batch, int64_t steps, bool probe_only = false,
+              bool own_small_kernel = false)
       : batch_(batch), n_(weight.size(0)), k_(weight.size(1)) {
     if (probe_only) return;
     route_ = choose(weight, steps);
+    if (route_ == Route::kSmall && own_small_kernel) return;
     if (route_ == Route::kOnednn) {
       packed_ = pack(weight.contiguous(), batch);
     } else if (route_ == Route::kMkl) {

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "step_product.h"
 #include "vec_math.h"
 
 namespace rnnkit {
@@ -87,6 +88,18 @@ inline void lstm_gates_rows(const float* a, const float* packed, const float* x,
 #else
   TORCH_CHECK(false, "lstm_gates_rows: built without AVX-512");
 #endif
+}
+
+// The fused step as step_product.h's small route for the LSTM's forward: timed against the other
+// routes as what it is (the product and the activations), its prepared weight the packed W_hh.
+inline const SmallKernel& lstm_gates_kernel() {
+  static const SmallKernel kernel{
+      "lstm_gates", [](const at::Tensor& weight) { return pack_gate_blocks(weight); },
+      [](const at::Tensor& packed, const at::Tensor& a, at::Tensor& c, int64_t begin, int64_t end) {
+        float* g = c.data_ptr<float>();  // read as xp_t and written as the gates: any values time alike
+        lstm_gates_rows(a.data_ptr<float>(), packed.data_ptr<float>(), g, g, a.size(1), begin, end);
+      }};
+  return kernel;
 }
 
 }  // namespace rnnkit

@@ -114,7 +114,8 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
   const at::Tensor zone_c = zone.contiguous();
   // float32 on AVX-512, small route: the product and the activations in one register-tiled pass
   const bool may_fuse = rnnkit::fused_gates_apply(weight_hh) && fused_gates_enabled();
-  const rnnkit::StepProduct product(weight_hh, batch, steps, false, may_fuse);  // h W_hh^T, (B, H) -> (B, 4H)
+  const rnnkit::StepProduct product(weight_hh, batch, steps, false,
+                                    may_fuse ? &rnnkit::lstm_gates_kernel() : nullptr);  // h W_hh^T, (B, H) -> (B, 4H)
   const bool fused = may_fuse && product.route() == rnnkit::Route::kSmall;
   const auto opts = xp.options();
   at::Tensor output = at::empty({steps, batch, hidden}, opts);
@@ -151,7 +152,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
       // Whole sequences of a block of rows per thread: a row's h_t needs only its own h_{t-1}, so the
       // threads never wait for each other between steps (one parallel region per call, not per step).
       T* prod_p = prod.data_ptr<T>();
-      const at::Tensor packed = fused ? rnnkit::pack_gate_blocks(weight_hh) : at::Tensor();
+      const at::Tensor& packed = product.prepared();  // W_hh by blocks of units (lstm_gates.h), if fused
       at::parallel_for(0, batch, rnnkit::StepProduct::kRowGrain, [&](int64_t begin, int64_t end) {
         const T* h_r = h;  // h_{t-1}, C_{t-1} of these rows (at row offsets of the full arrays)
         const T* c_r = c;

@@ -23,6 +23,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -39,6 +40,17 @@ enum class Route : int { kSmall = 0, kBlas = 1, kOnednn = 2, kMkl = 3 };
 constexpr int kRoutes = 4;
 constexpr const char* kRouteNames[kRoutes] = {"small", "blas", "onednn", "mkl"};
 
+// A caller's own kernel for the small route, which computes more than the product (the LSTM's fused
+// gates, lstm_gates.h): timed in small_gemm's place, its `name` part of the timings' cache key.
+// `prepare` turns the weight (N, K) into what `rows` reads; `rows` runs rows [begin, end) of one step
+// from a (B, K) into c (B, N), as the loop would (c's values on entry do not matter).
+struct SmallKernel {
+  const char* name;
+  std::function<at::Tensor(const at::Tensor& weight)> prepare;
+  std::function<void(const at::Tensor& prepared, const at::Tensor& a, at::Tensor& c, int64_t begin, int64_t end)>
+      rows;
+};
+
 // What one route costs at one shape, in seconds: per product and once per call (setup).
 struct RouteCosts {
   double per_step[kRoutes];
@@ -48,14 +60,17 @@ struct RouteCosts {
 class StepProduct {
  public:
   // weight (N, K); every a will be (batch, K), for `steps` steps.
-  // With `own_small_kernel` the caller runs its own kernel when the route is small (the LSTM's fused
-  // gates, lstm_gates.h), so that route's transposed weight is not built.
+  // With `own`, the small route is the caller's kernel: timed as such, and when it is chosen its
+  // prepared weight is built (prepared()) instead of the transposed one.
   StepProduct(const at::Tensor& weight, int64_t batch, int64_t steps, bool probe_only = false,
-              bool own_small_kernel = false)
-      : batch_(batch), n_(weight.size(0)), k_(weight.size(1)) {
+              const SmallKernel* own = nullptr)
+      : batch_(batch), n_(weight.size(0)), k_(weight.size(1)), own_(own) {
     if (probe_only) return;
     route_ = choose(weight, steps);
-    if (route_ == Route::kSmall && own_small_kernel) return;
+    if (route_ == Route::kSmall && own_ != nullptr) {
+      prepared_ = own_->prepare(weight);
+      return;
+    }
     if (route_ == Route::kOnednn) {
       packed_ = pack(weight.contiguous(), batch);
     } else if (route_ == Route::kMkl) {
@@ -67,6 +82,9 @@ class StepProduct {
   }
 
   Route route() const { return route_; }
+
+  // The small route's weight as the caller's own kernel reads it (only when that route runs it).
+  const at::Tensor& prepared() const { return prepared_; }
 
   // The small route's product for rows [begin, end) of a alone: c rows = a rows @ weight^T. Rows
   // are independent, so the loops run whole sequences of a block of rows on one thread each
@@ -176,10 +194,11 @@ class StepProduct {
 
   // The routes' costs at this shape, timed at the first call in this process (later calls read them).
   const RouteCosts& measured(const at::Tensor& weight) const {
-    using Key = std::tuple<int, int64_t, int64_t, int64_t, int>;
+    using Key = std::tuple<int, int64_t, int64_t, int64_t, int, std::string>;
     static std::map<Key, RouteCosts> cache;
     static std::mutex lock;
-    const Key key{static_cast<int>(weight.scalar_type()), batch_, n_, k_, at::get_num_threads()};
+    const Key key{static_cast<int>(weight.scalar_type()), batch_, n_, k_, at::get_num_threads(),
+                  own_ != nullptr ? own_->name : ""};
     std::lock_guard<std::mutex> guard(lock);
     const auto found = cache.find(key);
     if (found != cache.end()) return found->second;
@@ -198,7 +217,9 @@ class StepProduct {
     std::optional<at::Tensor> packed = pack(weight.contiguous(), batch_);
     const at::Tensor weight_c = weight.contiguous();
     std::optional<at::Tensor> packed_mkl = pack_mkl(weight_c, batch_);
-    const bool small = batch_ * n_ * k_ <= kSmallGemmMaxWork;
+    // small_gemm only where it can win; a caller's kernel (more than a product) a little further
+    const bool small = batch_ * n_ * k_ <= (own_ != nullptr ? 4 : 1) * kSmallGemmMaxWork;
+    at::Tensor prepared = own_ != nullptr && small ? own_->prepare(weight) : at::Tensor();
     auto seconds = [](auto&& fn) {
       const auto start = std::chrono::steady_clock::now();
       fn();
@@ -209,6 +230,7 @@ class StepProduct {
     };
     for (int round = 0; round <= kRounds; ++round) {  // the one-off costs, each into its own buffer
       keep(costs.setup[1], seconds([&] { weight_t = weight.t().contiguous(); }), round);
+      if (prepared.defined()) keep(costs.setup[0], seconds([&] { prepared = own_->prepare(weight); }), round);
       if (packed) keep(costs.setup[2], seconds([&] { packed = pack(weight.contiguous(), batch_); }), round);
       if (packed_mkl) {
         keep(costs.setup[3], seconds([&] { packed_mkl = pack_mkl(weight.contiguous(), batch_); }), round);
@@ -216,7 +238,13 @@ class StepProduct {
     }
     for (int round = 0; round <= kRounds; ++round) {  // then the products, in turns
       keep(costs.per_step[1], seconds([&] { at::mm_out(c, a, weight_t); }), round);
-      if (small) {  // as the loops run it: row blocks on the threads (here with a join per product)
+      if (prepared.defined()) {  // the caller's kernel, in row blocks as the loops run it
+        keep(costs.per_step[0], seconds([&] {
+               at::parallel_for(0, batch_, kRowGrain,
+                                [&](int64_t begin, int64_t end) { own_->rows(prepared, a, c, begin, end); });
+             }),
+             round);
+      } else if (small) {  // as the loops run it: row blocks on the threads (here with a join per product)
         AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "rnnkit_time_small_gemm", [&] {
           keep(costs.per_step[0], seconds([&] {
                  at::parallel_for(0, batch_, kRowGrain, [&](int64_t begin, int64_t end) {
@@ -230,11 +258,13 @@ class StepProduct {
       if (packed) keep(costs.per_step[2], seconds([&] { packed_linear(a, *packed); }), round);
       if (packed_mkl) keep(costs.per_step[3], seconds([&] { mkl_linear(a, *packed_mkl, weight_c, batch_); }), round);
     }
-    costs.setup[0] = costs.setup[1];  // the same transposed copy
+    if (!prepared.defined()) costs.setup[0] = costs.setup[1];  // small_gemm: the same transposed copy
     return costs;
   }
 
   int64_t batch_, n_, k_;
+  const SmallKernel* own_ = nullptr;
+  at::Tensor prepared_;
   Route route_ = Route::kBlas;
   at::Tensor weight_t_;  // (K, N) contiguous (small, blas)
   at::Tensor weight_;  // (N, K) contiguous (mkl: its fallback for another batch size)

@@ -78,6 +78,17 @@ def simd_flags() -> list[str]:
     return SIMD_FLAGS[capability]
 
 
+def openmp_flags() -> list[str]:
+    """``-fopenmp`` where torch's own threads are OpenMP's (its Linux wheels): ``at::parallel_for``
+    is a header template that compiles to an OpenMP parallel region only in code built with it, so
+    without the flag every parallel loop of csrc/ ran on one thread. The extension links torch's own
+    ``libgomp`` (``torch/lib`` comes first on the link path), the runtime already loaded, so both
+    share one thread pool. Elsewhere (macOS, a native-threads torch) none: the loops run serially."""
+    if platform.system() != "Linux" or "OpenMP" not in torch.__config__.parallel_info():
+        return []
+    return ["-fopenmp"]
+
+
 def build_name(flags: list[str]) -> str:
     """The extension's name in torch's cache: it changes with every source or header, with the
     instruction set and with the checkout's location, so that a changed header or another machine
@@ -95,11 +106,12 @@ def _build() -> Any | None:
     try:
         from torch.utils.cpp_extension import load
 
-        flags = simd_flags()
+        flags = simd_flags() + openmp_flags()
         load(
             name=build_name(flags),
             sources=SOURCES,
             extra_cflags=["-O3", *flags],
+            extra_ldflags=openmp_flags(),
             is_python_module=False,
             verbose=False,
         )

@@ -148,7 +148,9 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
     const T* c = c0c.data_ptr<T>();
     const int64_t rows_grain = std::max<int64_t>(1, kGrain / (4 * hidden));
     const rnnkit::ZoneoutKeep<T> keep(zone_c, 2, batch, hidden);
-    if (product.route() == rnnkit::Route::kSmall) {
+    // small route: whole sequences of a block of rows per thread; else one product per step for all rows
+    const bool row_blocks = product.route() == rnnkit::Route::kSmall;
+    if (row_blocks) {
       // Whole sequences of a block of rows per thread: a row's h_t needs only its own h_{t-1}, so the
       // threads never wait for each other between steps (one parallel region per call, not per step).
       T* prod_p = prod.data_ptr<T>();
@@ -187,7 +189,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
         c = cells_p + last * state;
       }
     }
-    for (int64_t t = 0; t < steps && product.route() != rnnkit::Route::kSmall; ++t) {
+    for (int64_t t = 0; t < steps && !row_blocks; ++t) {
       const int64_t slot = save ? t : t % 2;  // ping-pong h and C without saving
       if (dropping) {
         for (int64_t k = 0; k < state; ++k) dropped_p[k] = h[k] * dr[k];
@@ -296,7 +298,8 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
       }
     };
     auto c_prev = [&](int64_t t) { return t > 0 ? cells_p + (t - 1) * state : c0c.data_ptr<T>(); };
-    if (product.route() == rnnkit::Route::kSmall) {  // whole sequences of a block of rows per thread
+    const bool row_blocks = product.route() == rnnkit::Route::kSmall;
+    if (row_blocks) {  // whole sequences of a block of rows per thread
       T* vw_p = via_w.data_ptr<T>();
       at::parallel_for(0, batch, rnnkit::StepProduct::kRowGrain, [&](int64_t begin, int64_t end) {
         for (int64_t t = steps - 1; t >= 0; --t) {
@@ -308,7 +311,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
         }
       });
     }
-    for (int64_t t = steps - 1; t >= 0 && product.route() != rnnkit::Route::kSmall; --t) {
+    for (int64_t t = steps - 1; t >= 0 && !row_blocks; --t) {
       at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
         lstm_backward_rows<T>(gates_p + t * 4 * state, tanh_p + t * state, c_prev(t), dout_p + t * state, dh_p, dc_p,
                               d_gates_p + t * 4 * state, len, keep, t, hidden, begin, end);

@@ -4,7 +4,10 @@ Each case builds a torch.nn layer and one rnnkit twin per backend with the same 
 alternates them (A, B, C, A, B, C, ...) so that machine-wide speed swings hit all alike, and reports
 the median of the repeats after warm-up and the ratio rnnkit / torch.nn (below 1.0: rnnkit is faster):
 the median over repeats of rnnkit's time over torch.nn's in the same round, which a slow spell of a
-shared machine moves less than a ratio of medians.
+shared machine moves less than a ratio of medians. With ``--processes N`` the whole run is repeated
+in N fresh processes and each row gives the median of their ratios and its range: where the buffers
+land in memory differs from one process to the next and moves a small case's ratio by up to 20% on a
+2-core VM, which interleaving within one process cannot cancel.
 
     python scripts/bench_rnn.py                             # CPU cases, reference and native backends
     python scripts/bench_rnn.py --device cuda               # standard + long-sequence cases, adds triton
@@ -13,13 +16,17 @@ shared machine moves less than a ratio of medians.
     python scripts/bench_rnn.py --recurrent-dropout 0.25 --modes fwd+bwd   # rnnkit with variational
         # recurrent dropout in training against plain torch.nn (which has none): the option's cost
     python scripts/bench_rnn.py --zoneout 0.1 --modes fwd+bwd              # the same for zoneout
+    python scripts/bench_rnn.py --kinds lstm --cases tiny_h64 --backends native --processes 5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -178,7 +185,17 @@ def main() -> None:
         default="off",
         help="fp32 on CUDA: TF32 off for cuDNN and rnnkit alike (exact fp32), or on for both",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="repeat the run in this many fresh processes; each row: the median of their ratios (range)",
+    )
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one process's rows
     args = parser.parse_args()
+    if args.processes > 1:
+        across_processes(args.processes)
+        return
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
 
     device = torch.device(args.device)
@@ -198,12 +215,8 @@ def main() -> None:
         f"TF32 {args.tf32} (torch.backends.cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
         f"torch.backends.cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32})"
     )
-    header = (
-        f"| {'kind':5} | {'case':24} | {'mode':10} | {'backend':10} "
-        f"| {'torch.nn ms':>11} | {'rnnkit ms':>9} | {'ratio':>5} |"
-    )
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    if not args.json:
+        print_header()
     for kind in args.kinds:
         ours_cls, torch_cls = KINDS[kind]
         kind_backends = [b for b in backends if kind != "rnn" or b == "reference"]  # no fused Elman RNN
@@ -233,12 +246,63 @@ def main() -> None:
                 samples = time_interleaved(steps, device, args.warmup, args.repeats)
                 t_torch = statistics.median(samples[0])
                 for backend, ours_samples in zip(kind_backends, samples[1:], strict=True):
-                    print(
-                        f"| {kind:5} | {case.name:24} | {mode:10} | {backend:10} | {t_torch * 1e3:11.2f} | "
-                        f"{statistics.median(ours_samples) * 1e3:9.2f} | "
-                        f"{paired_ratio(ours_samples, samples[0]):5.2f} |",
-                        flush=True,
-                    )
+                    row = [
+                        kind,
+                        case.name,
+                        mode,
+                        backend,
+                        t_torch * 1e3,
+                        statistics.median(ours_samples) * 1e3,
+                    ]
+                    ratio = paired_ratio(ours_samples, samples[0])
+                    if args.json:
+                        print(json.dumps([*row, ratio]), flush=True)
+                    else:
+                        print_row(row, f"{ratio:5.2f}")
+
+
+def print_header(ratio_width: int = 5) -> None:
+    header = (
+        f"| {'kind':5} | {'case':24} | {'mode':10} | {'backend':10} "
+        f"| {'torch.nn ms':>11} | {'rnnkit ms':>9} | {'ratio':>{ratio_width}} |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+
+
+def print_row(row: list, ratio: str) -> None:
+    kind, case, mode, backend, t_torch, t_ours = row
+    print(
+        f"| {kind:5} | {case:24} | {mode:10} | {backend:10} | {t_torch:11.2f} | {t_ours:9.2f} | {ratio} |",
+        flush=True,
+    )
+
+
+def across_processes(processes: int) -> None:
+    """Run this script with the same arguments in ``processes`` fresh processes, one after another,
+    and print each row's median over them (times: medians; ratio: median and range)."""
+    argv, skip = [], False
+    for arg in sys.argv[1:]:  # the same arguments less --processes N (or --processes=N)
+        if skip or arg.startswith("--processes="):
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        else:
+            argv.append(arg)
+    runs: list[list[list]] = []
+    for k in range(processes):
+        done = subprocess.run(
+            [sys.executable, __file__, *argv, "--json"], check=True, capture_output=True, text=True
+        )
+        if k == 0:
+            print(done.stdout.splitlines()[0].replace("# ", f"# {processes} processes, each: ", 1))
+        runs.append([json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")])
+    print_header(ratio_width=16)
+    for rows in zip(*runs, strict=True):
+        ratios = [r[6] for r in rows]
+        times = [statistics.median(r[k] for r in rows) for k in (4, 5)]
+        ratio = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+        print_row([*rows[0][:4], *times], f"{ratio:>16}")
 
 
 if __name__ == "__main__":

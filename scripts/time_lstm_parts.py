@@ -39,8 +39,8 @@ def main() -> None:
     theirs = torch.nn.LSTM(inputs, hidden, layers).eval()
     ours = rnn.LSTM(inputs, hidden, layers, backend="native").eval()
     ours.load_state_dict(theirs.state_dict())
-    bias = (ours.bias_ih_l0 + ours.bias_hh_l0).detach()
-    xp = torch.nn.functional.linear(x, ours.weight_ih_l0.detach(), bias)  # (T, B, 4H)
+    bias = (ours.bias_ih_l0 + ours.bias_hh_l0).detach()  # added in the loop
+    xp = torch.matmul(x, ours.weight_ih_l0.detach().t())  # (T, B, 4H)
     h0 = torch.zeros(batch, hidden)
     none, no_lengths = torch.empty(0), torch.empty(0, dtype=torch.long)
     weight_hh = ours.weight_hh_l0.detach()
@@ -48,9 +48,9 @@ def main() -> None:
         "torch.nn layer": lambda: theirs(x),
         "rnnkit layer": lambda: ours(x),
         "rnnkit loop (layer 0)": lambda: ops.lstm_forward(
-            xp, h0, h0, weight_hh, no_lengths, none, none, False
+            xp, h0, h0, weight_hh, bias, no_lengths, none, none, False
         ),
-        "rnnkit projection (layer 0)": lambda: torch.nn.functional.linear(x, ours.weight_ih_l0, bias),
+        "rnnkit projection (layer 0)": lambda: torch.matmul(x, ours.weight_ih_l0.t()),
     }
     samples: dict[str, list[float]] = {name: [] for name in parts}
     with torch.no_grad():

@@ -202,6 +202,42 @@ def test_each_route_of_the_step_product_matches_torch(kind, dtype, route, monkey
         torch.testing.assert_close(a, b, **tol)
 
 
+@pytest.mark.parametrize("kind", list(LAYERS))
+@pytest.mark.parametrize("route", ROUTES)
+def test_inference_reuses_a_prepared_weight_only_while_its_values_are_unchanged(kind, route, monkeypatch):
+    """Without gradients the loops keep what a route prepared from W_hh for the next call
+    (csrc/step_product.h, PreparedCache): every way of changing the weight between calls, in place
+    through .data (no version bump), under no_grad, or a new tensor, still gives torch.nn's numbers
+    for the new weight, and calls with fixed weights keep giving the same ones."""
+    if not HAVE_COMPILER:
+        pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
+    monkeypatch.delenv("RNNKIT_CPP_LOOP", raising=False)
+    monkeypatch.setenv("RNNKIT_STEP_PRODUCT", route)
+    torch.manual_seed(ROUTES.index(route))
+    ours_cls, torch_cls = LAYERS[kind]
+    theirs = torch_cls(6, 32, 2).eval()
+    ours = ours_cls(6, 32, 2, backend="native").eval()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(5, 4, 6)
+
+    def check() -> None:
+        with torch.no_grad():
+            for _ in range(2):  # the second call may take the kept weight
+                torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=1e-5, atol=1e-5)
+
+    check()
+    ours.weight_hh_l0.data.mul_(-0.5)  # in place, no version bump
+    theirs.weight_hh_l0.data.mul_(-0.5)
+    check()
+    with torch.no_grad():
+        ours.weight_hh_l1.copy_(torch.randn_like(ours.weight_hh_l1))
+        theirs.weight_hh_l1.copy_(ours.weight_hh_l1)
+    check()
+    ours.load_state_dict({k: v * 0.9 for k, v in theirs.state_dict().items()})  # new values copied in
+    theirs.load_state_dict(ours.state_dict())
+    check()
+
+
 def test_the_step_product_times_its_routes_and_takes_the_cheapest(monkeypatch):
     """Unforced, the route is the one with the least timed cost (setup + steps x product) at that
     shape, and a bad RNNKIT_STEP_PRODUCT is refused by name."""

@@ -140,12 +140,12 @@ def test_auto_on_cuda_uses_only_paths_verified_on_a_gpu(monkeypatch, cell, verif
     monkeypatch.setattr(kernels, "NATIVE", lambda *a: calls.append("native"))
     monkeypatch.setattr(kernels, "VERIFIED_ON_GPU", verified)
     runner = kernels.select("auto", cell, CUDA)
-    xp = torch.zeros(5, 2, cell.weight_ih.shape[0])
+    x = torch.zeros(5, 2, cell.input_size)  # a runner projects its input itself
     state = (torch.zeros(2, 8), torch.zeros(2, 8)) if isinstance(cell, LSTMCell) else torch.zeros(2, 8)
-    runner(cell, xp, state, None)
+    runner(cell, x, state, None)
     assert calls == [expected]
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # under torch.compile: one op
-    runner(cell, xp, state, None)
+    runner(cell, x, state, None)
     assert calls == [expected, "native"]
 
 

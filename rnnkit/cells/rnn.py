@@ -88,6 +88,12 @@ def linear_with_both_biases(
 ) -> Tensor:
     """``x W^T + b_ih + b_hh``: torch cells add both biases before the nonlinearity, so when the
     recurrent product needs no separate bias they fold into the hoisted input projection."""
-    if bias_ih is None:
+    bias = both_biases(bias_ih, bias_hh)
+    if bias is None:
         return torch.matmul(x, weight.t())
-    return torch.nn.functional.linear(x, weight, bias_ih + bias_hh)
+    return torch.nn.functional.linear(x, weight, bias)
+
+
+def both_biases(bias_ih: Tensor | None, bias_hh: Tensor | None) -> Tensor | None:
+    """``b_ih + b_hh``, the one bias a step adds before its nonlinearity (None for ``bias=False``)."""
+    return None if bias_ih is None else bias_ih + bias_hh

@@ -39,6 +39,7 @@ from torch import Tensor
 from rnnkit.cells.base import RecurrentCell, State
 from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.lstm import LSTMCell
+from rnnkit.cells.rnn import both_biases
 from rnnkit.kernels.compiled import run_compiled
 from rnnkit.kernels.native import gru_forward as native_gru
 from rnnkit.kernels.native import lstm_forward as native_lstm
@@ -50,6 +51,8 @@ TRITON_BACKENDS = ("triton", *(f"triton-{path}" for path in PATHS))
 ALIASES = {"cpu": "native"}  # former names, accepted with a warning
 BACKENDS = ("auto", "reference", "native", "compiled", *TRITON_BACKENDS)
 
+# A fused runner: (cell, x (T, B, I) unprojected, initial state, lengths or None) -> (output, final state);
+# it runs the cell's input projection itself (where it may leave a bias to its time loop).
 Runner = Callable[[RecurrentCell, Tensor, State, Tensor | None], tuple[Tensor, State]]
 _warned_aliases: set[str] = set()
 
@@ -82,21 +85,27 @@ class Fused:
     path: str | None = None
     allowed: frozenset[str] | None = None
 
-    def __call__(self, cell: RecurrentCell, xp: Tensor, state: State, lengths: Tensor | None):
+    def __call__(self, cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None):
+        # The native LSTM adds the gates' bias b_ih + b_hh in its time loop: the projection is then
+        # a plain GEMM, which skips a pass over the (T, B, 4H) result (issue 32).
+        in_loop = isinstance(cell, LSTMCell) and not self.triton
+        xp = torch.matmul(x, cell.weight_ih.t()) if in_loop else cell.project_input(x)  # (T, B, G)
         # Under autocast the projection comes out in half precision while parameters and states
         # stay float32; the fused ops take one dtype (the reference loop gets the casts from autocast).
         like = [
-            t if t is None or t.dtype == xp.dtype else t.to(xp.dtype) for t in _recurrent_tensors(cell, state)
+            t if t is None or t.dtype == xp.dtype else t.to(xp.dtype)
+            for t in _recurrent_tensors(cell, state, in_loop)
         ]
         drop = cell.draw_recurrent_mask(xp.shape[1], xp.device, xp.dtype)
         zone = zoneout_keep(cell, xp)
         if isinstance(cell, LSTMCell):
-            h0, c0, w = like
             if self.triton:
                 from rnnkit.kernels.triton.lstm import lstm_forward as triton_lstm  # imports Triton
 
+                h0, c0, w = like
                 return triton_lstm(xp, (h0, c0), w, lengths, self.path, drop, zone, self.allowed)
-            return native_lstm(xp, (h0, c0), w, lengths, drop, zone)
+            h0, c0, w, b = like
+            return native_lstm(xp, (h0, c0), w, lengths, drop, zone, bias=b)
         h0, w, b = like
         if self.triton:
             from rnnkit.kernels.triton.gru import gru_forward as triton_gru  # imports Triton
@@ -105,10 +114,12 @@ class Fused:
         return native_gru(xp, h0, w, b, lengths, drop, zone)
 
 
-def _recurrent_tensors(cell: RecurrentCell, state: State) -> list[Tensor | None]:
-    """The tensors a fused LSTM (h0, c0, W_hh) or GRU (h0, W_hh, b_hh or None) recurrence reads."""
+def _recurrent_tensors(cell: RecurrentCell, state: State, bias_in_loop: bool = False) -> list[Tensor | None]:
+    """The tensors a fused LSTM (h0, c0, W_hh, and with ``bias_in_loop`` b_ih + b_hh or None) or GRU
+    (h0, W_hh, b_hh or None) recurrence reads."""
     if isinstance(cell, LSTMCell):
-        return [*state, cell.weight_hh]
+        bias = [both_biases(cell.bias_ih, cell.bias_hh)] if bias_in_loop else []
+        return [*state, cell.weight_hh, *bias]
     return [state, cell.weight_hh, cell.bias_hh]
 
 
@@ -122,14 +133,14 @@ KERNELS: dict[str, Runner] = {
 
 
 def _auto_on_cuda(
-    cell: RecurrentCell, xp: Tensor, state: State, lengths: Tensor | None
+    cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None
 ) -> tuple[Tensor, State]:
     """``backend="auto"`` on CUDA: Triton, the table choosing among the paths that have passed the
     GPU report; the native ops if none has. Under ``torch.compile`` the native ops, which Dynamo
     keeps as one node each (it would break the graph at the Triton launches and graph recordings)."""
     if torch.compiler.is_compiling() or not VERIFIED_ON_GPU:
-        return NATIVE(cell, xp, state, lengths)
-    return Fused(triton=True, allowed=VERIFIED_ON_GPU)(cell, xp, state, lengths)
+        return NATIVE(cell, x, state, lengths)
+    return Fused(triton=True, allowed=VERIFIED_ON_GPU)(cell, x, state, lengths)
 
 
 def check_backend_name(backend: str) -> None:

@@ -456,13 +456,13 @@ class Recurrent(nn.Module):
         self, cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None, mask: Tensor | None
     ) -> tuple[Tensor, State]:
         """One (layer, direction) over its direction-ordered input ``(T, B, I)``: the projection of
-        all steps in one call, then the backend's time loop. Returns ``(outputs (T, B, O), final)``."""
-        xp = cell.project_input(x)  # (T, B, G)
+        all steps in one call, then the backend's time loop (a fused backend does both). Returns
+        ``(outputs (T, B, O), final)``."""
         # a state-gradient probe needs the per-step states: the reference loop runs
         fused = None if active_probe() is not None else kernels.select(self.backend, cell, x.device)
         if fused is None:
-            return run_cell(cell, xp, state, mask)
-        return fused(cell, xp, state, lengths)
+            return run_cell(cell, cell.project_input(x), state, mask)  # xp: (T, B, G)
+        return fused(cell, x, state, lengths)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

@@ -123,14 +123,16 @@ def _padded_mask(steps: int, batch: int, lengths: Tensor | None, device: torch.d
 
 
 def run_compiled(
-    cell: RecurrentCell, xp: Tensor, state: State, lengths: Tensor | None
+    cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None
 ) -> tuple[Tensor, State]:
-    """Run ``cell`` over ``xp (T, B, G)`` from ``state`` in compiled chunks (see the module docstring).
+    """Run ``cell`` over ``x (T, B, I)`` from ``state``: its input projection of all steps, then the
+    steps in compiled chunks (see the module docstring).
 
     Same result as :func:`rnnkit.kernels.reference.run_cell` with the step mask of ``lengths``: outputs
     ``(T, B, O)`` (zero past each length) and the final state. Falls back to that loop, with one
     warning per cell class, when the cell cannot be compiled.
     """
+    xp = cell.project_input(x)  # (T, B, G)
     steps, batch = xp.shape[:2]
     kind = type(cell)
     if kind not in _refused:

@@ -11,8 +11,9 @@ the graph does not break at every step. Without gradients a lighter op runs (not
 Higher-order gradients re-run the reference cell (:mod:`.double_backward`).
 
 Semantics are those of :func:`rnnkit.kernels.reference.run_cell` with :class:`rnnkit.cells.LSTMCell`
-(no projection): the input projection ``xp = x W_ih^T + b_ih + b_hh`` is computed outside, past a
-sequence's length its state is frozen and its output is zero.
+(no projection) run over ``xp + bias``: the input product ``x W_ih^T`` is computed outside, the bias
+``b_ih + b_hh`` is added in the loop (one pass fewer over ``(T, B, 4H)`` than a projection with its
+bias), past a sequence's length the state is frozen and the output is zero.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from rnnkit.kernels.native.common import (
     tanh_backward,
 )
 from rnnkit.kernels.native.matmul import RecurrentProduct
-from rnnkit.kernels.reference.double_backward import lstm_vjp
+from rnnkit.kernels.reference.double_backward import lstm_bias_vjp
 from rnnkit.kernels.zoneout import ZoneoutKeep
 
 
@@ -44,7 +45,14 @@ def _activate(g: Tensor, hidden: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 @torch.library.custom_op("rnnkit::lstm_recurrence", mutates_args=(), device_types=("cpu", "cuda"))
 def lstm_recurrence(
-    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor, drop: Tensor, zone: Tensor
+    xp: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    bias: Tensor,
+    lengths: Tensor,
+    drop: Tensor,
+    zone: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(output (T, B, H), h_n, c_n)`` and, saved for backward, ``hs (T, B, H)`` (states, not
     zeroed past the end), ``gates (T, B, 4H)`` (activated), ``cells (T, B, H)`` and
@@ -53,7 +61,8 @@ def lstm_recurrence(
     or an empty tensor for none. ``zone``: zoneout (:func:`.zoneout.zoneout_keep`), or empty."""
     compiled = cpp_loop.usable(xp)
     if compiled is not None:
-        return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, zone, True))
+        return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, bias, lengths, drop, zone, True))
+    xp = xp + bias  # (T, B, 4H): x_t W_ih^T + b
     steps, batch, four_h = xp.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
@@ -83,7 +92,7 @@ def lstm_recurrence(
 
 
 @lstm_recurrence.register_fake
-def _(xp, h0, c0, weight_hh, lengths, drop, zone):
+def _(xp, h0, c0, weight_hh, bias, lengths, drop, zone):
     steps, batch, four_h = xp.shape
     seq = xp.new_empty(steps, batch, four_h // 4)
     return (
@@ -112,8 +121,8 @@ def lstm_recurrence_backward(
     tanh_cells: Tensor,
     drop: Tensor,
     zone: Tensor,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients ``(d_xp, d_h0, d_c0, d_weight_hh)`` by BPTT over the saved activations."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients ``(d_xp, d_h0, d_c0, d_weight_hh, d_bias)`` by BPTT over the saved activations."""
     compiled = cpp_loop.usable(gates)
     if compiled is not None:
         return tuple(
@@ -163,7 +172,7 @@ def lstm_recurrence_backward(
     if dropping:
         h_prev = h_prev * drop  # what the product saw
     d_weight_hh = torch.mm(d_gates.reshape(-1, four_h).t(), h_prev.reshape(-1, hidden))  # one GEMM, all steps
-    return d_gates, dh, dc, d_weight_hh
+    return d_gates, dh, dc, d_weight_hh, d_gates.sum((0, 1))
 
 
 @lstm_recurrence_backward.register_fake
@@ -173,22 +182,31 @@ def _(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_c
         h0.new_empty(h0.shape),
         c0.new_empty(c0.shape),
         weight_hh.new_empty(weight_hh.shape),
+        gates.new_empty(gates.shape[-1]),
     )
 
 
-register_fused_autograd(lstm_recurrence, lstm_recurrence_backward, lstm_vjp, parts=2, params=1)
-CPP_LOOP = CppLoop("lstm", parts=2, params=1, vjp=lstm_vjp)  # csrc/lstm_loop.cpp
+register_fused_autograd(lstm_recurrence, lstm_recurrence_backward, lstm_bias_vjp, parts=2, params=2)
+CPP_LOOP = CppLoop("lstm", parts=2, params=2, vjp=lstm_bias_vjp)  # csrc/lstm_loop.cpp
 
 
 @torch.library.custom_op("rnnkit::lstm_inference", mutates_args=(), device_types=("cpu", "cuda"))
 def lstm_inference(
-    xp: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, lengths: Tensor, drop: Tensor, zone: Tensor
+    xp: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    bias: Tensor,
+    lengths: Tensor,
+    drop: Tensor,
+    zone: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`lstm_recurrence` without gradients: nothing is saved, so the step buffers are reused
     (no T-sized activation buffers to allocate and fault in)."""
     compiled = cpp_loop.usable(xp)
     if compiled is not None:
-        return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, lengths, drop, zone, False))
+        return tuple(compiled.lstm_forward(xp, h0, c0, weight_hh, bias, lengths, drop, zone, False))
+    xp = xp + bias  # (T, B, 4H): x_t W_ih^T + b
     steps, batch, four_h = xp.shape
     hidden = four_h // 4
     mask = step_mask(lengths, steps)
@@ -218,7 +236,7 @@ def lstm_inference(
 
 
 @lstm_inference.register_fake
-def _(xp, h0, c0, weight_hh, lengths, drop, zone):
+def _(xp, h0, c0, weight_hh, bias, lengths, drop, zone):
     steps, batch, four_h = xp.shape
     return xp.new_empty(steps, batch, four_h // 4), h0.new_empty(h0.shape), c0.new_empty(c0.shape)
 
@@ -230,12 +248,17 @@ def lstm_forward(
     lengths: Tensor | None,
     drop: Tensor | None = None,
     zone: Tensor | None = None,
+    bias: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """The fused LSTM recurrence: ``xp (T, B, 4H)``, ``(h0, c0)`` -> ``(output (T, B, H), (h_n, c_n))``.
     ``drop``: a recurrent-dropout mask ``(B, H)`` on h_{t-1} in the product (the cell's
     :meth:`~rnnkit.cells.RecurrentCell.recurrent_input`), or None. ``zone``: zoneout, the keep
-    weights of :func:`.zoneout.zoneout_keep` for the parts (h, C), or None."""
+    weights of :func:`.zoneout.zoneout_keep` for the parts (h, C), or None. ``bias (4H)``: added to
+    every step's pre-activations in the loop (``b_ih + b_hh`` where ``xp`` is ``x W_ih^T`` alone),
+    or None where ``xp`` holds it already."""
+    if bias is None:
+        bias = xp.new_zeros(xp.shape[-1])
     output, final = run_fused(
-        lstm_recurrence, lstm_inference, xp, state, (weight_hh,), lengths, drop, zone, CPP_LOOP
+        lstm_recurrence, lstm_inference, xp, state, (weight_hh, bias), lengths, drop, zone, CPP_LOOP
     )
     return output, final

@@ -4,8 +4,8 @@ The fused ops (:mod:`rnnkit.kernels.native`, :mod:`rnnkit.kernels.triton`) have 
 hand-written first-order backward that is itself not differentiable. When a caller asks for a
 differentiable gradient (``torch.autograd.grad(..., create_graph=True)``: ``gradgradcheck``,
 gradient penalties, MAML-style inner loops), autograd runs the op's backward with grad mode on.
-The ops then call :func:`lstm_vjp` / :func:`gru_vjp`, which re-run the forward with the reference
-cell (:class:`~rnnkit.cells.LSTMCell` / :class:`~rnnkit.cells.GRUCell` stepped by
+The ops then call :func:`lstm_vjp` (:func:`lstm_bias_vjp`) / :func:`gru_vjp`, which re-run the
+forward with the reference cell (:class:`~rnnkit.cells.LSTMCell` / :class:`~rnnkit.cells.GRUCell` stepped by
 :func:`rnnkit.kernels.reference.run_cell`, the code every fused path is tested against) on the op's saved
 inputs and return ``torch.autograd.grad(..., create_graph=True)`` of it. The gradients are the same
 numbers (to rounding) and carry a graph for the next derivative. The first-order path, the common
@@ -94,9 +94,31 @@ def lstm_vjp(
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
     """Differentiable ``(d_xp, d_h0, d_c0, d_weight_hh)`` of the LSTM recurrence (``drop``, ``zone``:
     the recurrent-dropout mask and zoneout weights the forward used, empty or None for none)."""
+    no_bias = xp.new_zeros(xp.shape[-1])
+    grads = lstm_bias_vjp(xp, h0, c0, weight_hh, no_bias, lengths, d_output, d_hn, d_cn, drop, zone)
+    return grads[:4]  # type: ignore[return-value]
+
+
+def lstm_bias_vjp(
+    xp: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    bias: Tensor,
+    lengths: Tensor,
+    d_output: Tensor | None,
+    d_hn: Tensor | None,
+    d_cn: Tensor | None,
+    drop: Tensor | None = None,
+    zone: Tensor | None = None,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """:func:`lstm_vjp` of the recurrence over ``xp + bias`` (the native op adds the gates' bias in
+    its loop): ``(d_xp, d_h0, d_c0, d_weight_hh, d_bias)``."""
     cell = _cell_on(LSTMCell, h0.shape[-1], drop, zone, weight_hh=weight_hh)
-    inputs = (xp, h0, c0, weight_hh)
-    return _vjp(cell, xp, (h0, c0), lengths, inputs, (d_output, d_hn, d_cn))  # type: ignore[return-value]
+    inputs = (xp, h0, c0, weight_hh, bias)
+    with torch.enable_grad():
+        gates_in = xp + bias  # (T, B, 4H)
+    return _vjp(cell, gates_in, (h0, c0), lengths, inputs, (d_output, d_hn, d_cn))  # type: ignore[return-value]
 
 
 def gru_vjp(

@@ -72,7 +72,8 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& h
   const at::Tensor lengths = rnnkit::sequence_lengths(lengths_in, steps, batch);
   const bool dropping = drop.numel() > 0;
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
-  const rnnkit::StepProduct product(weight_hh, batch, steps);  // h W_hh^T, (B, H) -> (B, 3H)
+  // h W_hh^T, (B, H) -> (B, 3H); without gradients the prepared W_hh is kept for the next call
+  const rnnkit::StepProduct product(weight_hh, batch, steps, false, nullptr, !save);
   const at::Tensor bias = bias_hh.contiguous();
   const at::Tensor zone_c = zone.contiguous();
   const auto opts = xp.options();

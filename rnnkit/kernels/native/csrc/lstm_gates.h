@@ -39,13 +39,17 @@ inline at::Tensor pack_gate_blocks(const at::Tensor& weight_hh) {
 }
 
 #if defined(CPU_CAPABILITY_AVX512)
-// R rows of one block: g[r, q H + 16 u + l] = act_q(x[r, q H + 16 u + l] + sum_k a[r, k] W_hh[q H + 16 u + l, k]).
+// R rows of one block: g[r, q H + 16 u + l] = act_q(x[r, j] + bias[j] + sum_k a[r, k] W_hh[j, k]),
+// j = q H + 16 u + l (the accumulators start from the bias).
 template <int R>
-inline void gate_tile(const float* a, const float* block, const float* x, float* g, int64_t hidden, int64_t u) {
+inline void gate_tile(const float* a, const float* block, const float* x, const float* bias, float* g,
+                      int64_t hidden, int64_t u) {
   using V = at::vec::Vectorized<float>;
+  const int64_t col = u * kGateBlock;
   __m512 acc[R][4];
-  for (int r = 0; r < R; ++r) {
-    for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_setzero_ps();
+  for (int q = 0; q < 4; ++q) {
+    const __m512 b = _mm512_loadu_ps(bias + q * hidden + col);
+    for (int r = 0; r < R; ++r) acc[r][q] = b;
   }
   for (int64_t k = 0; k < hidden; ++k) {
     const float* w = block + k * 4 * kGateBlock;
@@ -59,7 +63,6 @@ inline void gate_tile(const float* a, const float* block, const float* x, float*
       acc[r][3] = _mm512_fmadd_ps(ar, w3, acc[r][3]);
     }
   }
-  const int64_t col = u * kGateBlock;
   for (int r = 0; r < R; ++r) {
     const float* xr = x + r * 4 * hidden + col;
     float* gr = g + r * 4 * hidden + col;
@@ -71,19 +74,21 @@ inline void gate_tile(const float* a, const float* block, const float* x, float*
 }
 #endif
 
-// Rows [begin, end) of one step: g (B, 4H) = i, f, C~, o from x = xp_t (B, 4H), a = h_{t-1} (B, H) (or
-// h_{t-1} * drop) and the packed W_hh. Only where fused_gates_apply() held.
-inline void lstm_gates_rows(const float* a, const float* packed, const float* x, float* g, int64_t hidden,
-                            int64_t begin, int64_t end) {
+// Rows [begin, end) of one step: g (B, 4H) = i, f, C~, o from x = xp_t (B, 4H), the bias (4H), a =
+// h_{t-1} (B, H) (or h_{t-1} * drop) and the packed W_hh. Only where fused_gates_apply() held.
+inline void lstm_gates_rows(const float* a, const float* packed, const float* x, const float* bias, float* g,
+                            int64_t hidden, int64_t begin, int64_t end) {
 #if defined(CPU_CAPABILITY_AVX512)
   constexpr int kRows = 4;  // 16 accumulators, 4 weights and a broadcast: 21 of the 32 vector registers
   for (int64_t u = 0; u < hidden / kGateBlock; ++u) {
     const float* block = packed + u * hidden * 4 * kGateBlock;
     int64_t b = begin;
     for (; b + kRows <= end; b += kRows) {
-      gate_tile<kRows>(a + b * hidden, block, x + b * 4 * hidden, g + b * 4 * hidden, hidden, u);
+      gate_tile<kRows>(a + b * hidden, block, x + b * 4 * hidden, bias, g + b * 4 * hidden, hidden, u);
     }
-    for (; b < end; ++b) gate_tile<1>(a + b * hidden, block, x + b * 4 * hidden, g + b * 4 * hidden, hidden, u);
+    for (; b < end; ++b) {
+      gate_tile<1>(a + b * hidden, block, x + b * 4 * hidden, bias, g + b * 4 * hidden, hidden, u);
+    }
   }
 #else
   TORCH_CHECK(false, "lstm_gates_rows: built without AVX-512");
@@ -96,8 +101,8 @@ inline const SmallKernel& lstm_gates_kernel() {
   static const SmallKernel kernel{
       "lstm_gates", [](const at::Tensor& weight) { return pack_gate_blocks(weight); },
       [](const at::Tensor& packed, const at::Tensor& a, at::Tensor& c, int64_t begin, int64_t end) {
-        float* g = c.data_ptr<float>();  // read as xp_t and written as the gates: any values time alike
-        lstm_gates_rows(a.data_ptr<float>(), packed.data_ptr<float>(), g, g, a.size(1), begin, end);
+        float* g = c.data_ptr<float>();  // read as xp_t and the bias, written as the gates: any values time alike
+        lstm_gates_rows(a.data_ptr<float>(), packed.data_ptr<float>(), g, g, g, a.size(1), begin, end);
       }};
   return kernel;
 }

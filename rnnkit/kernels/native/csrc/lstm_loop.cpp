@@ -62,19 +62,19 @@ void lstm_state_rows(const T* g, const T* c_prev, const T* h_prev, T* c_out, T* 
   }
 }
 
-// Rows [begin, end) of one step's pointwise work, from x = xp_t and p = h_{t-1} W_hh^T (B, 4H): the
-// activated gates i, f, C~, o into g (what backward needs; rows past their length skip them), then
-// lstm_state_rows.
+// Rows [begin, end) of one step's pointwise work, from x = xp_t, p = h_{t-1} W_hh^T (B, 4H) and the
+// bias (4H): the activated gates i, f, C~, o into g (what backward needs; rows past their length skip
+// them), then lstm_state_rows.
 template <typename T>
-void lstm_rows(const T* x, const T* p, T* g, const T* c_prev, const T* h_prev, T* c_out, T* tanh_out, T* h_out,
-               T* out, const int64_t* lengths, const rnnkit::ZoneoutKeep<T>& keep, int64_t t, int64_t hidden,
-               int64_t begin, int64_t end) {
+void lstm_rows(const T* x, const T* p, const T* bias, T* g, const T* c_prev, const T* h_prev, T* c_out,
+               T* tanh_out, T* h_out, T* out, const int64_t* lengths, const rnnkit::ZoneoutKeep<T>& keep, int64_t t,
+               int64_t hidden, int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
     if (t >= lengths[b]) continue;
     T* row = g + b * 4 * hidden;  // (4H): i, f, C~, o
     const T* xr = x + b * 4 * hidden;
     const T* pr = p + b * 4 * hidden;
-    for (int64_t j = 0; j < 4 * hidden; ++j) row[j] = xr[j] + pr[j];  // pre-activations
+    for (int64_t j = 0; j < 4 * hidden; ++j) row[j] = xr[j] + pr[j] + bias[j];  // pre-activations
     rnnkit::sigmoid_n(row, row, 2 * hidden);  // i_t, f_t
     rnnkit::tanh_n(row + 2 * hidden, row + 2 * hidden, hidden);  // C~_t
     rnnkit::sigmoid_n(row + 3 * hidden, row + 3 * hidden, hidden);  // o_t
@@ -83,11 +83,12 @@ void lstm_rows(const T* x, const T* p, T* g, const T* c_prev, const T* h_prev, T
 }
 
 // The fused gates of rows [begin, end) (lstm_gates.h): float32 only, where fused_gates_apply() held.
-void fused_gates_rows(const float* a, const at::Tensor& packed, const float* x, float* g, int64_t hidden,
-                      int64_t begin, int64_t end) {
-  rnnkit::lstm_gates_rows(a, packed.data_ptr<float>(), x, g, hidden, begin, end);
+void fused_gates_rows(const float* a, const at::Tensor& packed, const float* x, const float* bias, float* g,
+                      int64_t hidden, int64_t begin, int64_t end) {
+  rnnkit::lstm_gates_rows(a, packed.data_ptr<float>(), x, bias, g, hidden, begin, end);
 }
-void fused_gates_rows(const double*, const at::Tensor&, const double*, double*, int64_t, int64_t, int64_t) {
+void fused_gates_rows(const double*, const at::Tensor&, const double*, const double*, double*, int64_t, int64_t,
+                      int64_t) {
   TORCH_CHECK(false, "the fused LSTM gates are float32 only");
 }
 
@@ -98,13 +99,17 @@ bool fused_gates_enabled() {
   return flag == nullptr || std::string(flag) != "0";
 }
 
-// Forward. With `save`, returns (output, h_n, c_n, hs, gates, cells, tanh_cells) as the Python op;
-// without, (output, h_n, c_n) and only one step's buffers are kept. Per step: one GEMM into a fixed
-// buffer (small_gemm.h) and one pass over the rows with raw pointers.
+// Forward over xp + bias (bias: (4H), added to every step's pre-activations). With `save`, returns
+// (output, h_n, c_n, hs, gates, cells, tanh_cells) as the Python op; without, (output, h_n, c_n) and
+// only one step's buffers are kept. Per step: one product into a fixed buffer (step_product.h) and one
+// pass over the rows with raw pointers.
 std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& h0, const at::Tensor& c0,
-                                     const at::Tensor& weight_hh, const at::Tensor& lengths_in,
-                                     const at::Tensor& drop, const at::Tensor& zone, bool save) {
+                                     const at::Tensor& weight_hh, const at::Tensor& bias_in,
+                                     const at::Tensor& lengths_in, const at::Tensor& drop, const at::Tensor& zone,
+                                     bool save) {
   TORCH_CHECK(xp_in.dim() == 3 && xp_in.size(2) % 4 == 0, "lstm_forward: xp must be (T, B, 4H)");
+  TORCH_CHECK(bias_in.dim() == 1 && bias_in.size(0) == xp_in.size(2), "lstm_forward: bias must be (4H) = (",
+              xp_in.size(2), "), got ", bias_in.sizes());
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // the inner calls are not recorded anyway
   const at::Tensor xp = xp_in.contiguous();
   const int64_t steps = xp.size(0), batch = xp.size(1), hidden = xp.size(2) / 4;
@@ -114,8 +119,9 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
   const at::Tensor zone_c = zone.contiguous();
   // float32 on AVX-512, small route: the product and the activations in one register-tiled pass
   const bool may_fuse = rnnkit::fused_gates_apply(weight_hh) && fused_gates_enabled();
-  const rnnkit::StepProduct product(weight_hh, batch, steps, false,
-                                    may_fuse ? &rnnkit::lstm_gates_kernel() : nullptr);  // h W_hh^T, (B, H) -> (B, 4H)
+  // h W_hh^T, (B, H) -> (B, 4H); without gradients the prepared W_hh is kept for the next call
+  const rnnkit::StepProduct product(weight_hh, batch, steps, false, may_fuse ? &rnnkit::lstm_gates_kernel() : nullptr,
+                                    !save);
   const bool fused = may_fuse && product.route() == rnnkit::Route::kSmall;
   const auto opts = xp.options();
   at::Tensor output = at::empty({steps, batch, hidden}, opts);
@@ -129,11 +135,13 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
   at::Tensor dropped = at::empty({dropping ? batch : 0, hidden}, opts);
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
   const at::Tensor h0c = h0.contiguous(), c0c = c0.contiguous();
+  const at::Tensor bias = bias_in.contiguous();
   at::Tensor h_n = at::empty({batch, hidden}, opts), c_n = at::empty({batch, hidden}, opts);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_forward", [&] {
     using T = scalar_t;
     const int64_t* len = lengths.data_ptr<int64_t>();
     const T* x = xp.data_ptr<T>();
+    const T* bias_p = bias.data_ptr<T>();
     const T* dr = dropping ? drop_c.data_ptr<T>() : nullptr;
     T* g_p = g.data_ptr<T>();
     T* dropped_p = dropped.data_ptr<T>();
@@ -170,15 +178,15 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
           T* gate = save ? gates_p + t * 4 * state : g_p;
           T* tc_t = tanh_p + (save ? t : 0) * state;
           if (fused) {
-            fused_gates_rows(a, packed, x + t * 4 * state, gate, hidden, begin, end);
+            fused_gates_rows(a, packed, x + t * 4 * state, bias_p, gate, hidden, begin, end);
             lstm_state_rows<T>(gate, c_r, h_r, c_t, tc_t, h_t, out_p + t * state, len, keep, t, hidden, begin, end);
             h_r = h_t;
             c_r = c_t;
             continue;
           }
           product.apply_rows<T>(a, prod_p, begin, end);  // (rows, 4H): (h_{t-1} [* drop]) W_hh^T
-          lstm_rows<T>(x + t * 4 * state, prod_p, gate, c_r, h_r, c_t, tc_t, h_t, out_p + t * state, len, keep, t,
-                       hidden, begin, end);
+          lstm_rows<T>(x + t * 4 * state, prod_p, bias_p, gate, c_r, h_r, c_t, tc_t, h_t, out_p + t * state, len,
+                       keep, t, hidden, begin, end);
           h_r = h_t;
           c_r = c_t;
         }
@@ -202,8 +210,8 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
       T* c_t = cells_p + slot * state;
       T* tc_t = tanh_p + (save ? t : 0) * state;
       at::parallel_for(0, batch, rows_grain, [&](int64_t begin, int64_t end) {
-        lstm_rows<T>(x + t * 4 * state, prod_p, gate, c, h, c_t, tc_t, h_t, out_p + t * state, len, keep, t,
-                     hidden, begin, end);
+        lstm_rows<T>(x + t * 4 * state, prod_p, bias_p, gate, c, h, c_t, tc_t, h_t, out_p + t * state, len, keep,
+                     t, hidden, begin, end);
       });
       h = h_t;
       h_prev = save ? hs.select(0, slot) : ping_pong[slot];
@@ -257,7 +265,7 @@ void lstm_backward_rows(const T* gate, const T* tanh_c, const T* c_prev, const T
   }
 }
 
-// Backward through the saved activations: (d_xp, d_h0, d_c0, d_weight_hh).
+// Backward through the saved activations: (d_xp, d_h0, d_c0, d_weight_hh, d_bias).
 std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::Tensor& d_hn, const at::Tensor& d_cn,
                                       const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& weight_hh,
                                       const at::Tensor& lengths_in, const at::Tensor& hs, const at::Tensor& gates,
@@ -320,16 +328,17 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
       add_via_w(via_w_out.data_ptr<T>(), t, 0, batch);  // held above: oneDNN returns a new tensor
     }
   });
-  const at::Tensor d_weight_hh = rnnkit::recurrent_weight_grad(d_gates.view({-1, 4 * hidden}), h0, hs, drop);
-  return {d_gates, dh, dc, d_weight_hh};
+  const at::Tensor d_pre = d_gates.view({-1, 4 * hidden});  // (T*B, 4H)
+  const at::Tensor d_weight_hh = rnnkit::recurrent_weight_grad(d_pre, h0, hs, drop);
+  return {d_gates, dh, dc, d_weight_hh, d_pre.sum(0)};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(rnnkit_cpp, m) {
   m.def(
-      "lstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor weight_hh, Tensor lengths, Tensor drop, Tensor zone, "
-      "bool save) -> Tensor[]");
+      "lstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor weight_hh, Tensor bias, Tensor lengths, Tensor drop, "
+      "Tensor zone, bool save) -> Tensor[]");
   m.def(
       "lstm_backward(Tensor d_output, Tensor d_hn, Tensor d_cn, Tensor h0, Tensor c0, Tensor weight_hh, "
       "Tensor lengths, Tensor hs, Tensor gates, Tensor cells, Tensor tanh_cells, Tensor drop, Tensor zone) "

@@ -26,6 +26,7 @@
 #include <functional>
 #include <cstring>
 #include <limits>
+#include <list>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -57,41 +58,114 @@ struct RouteCosts {
   double setup[kRoutes];
 };
 
+// What a route prepared from one weight (its transposed copy, packed form or the caller's layout).
+struct PreparedWeight {
+  at::Tensor weight_t;  // (K, N) contiguous (small, blas)
+  at::Tensor weight;  // (N, K) contiguous (mkl: its fallback for another batch size)
+  at::Tensor own;  // the caller's kernel's layout (small route with a SmallKernel)
+  std::optional<at::Tensor> packed;  // onednn's or mkl's packed weight
+};
+
+// Prepared weights kept from one call to the next, for calls that pass the same weight values again
+// (inference with fixed weights: the packing costs ~0.1 ms a layer at H = 128, a tenth of a short
+// sequence's forward). An entry is found by the weight's address and shape, the route and the batch,
+// and used only when the weight's bytes still equal the copy kept with it (a memcmp, ~20x cheaper than
+// packing): a weight changed in place, through .data or not, or freed and its memory reused, misses.
+// The oldest entries go beyond kMaxBytes (copies and prepared forms together).
+class PreparedCache {
+ public:
+  using Key = std::tuple<const void*, int, int64_t, int64_t, int64_t, int, std::string>;
+  static constexpr int64_t kMaxBytes = int64_t{64} << 20;
+
+  static PreparedCache& instance() {
+    static PreparedCache cache;
+    return cache;
+  }
+
+  std::optional<PreparedWeight> find(const Key& key, const at::Tensor& weight) {
+    std::lock_guard<std::mutex> guard(lock_);
+    for (const Entry& entry : entries_) {
+      if (entry.key == key) {
+        const bool same = std::memcmp(entry.values.data_ptr(), weight.data_ptr(), weight.nbytes()) == 0;
+        if (same) return entry.prepared;
+        return std::nullopt;
+      }
+    }
+    return std::nullopt;
+  }
+
+  void store(const Key& key, const at::Tensor& weight, const PreparedWeight& prepared) {
+    const int64_t bytes = 2 * static_cast<int64_t>(weight.nbytes());  // the copy and about as much prepared
+    if (bytes > kMaxBytes / 4) return;
+    std::lock_guard<std::mutex> guard(lock_);
+    entries_.remove_if([&](const Entry& entry) { return entry.key == key; });
+    Entry entry{key, weight.clone(), prepared, bytes};
+    if (entry.prepared.weight.defined()) entry.prepared.weight = entry.values;  // not the caller's tensor
+    entries_.push_back(std::move(entry));
+    int64_t total = 0;
+    for (const Entry& entry : entries_) total += entry.bytes;
+    while (total > kMaxBytes && !entries_.empty()) {
+      total -= entries_.front().bytes;
+      entries_.pop_front();
+    }
+  }
+
+ private:
+  struct Entry {
+    Key key;
+    at::Tensor values;
+    PreparedWeight prepared;
+    int64_t bytes;
+  };
+  std::list<Entry> entries_;
+  std::mutex lock_;
+};
+
 class StepProduct {
  public:
   // weight (N, K); every a will be (batch, K), for `steps` steps.
   // With `own`, the small route is the caller's kernel: timed as such, and when it is chosen its
   // prepared weight is built (prepared()) instead of the transposed one.
+  // With `reuse` (calls without gradients, whose weights are usually fixed), what the route prepares
+  // is kept for the next call with the same weight values (PreparedCache).
   StepProduct(const at::Tensor& weight, int64_t batch, int64_t steps, bool probe_only = false,
-              const SmallKernel* own = nullptr)
+              const SmallKernel* own = nullptr, bool reuse = false)
       : batch_(batch), n_(weight.size(0)), k_(weight.size(1)), own_(own) {
     if (probe_only) return;
     route_ = choose(weight, steps);
+    reuse = reuse && weight.is_contiguous();
+    const PreparedCache::Key key{weight.data_ptr(), static_cast<int>(route_), batch, n_, k_,
+                                 static_cast<int>(weight.scalar_type()), own_ != nullptr ? own_->name : ""};
+    if (reuse) {
+      if (const auto kept = PreparedCache::instance().find(key, weight)) {
+        prepared_weight_ = *kept;
+        return;
+      }
+    }
     if (route_ == Route::kSmall && own_ != nullptr) {
-      prepared_ = own_->prepare(weight);
-      return;
-    }
-    if (route_ == Route::kOnednn) {
-      packed_ = pack(weight.contiguous(), batch);
+      prepared_weight_.own = own_->prepare(weight);
+    } else if (route_ == Route::kOnednn) {
+      prepared_weight_.packed = pack(weight.contiguous(), batch);
     } else if (route_ == Route::kMkl) {
-      weight_ = weight.contiguous();
-      packed_ = pack_mkl(weight_, batch);
+      prepared_weight_.weight = weight.contiguous();
+      prepared_weight_.packed = pack_mkl(prepared_weight_.weight, batch);
     } else {
-      weight_t_ = weight.t().contiguous();  // (K, N): the layout both small_gemm and MKL run fastest on
+      prepared_weight_.weight_t = weight.t().contiguous();  // (K, N): the layout small_gemm and MKL run fastest on
     }
+    if (reuse) PreparedCache::instance().store(key, weight, prepared_weight_);
   }
 
   Route route() const { return route_; }
 
   // The small route's weight as the caller's own kernel reads it (only when that route runs it).
-  const at::Tensor& prepared() const { return prepared_; }
+  const at::Tensor& prepared() const { return prepared_weight_.own; }
 
   // The small route's product for rows [begin, end) of a alone: c rows = a rows @ weight^T. Rows
   // are independent, so the loops run whole sequences of a block of rows on one thread each
   // (row_blocks) with no synchronisation between steps.
   template <typename T>
   void apply_rows(const T* a, T* c, int64_t begin, int64_t end) const {
-    small_gemm<T>(a + begin * k_, weight_t_.data_ptr<T>(), c + begin * n_, end - begin, n_, k_);
+    small_gemm<T>(a + begin * k_, prepared_weight_.weight_t.data_ptr<T>(), c + begin * n_, end - begin, n_, k_);
   }
 
   // Grain of the row blocks (at::parallel_for): at least 4 rows (small_gemm's tile) per thread.
@@ -107,14 +181,15 @@ class StepProduct {
   // returned, or (oneDNN) returned in a new tensor.
   template <typename T>
   at::Tensor apply(const at::Tensor& a, at::Tensor& c) const {
+    const PreparedWeight& w = prepared_weight_;
     if (route_ == Route::kSmall) {
-      small_gemm<T>(a.data_ptr<T>(), weight_t_.data_ptr<T>(), c.data_ptr<T>(), batch_, n_, k_);
+      small_gemm<T>(a.data_ptr<T>(), w.weight_t.data_ptr<T>(), c.data_ptr<T>(), batch_, n_, k_);
     } else if (route_ == Route::kOnednn) {
-      return packed_linear(a, *packed_);
+      return packed_linear(a, *w.packed);
     } else if (route_ == Route::kMkl) {
-      return mkl_linear(a, *packed_, weight_, batch_);
+      return mkl_linear(a, *w.packed, w.weight, batch_);
     } else {
-      at::mm_out(c, a, weight_t_);
+      at::mm_out(c, a, w.weight_t);
     }
     return c;
   }
@@ -264,11 +339,8 @@ class StepProduct {
 
   int64_t batch_, n_, k_;
   const SmallKernel* own_ = nullptr;
-  at::Tensor prepared_;
   Route route_ = Route::kBlas;
-  at::Tensor weight_t_;  // (K, N) contiguous (small, blas)
-  at::Tensor weight_;  // (N, K) contiguous (mkl: its fallback for another batch size)
-  std::optional<at::Tensor> packed_;  // onednn's or mkl's packed weight
+  PreparedWeight prepared_weight_;
 };
 
 // The recurrent weight's gradient after the loop, sum_t dG_t^T (h_{t-1} [* drop]) over all steps:

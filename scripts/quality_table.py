@@ -28,7 +28,11 @@ FORECAST_BASELINES = {
 }
 NAIVE = {"naive": "baseline"}
 TEXT_BASELINES = {"unigram": "baseline", "bigram": "baseline_bigram"}
-UCR_BASELINES = {"majority class": "baseline", "1-NN DTW": "baseline_dtw_1nn"}
+UCR_BASELINES = {
+    "majority class": "baseline",
+    "1-NN DTW": "baseline_dtw_1nn",
+    "MiniRocket": "baseline_minirocket",
+}
 
 
 class Row:

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -103,13 +104,11 @@ bool fused_gates_enabled() {
 // (output, h_n, c_n, hs, gates, cells, tanh_cells) as the Python op; without, (output, h_n, c_n) and
 // only one step's buffers are kept. Per step: one product into a fixed buffer (step_product.h) and one
 // pass over the rows with raw pointers.
-std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& h0, const at::Tensor& c0,
-                                     const at::Tensor& weight_hh, const at::Tensor& bias_in,
-                                     const at::Tensor& lengths_in, const at::Tensor& drop, const at::Tensor& zone,
-                                     bool save) {
-  TORCH_CHECK(xp_in.dim() == 3 && xp_in.size(2) % 4 == 0, "lstm_forward: xp must be (T, B, 4H)");
-  TORCH_CHECK(bias_in.dim() == 1 && bias_in.size(0) == xp_in.size(2), "lstm_forward: bias must be (4H) = (",
-              xp_in.size(2), "), got ", bias_in.sizes());
+// `route`: the step product's route (LoopRoutes' choice), or none for the product's own.
+std::vector<at::Tensor> lstm_forward_with(const at::Tensor& xp_in, const at::Tensor& h0, const at::Tensor& c0,
+                                          const at::Tensor& weight_hh, const at::Tensor& bias_in,
+                                          const at::Tensor& lengths_in, const at::Tensor& drop,
+                                          const at::Tensor& zone, bool save, std::optional<rnnkit::Route> route) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // the inner calls are not recorded anyway
   const at::Tensor xp = xp_in.contiguous();
   const int64_t steps = xp.size(0), batch = xp.size(1), hidden = xp.size(2) / 4;
@@ -121,7 +120,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
   const bool may_fuse = rnnkit::fused_gates_apply(weight_hh) && fused_gates_enabled();
   // h W_hh^T, (B, H) -> (B, 4H); without gradients the prepared W_hh is kept for the next call
   const rnnkit::StepProduct product(weight_hh, batch, steps, false, may_fuse ? &rnnkit::lstm_gates_kernel() : nullptr,
-                                    !save);
+                                    !save, route);
   const bool fused = may_fuse && product.route() == rnnkit::Route::kSmall;
   const auto opts = xp.options();
   at::Tensor output = at::empty({steps, batch, hidden}, opts);
@@ -224,6 +223,22 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp_in, const at::Tensor& 
   return {output, h_n, c_n, hs, gates, cells, tanh_cells};
 }
 
+std::vector<at::Tensor> lstm_forward(const at::Tensor& xp, const at::Tensor& h0, const at::Tensor& c0,
+                                     const at::Tensor& weight_hh, const at::Tensor& bias, const at::Tensor& lengths,
+                                     const at::Tensor& drop, const at::Tensor& zone, bool save) {
+  TORCH_CHECK(xp.dim() == 3 && xp.size(2) % 4 == 0, "lstm_forward: xp must be (T, B, 4H)");
+  TORCH_CHECK(bias.dim() == 1 && bias.size(0) == xp.size(2), "lstm_forward: bias must be (4H) = (", xp.size(2),
+              "), got ", bias.sizes());
+  const at::Tensor none = at::empty({0}, xp.options());
+  const at::Tensor all_steps = at::empty({0}, lengths.options());
+  const auto route = rnnkit::LoopRoutes::pick(
+      save ? "lstm_forward_save" : "lstm_forward", xp.scalar_type(), xp.size(1), xp.size(2) / 4, xp.size(0),
+      [&](rnnkit::Route r, int64_t steps) {  // the first steps, no lengths or masks: the same work per step
+        lstm_forward_with(xp.narrow(0, 0, steps), h0, c0, weight_hh, bias, all_steps, none, none, save, r);
+      });
+  return lstm_forward_with(xp, h0, c0, weight_hh, bias, lengths, drop, zone, save, route);
+}
+
 // Rows [begin, end) of one backward step: from dL/dh_t (dh + d_output_t) and dL/dC_t (dc) to the
 // pre-activation gradients dG_t (B, 4H); dc becomes dL/dC_{t-1} (through f_t, plus k_C dL/dC_t with
 // zoneout), and dh becomes k_h dL/dh_t (the part that skips the update, 0 without zoneout; the caller
@@ -266,11 +281,12 @@ void lstm_backward_rows(const T* gate, const T* tanh_c, const T* c_prev, const T
 }
 
 // Backward through the saved activations: (d_xp, d_h0, d_c0, d_weight_hh, d_bias).
-std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::Tensor& d_hn, const at::Tensor& d_cn,
-                                      const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& weight_hh,
-                                      const at::Tensor& lengths_in, const at::Tensor& hs, const at::Tensor& gates,
-                                      const at::Tensor& cells, const at::Tensor& tanh_cells, const at::Tensor& drop,
-                                      const at::Tensor& zone) {
+std::vector<at::Tensor> lstm_backward_with(const at::Tensor& d_output_in, const at::Tensor& d_hn,
+                                           const at::Tensor& d_cn, const at::Tensor& h0, const at::Tensor& c0,
+                                           const at::Tensor& weight_hh, const at::Tensor& lengths_in,
+                                           const at::Tensor& hs, const at::Tensor& gates, const at::Tensor& cells,
+                                           const at::Tensor& tanh_cells, const at::Tensor& drop,
+                                           const at::Tensor& zone, std::optional<rnnkit::Route> route) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = gates.size(2) / 4;
   const int64_t state = batch * hidden;
@@ -278,7 +294,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
   const at::Tensor lengths = rnnkit::sequence_lengths(lengths_in, steps, batch);
   const bool dropping = drop.numel() > 0;
   const at::Tensor drop_c = dropping ? drop.contiguous() : drop;
-  const rnnkit::StepProduct product(weight_hh.t(), batch, steps);  // dG W_hh, (B, 4H) -> (B, H)
+  const rnnkit::StepProduct product(weight_hh.t(), batch, steps, false, nullptr, false, route);  // dG W_hh: (B, H)
   const at::Tensor gates_c = gates.contiguous(), cells_c = cells.contiguous(), tanh_c = tanh_cells.contiguous();
   at::Tensor d_gates = at::empty_like(gates_c);  // (T, B, 4H): each step's rows write dG_t here, the product reads it
   at::Tensor dh = d_hn.contiguous().clone(), dc = d_cn.contiguous().clone();  // from the future
@@ -331,6 +347,24 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output_in, const at::T
   const at::Tensor d_pre = d_gates.view({-1, 4 * hidden});  // (T*B, 4H)
   const at::Tensor d_weight_hh = rnnkit::recurrent_weight_grad(d_pre, h0, hs, drop);
   return {d_gates, dh, dc, d_weight_hh, d_pre.sum(0)};
+}
+
+std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output, const at::Tensor& d_hn, const at::Tensor& d_cn,
+                                      const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& weight_hh,
+                                      const at::Tensor& lengths, const at::Tensor& hs, const at::Tensor& gates,
+                                      const at::Tensor& cells, const at::Tensor& tanh_cells, const at::Tensor& drop,
+                                      const at::Tensor& zone) {
+  const at::Tensor none = at::empty({0}, gates.options());
+  const at::Tensor all_steps = at::empty({0}, lengths.options());
+  const auto route = rnnkit::LoopRoutes::pick(
+      "lstm_backward", gates.scalar_type(), gates.size(1), gates.size(2) / 4, gates.size(0),
+      [&](rnnkit::Route r, int64_t steps) {  // the first steps of the real activations, no lengths or masks
+        auto first = [&](const at::Tensor& t) { return t.narrow(0, 0, steps); };
+        lstm_backward_with(first(d_output), d_hn, d_cn, h0, c0, weight_hh, all_steps, first(hs), first(gates),
+                           first(cells), first(tanh_cells), none, none, r);
+      });
+  return lstm_backward_with(d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, hs, gates, cells, tanh_cells, drop,
+                            zone, route);
 }
 
 }  // namespace

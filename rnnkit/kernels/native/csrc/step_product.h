@@ -21,6 +21,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
@@ -128,11 +129,12 @@ class StepProduct {
   // prepared weight is built (prepared()) instead of the transposed one.
   // With `reuse` (calls without gradients, whose weights are usually fixed), what the route prepares
   // is kept for the next call with the same weight values (PreparedCache).
+  // `route`: the caller's choice (LoopRoutes), else the product's own timing decides.
   StepProduct(const at::Tensor& weight, int64_t batch, int64_t steps, bool probe_only = false,
-              const SmallKernel* own = nullptr, bool reuse = false)
+              const SmallKernel* own = nullptr, bool reuse = false, std::optional<Route> route = std::nullopt)
       : batch_(batch), n_(weight.size(0)), k_(weight.size(1)), own_(own) {
     if (probe_only) return;
-    route_ = choose(weight, steps);
+    route_ = route ? available(*route, weight) : choose(weight, steps);
     reuse = reuse && weight.is_contiguous();
     const PreparedCache::Key key{weight.data_ptr(), static_cast<int>(route_), batch, n_, k_,
                                  static_cast<int>(weight.scalar_type()), own_ != nullptr ? own_->name : ""};
@@ -239,6 +241,14 @@ class StepProduct {
     }
   }
 
+  // `route` where it can run (the packed routes need float32 and torch's MKL or oneDNN), else blas.
+  Route available(Route route, const at::Tensor& weight) const {
+    if (route == Route::kOnednn && !pack(weight.contiguous(), batch_)) return Route::kBlas;
+    if (route == Route::kMkl && !pack_mkl(weight.contiguous(), batch_)) return Route::kBlas;
+    return route;
+  }
+
+ public:
   static std::optional<Route> forced() {
     const char* flag = std::getenv("RNNKIT_STEP_PRODUCT");  // read at every call: tests flip it
     if (flag == nullptr) return std::nullopt;
@@ -251,12 +261,9 @@ class StepProduct {
     return std::nullopt;
   }
 
+ private:
   Route choose(const at::Tensor& weight, int64_t steps) const {
-    if (const auto route = forced()) {
-      if (*route == Route::kOnednn && !pack(weight.contiguous(), batch_)) return Route::kBlas;
-      if (*route == Route::kMkl && !pack_mkl(weight.contiguous(), batch_)) return Route::kBlas;
-      return *route;
-    }
+    if (const auto route = forced()) return available(*route, weight);
     const RouteCosts& costs = measured(weight);
     Route best = Route::kBlas;
     double best_total = std::numeric_limits<double>::infinity();
@@ -341,6 +348,54 @@ class StepProduct {
   const SmallKernel* own_ = nullptr;
   Route route_ = Route::kBlas;
   PreparedWeight prepared_weight_;
+};
+
+// The route a whole time loop runs fastest with, timed on the loop itself (cuDNN's benchmark mode at
+// the level of a loop): the product's own timing (StepProduct::choose) times the product alone, which
+// misjudges a route whose loop does more or less around it (the fused LSTM gates compute the
+// activations too and run one parallel region per call; the other routes add a pass over the rows
+// and two joins per step). Measured on a 2-core Ice Lake, LSTM forward, ms per call (auto by the
+// product's timing / small / blas / mkl): T24 B32 H64 0.35 / 0.32 / 0.64 / 0.70; T50 B32 H256 with
+// saved activations 11.2 / 11.1 / 9.0 / 11.2; and the product's timing picked differently from one
+// process to the next. So at the first call per key, `run(route)` (the caller's loop over the first
+// steps of its real inputs, at most kProbeSteps) is timed for each route, and the fastest is kept for
+// the process. RNNKIT_STEP_PRODUCT still forces one.
+class LoopRoutes {
+ public:
+  static constexpr int64_t kProbeSteps = 16;
+  using Key = std::tuple<std::string, int, int64_t, int64_t, int64_t, int>;  // loop, dtype, B, H, steps, threads
+
+  // The route for the loop `name` at this shape, timed now if not yet. `run(route, steps)` runs the
+  // loop over the first `steps` steps with that route.
+  template <typename Run>
+  static std::optional<Route> pick(const std::string& name, at::ScalarType dtype, int64_t batch, int64_t hidden,
+                                   int64_t steps, Run&& run) {
+    if (StepProduct::forced()) return std::nullopt;  // the product's own choice honours the flag
+    static std::map<Key, Route> cache;
+    static std::mutex lock;
+    const int64_t probe = std::min(steps, kProbeSteps);
+    const Key key{name, static_cast<int>(dtype), batch, hidden, probe, at::get_num_threads()};
+    {
+      std::lock_guard<std::mutex> guard(lock);
+      const auto found = cache.find(key);
+      if (found != cache.end()) return found->second;
+    }
+    constexpr int kRounds = 3;
+    double best[kRoutes];
+    std::fill(best, best + kRoutes, std::numeric_limits<double>::infinity());
+    for (int round = 0; round <= kRounds; ++round) {  // one warm-up round, then the routes in turns
+      for (int r = 0; r < kRoutes; ++r) {
+        const auto start = std::chrono::steady_clock::now();
+        run(static_cast<Route>(r), probe);
+        const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (round > 0) best[r] = std::min(best[r], t);
+      }
+    }
+    const Route fastest = static_cast<Route>(std::min_element(best, best + kRoutes) - best);
+    std::lock_guard<std::mutex> guard(lock);
+    cache.emplace(key, fastest);
+    return fastest;
+  }
 };
 
 // The recurrent weight's gradient after the loop, sum_t dG_t^T (h_{t-1} [* drop]) over all steps:

@@ -238,6 +238,17 @@ def test_inference_reuses_a_prepared_weight_only_while_its_values_are_unchanged(
     check()
 
 
+def test_the_lstm_loop_names_a_bias_of_the_wrong_shape():
+    """The C++ op checks the bias it adds in its loop before any work: (4H), here 4 * 3 = 12."""
+    if not HAVE_COMPILER:
+        pytest.skip("no C++ compiler on this machine: the compiled loop cannot be built here")
+    ops = compiled_loop.ops()
+    xp, h0 = torch.zeros(2, 1, 12), torch.zeros(1, 3)
+    none, no_lengths = torch.empty(0), torch.empty(0, dtype=torch.long)
+    with pytest.raises(RuntimeError, match=r"lstm_forward: bias must be \(4H\) = \(12\), got \[3\]"):
+        ops.lstm_forward(xp, h0, h0, torch.zeros(12, 3), torch.zeros(3), no_lengths, none, none, False)
+
+
 def test_the_step_product_times_its_routes_and_takes_the_cheapest(monkeypatch):
     """Unforced, the route is the one with the least timed cost (setup + steps x product) at that
     shape, and a bad RNNKIT_STEP_PRODUCT is refused by name."""

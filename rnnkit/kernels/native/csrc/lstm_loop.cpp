@@ -229,11 +229,10 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp, const at::Tensor& h0,
   TORCH_CHECK(xp.dim() == 3 && xp.size(2) % 4 == 0, "lstm_forward: xp must be (T, B, 4H)");
   TORCH_CHECK(bias.dim() == 1 && bias.size(0) == xp.size(2), "lstm_forward: bias must be (4H) = (", xp.size(2),
               "), got ", bias.sizes());
-  const at::Tensor none = at::empty({0}, xp.options());
-  const at::Tensor all_steps = at::empty({0}, lengths.options());
   const auto route = rnnkit::LoopRoutes::pick(
       save ? "lstm_forward_save" : "lstm_forward", xp.scalar_type(), xp.size(1), xp.size(2) / 4, xp.size(0),
       [&](rnnkit::Route r, int64_t steps) {  // the first steps, no lengths or masks: the same work per step
+        const at::Tensor none = at::empty({0}, xp.options()), all_steps = at::empty({0}, lengths.options());
         lstm_forward_with(xp.narrow(0, 0, steps), h0, c0, weight_hh, bias, all_steps, none, none, save, r);
       });
   return lstm_forward_with(xp, h0, c0, weight_hh, bias, lengths, drop, zone, save, route);
@@ -354,11 +353,10 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_output, const at::Tens
                                       const at::Tensor& lengths, const at::Tensor& hs, const at::Tensor& gates,
                                       const at::Tensor& cells, const at::Tensor& tanh_cells, const at::Tensor& drop,
                                       const at::Tensor& zone) {
-  const at::Tensor none = at::empty({0}, gates.options());
-  const at::Tensor all_steps = at::empty({0}, lengths.options());
   const auto route = rnnkit::LoopRoutes::pick(
       "lstm_backward", gates.scalar_type(), gates.size(1), gates.size(2) / 4, gates.size(0),
       [&](rnnkit::Route r, int64_t steps) {  // the first steps of the real activations, no lengths or masks
+        const at::Tensor none = at::empty({0}, gates.options()), all_steps = at::empty({0}, lengths.options());
         auto first = [&](const at::Tensor& t) { return t.narrow(0, 0, steps); };
         lstm_backward_with(first(d_output), d_hn, d_cn, h0, c0, weight_hh, all_steps, first(hs), first(gates),
                            first(cells), first(tanh_cells), none, none, r);

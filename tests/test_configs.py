@@ -23,11 +23,12 @@ GROUPS = {
         "data",
         "debug",
         "experiment",
+        "scheduler",
     )
 }
 TASK_DATA = {
     "timeseries": ["airline", "sine", "mackey_glass", "radar"],
-    "classify": ["digits", "adding"],
+    "classify": ["digits", "adding", "ucr"],
     "seq2seq": ["addition", "reversal", "echo"],
     "generate": ["waveform", "digit_names"],
     "language": ["reber"],
@@ -47,11 +48,14 @@ def test_every_group_has_its_options():
         "peephole_lstm",
     }
     assert set(GROUPS["trainer"]) >= {"default", "cpu", "gpu", "ddp", "ddp_sim"}
+    assert set(GROUPS["scheduler"]) == {"plateau", "cosine"}
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_each_option_composes_and_passes_the_schema_check(group, option, tmp_path):
     overrides = [f"{group}={option}"]
+    if group == "data":  # with the task it is for (data=ucr configures the classifier)
+        overrides += [f"task={t}" for t, ds in TASK_DATA.items() if option in ds]
     if (group, option) == ("data", "csv"):
         overrides.append("data.source_kwargs.path=x.csv")
     cfg = compose_config(overrides, tmp_path)

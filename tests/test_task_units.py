@@ -15,6 +15,7 @@ from rnnkit.data.series import airline_passengers
 from rnnkit.tasks import ManyToMany, ManyToOne, NextStep, OneToMany
 from rnnkit.tasks.many_to_one import last_valid_step
 from rnnkit.tasks.metrics import LegalSetStringAccuracy, MeanAbsoluteScaledError
+from rnnkit.tasks.summary import ConvBranch, pool_over_time
 
 ADAM = functools.partial(torch.optim.Adam, lr=1e-3)
 
@@ -31,12 +32,65 @@ def test_last_valid_step_reads_each_direction_at_its_end():
     torch.testing.assert_close(got[1], torch.cat([out[1, 4, :2], out[1, 0, 2:]]))
 
 
+@pytest.mark.parametrize("how", ["mean", "max"])
+def test_pooling_over_time_reads_only_the_valid_steps(how):
+    out = torch.randn(3, 6, 4, dtype=torch.double)  # (B, T, W)
+    lengths = torch.tensor([6, 2, 4])
+    got = pool_over_time(out, lengths, how)
+    for b in range(3):
+        valid = out[b, : lengths[b]]
+        torch.testing.assert_close(got[b], valid.mean(0) if how == "mean" else valid.amax(0))
+    torch.testing.assert_close(pool_over_time(out, None, how), pool_over_time(out, torch.full((3,), 6), how))
+    with pytest.raises(ValueError, match=r"pool must be one of \['last', 'mean', 'max'\], got 'sum'"):
+        pool_over_time(out, lengths, "sum")
+
+
+def test_conv_branch_reads_each_sequence_as_if_alone():
+    branch = ConvBranch(2, channels=(5, 6), kernel_sizes=(4, 3)).double()
+    branch(torch.randn(8, 9, 2, dtype=torch.double))  # one training batch: batch norm's running statistics
+    branch.eval()
+    x = torch.randn(3, 9, 2, dtype=torch.double)
+    lengths = torch.tensor([9, 4, 6])
+    x[1, 4:] = 50.0  # garbage in the padding
+    got = branch(x, lengths)
+    assert got.shape == (3, 6)
+    for b in range(3):
+        torch.testing.assert_close(branch(x[b : b + 1, : lengths[b]]), got[b : b + 1])
+
+
+def test_conv_branch_errors_name_the_argument():
+    with pytest.raises(
+        ValueError, match=r"one entry per block .* got 2 channels \[4, 5\] and 1 kernel_sizes \[3\]"
+    ):
+        ConvBranch(2, channels=(4, 5), kernel_sizes=(3,))
+    with pytest.raises(ValueError, match=r"must be >= 1, got \[4, 0\] and \[3, 3\]"):
+        ConvBranch(2, channels=(4, 0), kernel_sizes=(3, 3))
+    with pytest.raises(ValueError, match=r"x must be \(batch, steps, 2\), got \(4, 7, 3\)"):
+        ConvBranch(2)(torch.randn(4, 7, 3))
+
+
+def test_many_to_one_options_are_checked_before_building():
+    spec = DataSpec(input_size=3, output_size=4, classification=True)
+    with pytest.raises(ValueError, match=r"pool must be one of \['last', 'mean', 'max'\], got 'first'"):
+        ManyToOne(spec, encoder(), ADAM, pool="first")
+    with pytest.raises(ValueError, match=r"summary_dropout must lie in \[0, 1\), got 1.0"):
+        ManyToOne(spec, encoder(), ADAM, summary_dropout=1.0)
+    with pytest.raises(ValueError, match=r"tbptt_steps needs pool='last' and no conv branch .* pool='mean'"):
+        ManyToOne(spec, encoder(), ADAM, tbptt_steps=5, pool="mean")
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "jordan"])
-def test_many_to_one_ignores_padding(bidirectional, cell):
+@pytest.mark.parametrize("summary", ["last", "mean+conv"])
+def test_many_to_one_ignores_padding(bidirectional, cell, summary):
     kw = {"output_size": 8} if cell == "jordan" else {}
     spec = DataSpec(input_size=3, output_size=4, classification=True)
-    model = ManyToOne(spec, encoder(cell, bidirectional=bidirectional, **kw), ADAM).double()
+    extra = (
+        {}
+        if summary == "last"
+        else {"pool": "mean", "conv": functools.partial(ConvBranch, channels=(4,), kernel_sizes=(3,))}
+    )
+    model = ManyToOne(spec, encoder(cell, bidirectional=bidirectional, **kw), ADAM, **extra).double().eval()
     x = torch.randn(3, 7, 3, dtype=torch.double)
     lengths = torch.tensor([7, 2, 5])
     a = model(x, lengths)

@@ -53,6 +53,25 @@ def test_archive_split_kept_validation_drawn_from_training_by_seed():
     assert abs(float(train.mean())) < 1e-5 and float(train.std()) == pytest.approx(1.0, abs=0.02)
 
 
+def test_train_on_validation_trains_on_the_whole_archive_training_set():
+    common = {"val_fraction": 0.2, "dtw_baseline": False, "minirocket_baseline": False, "seed": 0}
+    held_out = UCRDataModule("ItalyPowerDemand", **common)
+    whole = UCRDataModule("ItalyPowerDemand", train_on_validation=True, **common)
+    held_out.setup()
+    whole.setup()
+    sizes = {k: len(v) for k, v in whole.splits.items()}
+    assert sizes == {"train": 67, "val": 13, "test": 1029}  # the validation series trained on too
+    train, val = held_out.splits["train"].tensors, held_out.splits["val"].tensors
+    # the same series, standardized with the statistics of all 67
+    mean, std = whole.feature_mean, whole.feature_std
+    raw = torch.cat([train["x"], val["x"]]) * torch.tensor(held_out.feature_std) + torch.tensor(
+        held_out.feature_mean
+    )
+    expected = (raw - torch.tensor(mean)) / torch.tensor(std)
+    torch.testing.assert_close(whole.splits["train"].tensors["x"], expected.float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(whole.splits["train"].tensors["y"], torch.cat([train["y"], val["y"]]))
+
+
 def test_unequal_lengths_reach_the_layers_as_lengths():
     dm = UCRDataModule("JapaneseVowels", dtw_baseline=False, minirocket_baseline=False)
     dm.setup()
@@ -114,11 +133,26 @@ def test_without_aeon_the_error_says_what_to_install(monkeypatch):
         UCRDataModule("GunPoint")
 
 
+def test_the_ucr_config_builds_the_recurrent_and_convolutional_model_on_a_fixed_schedule(tmp_path):
+    from training_helpers import compose_config
+
+    cfg = compose_config(["task=classify", "data=ucr", "cell=gru"], tmp_path)
+    assert cfg.model.pool == "mean" and cfg.model.conv._target_ == "rnnkit.tasks.ConvBranch"
+    assert cfg.model.scheduler._target_.endswith("CosineAnnealingLR")
+    assert cfg.model.scheduler.T_max == cfg.trainer.max_epochs == 300
+    assert cfg.callbacks.early_stopping is None and cfg.callbacks.model_checkpoint is None
+    assert cfg.data.train_on_validation
+    # elsewhere the classifier stays as it was: the last step, no branch, the plateau schedule
+    digits = compose_config(["task=classify"], tmp_path)
+    assert "conv" not in digits.model and digits.model.scheduler._target_.endswith("ReduceLROnPlateau")
+
+
 def test_a_ucr_set_trains_from_the_command_line_with_its_baselines(tmp_path):
     metrics = run_train(
         ["task=classify", "data=ucr", "data.name=ItalyPowerDemand", "trainer.max_epochs=15"],
         tmp_path / "run",
     )
+    assert metrics["best_checkpoint"].endswith("last.ckpt")  # the last epoch's model is tested
     assert metrics["baseline_dtw_1nn/acc"] == pytest.approx(0.950, abs=0.002)
     assert metrics["baseline_minirocket/acc"] == pytest.approx(0.963, abs=0.01)
     assert metrics["test/acc"] > metrics["baseline/acc"] + 0.2  # far above the majority class

@@ -195,6 +195,9 @@ class SequenceFileDataModule(SequenceDataModule):
         format: ``"auto"`` (by extension), ``"npz"``, ``"csv"``, ``"tsv"`` or ``"ts"``.
         val_fraction, test_fraction: the splits drawn with ``seed`` where the file gives none.
         standardize: per-feature (x - mean) / std with the training split's statistics.
+        train_on_validation: train on the validation sequences too (the validation metrics then
+            measure the fit, not held-out data): for training sets too small to spare any, and
+            what ``refit=true`` retrains with.
         id_column, time_column, label_column, feature_columns: the long CSV's columns
             (``feature_columns=None``: every column but these and ``split``).
         batch_size, seed, num_workers: as every rnnkit DataModule.
@@ -207,6 +210,7 @@ class SequenceFileDataModule(SequenceDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         standardize: bool = True,
+        train_on_validation: bool = False,
         id_column: str = "sequence_id",
         time_column: str = "t",
         label_column: str = "label",
@@ -224,6 +228,7 @@ class SequenceFileDataModule(SequenceDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.standardize = standardize
+        self.train_on_validation = bool(train_on_validation)
         self.csv_columns = (
             id_column,
             time_column,
@@ -279,6 +284,9 @@ class SequenceFileDataModule(SequenceDataModule):
 
     def build(self) -> None:
         parts = self._splits(self._read())
+        if self.train_on_validation:
+            (train_x, train_y), (val_x, val_y) = parts["train"], parts["val"]
+            parts = {**parts, "train": ([*train_x, *val_x], np.concatenate([train_y, val_y]))}
         train_x, train_y = parts["train"]
         if len(train_y) == 0:
             raise ValueError(f"{self.path}: the training split is empty")

@@ -5,5 +5,6 @@ from rnnkit.tasks.many_to_many import ManyToMany
 from rnnkit.tasks.many_to_one import ManyToOne
 from rnnkit.tasks.next_step import NextStep
 from rnnkit.tasks.one_to_many import OneToMany
+from rnnkit.tasks.summary import ConvBranch
 
-__all__ = ["ManyToMany", "ManyToOne", "NextStep", "NonFiniteError", "OneToMany", "SequenceTask"]
+__all__ = ["ConvBranch", "ManyToMany", "ManyToOne", "NextStep", "NonFiniteError", "OneToMany", "SequenceTask"]

@@ -13,34 +13,30 @@ from rnnkit.cells.base import State
 from rnnkit.data.base import DataSpec
 from rnnkit.tasks.base import Factory, OptimizerFactory, SchedulerFactory, SequenceTask, encoder_width
 from rnnkit.tasks.metrics import class_metrics, regression_metrics
+from rnnkit.tasks.summary import POOLS, last_valid_step, pool_over_time
 
-
-def last_valid_step(out: Tensor, lengths: Tensor | None, num_directions: int) -> Tensor:
-    """The summary of each sequence from a ``(B, T, D*O)`` output: the forward direction's output at
-    its last valid step (``lengths - 1``), and the reverse direction's at step 0 (where it ends)."""
-    batch = out.shape[0]
-    if lengths is None:
-        forward = out[:, -1]
-    else:
-        forward = out[torch.arange(batch, device=out.device), lengths.to(out.device) - 1]  # (B, D*O)
-    if num_directions == 1:
-        return forward
-    width = out.shape[-1] // num_directions
-    return torch.cat([forward[:, :width], out[:, 0, width:]], dim=-1)
+__all__ = ["ManyToOne", "last_valid_step"]
 
 
 class ManyToOne(SequenceTask):
     r"""Sequence classification or regression (the lecture's "sequence classification").
 
-    The encoder reads x_1..x_T (padded batches carry ``lengths``); the head reads the output at the
-    last *valid* step of each sequence (both ends for a bidirectional encoder):
-    y^ = head(h_{len}). Cross-entropy for classes (metrics accuracy, macro F1), MSE for values
-    (metrics MSE, MAE).
+    The encoder reads x_1..x_T (padded batches carry ``lengths``); its outputs are pooled over each
+    sequence's *valid* steps into one summary s, by default the output at the last valid step (both
+    ends for a bidirectional encoder): s = h_{len}; the head maps it to the prediction: y^ = head(s).
+    With a convolutional branch c (:class:`~rnnkit.tasks.summary.ConvBranch`) read beside the
+    encoder, the head reads both: y^ = head([s ; c(x)]) (LSTM-FCN's layout, with any cell).
+    Cross-entropy for classes (metrics accuracy, macro F1), MSE for values (metrics MSE, MAE).
 
     Batches: ``x (B, T, F)``, ``y (B,)`` class ids or ``(B, O)`` values, optional ``lengths (B,)``.
 
     Args (besides :class:`SequenceTask`'s):
         head_hidden: width of a hidden layer in the head (0: a linear head).
+        pool: how the encoder's outputs become s: ``"last"`` (the last valid step), ``"mean"`` or
+            ``"max"`` over the valid steps.
+        conv: factory of a convolutional branch, called with ``input_size`` (``_partial_`` in
+            configs; None: none): a module ``(x (B, T, F), lengths) -> (B, output_size)``.
+        summary_dropout: dropout on the recurrent summary s before the head (LSTM-FCN uses 0.8).
     """
 
     def __init__(
@@ -53,13 +49,28 @@ class ManyToOne(SequenceTask):
         gradient_clip_val: float = 0.0,
         nonfinite: str = "stop",
         head_hidden: int = 0,
+        pool: str = "last",
+        conv: Factory | None = None,
+        summary_dropout: float = 0.0,
     ) -> None:
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {list(POOLS)}, got {pool!r}")
+        if not 0 <= summary_dropout < 1:
+            raise ValueError(f"summary_dropout must lie in [0, 1), got {summary_dropout}")
+        if tbptt_steps and (pool != "last" or conv is not None):
+            raise ValueError(
+                f"tbptt_steps needs pool='last' and no conv branch (they read the whole sequence at once), "
+                f"got pool={pool!r}, conv={'set' if conv is not None else None}"
+            )
         super().__init__(
             spec, encoder, optimizer, scheduler, tbptt_steps, gradient_clip_val, nonfinite=nonfinite
         )
         self.encoder = self.build_encoder(spec.input_size)
         self.num_directions = getattr(self.encoder, "num_directions", 1)
-        width = encoder_width(self.encoder)
+        self.pool = pool
+        self.conv = None if conv is None else conv(input_size=spec.input_size)
+        self.summary_dropout = nn.Dropout(summary_dropout)
+        width = encoder_width(self.encoder) + (0 if self.conv is None else self.conv.output_size)
         if head_hidden:
             self.head = nn.Sequential(
                 nn.Linear(width, head_hidden), nn.Tanh(), nn.Linear(head_hidden, spec.output_size)
@@ -72,8 +83,11 @@ class ManyToOne(SequenceTask):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``x (B, T, F)`` -> logits or values ``(B, O)``."""
-        out, _ = self.encoder(x, lengths=lengths)
-        return self.head(last_valid_step(out, lengths, self.num_directions))
+        out, _ = self.encoder(x, lengths=lengths)  # (B, T, D*H)
+        summary = self.summary_dropout(pool_over_time(out, lengths, self.pool, self.num_directions))
+        if self.conv is not None:
+            summary = torch.cat([summary, self.conv(x, lengths)], dim=-1)  # (B, D*H + C)
+        return self.head(summary)
 
     def _loss(self, pred: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(pred, y) if self.spec.classification else F.mse_loss(pred, y)
@@ -99,4 +113,4 @@ class ManyToOne(SequenceTask):
         out, state = self.encoder(chunk["x"], state)
         if not chunk["last"]:
             return None, state
-        return self._loss(self.head(out[:, -1]), chunk["y"]), state
+        return self._loss(self.head(self.summary_dropout(out[:, -1])), chunk["y"]), state

@@ -2,6 +2,7 @@
 
     python scripts/quality_table.py                          # all rows, 5 seeds (about an hour on 2 cores)
     python scripts/quality_table.py --rows digits --seeds 3  # some rows
+    python scripts/quality_table.py --rows ucr_all --write docs/ucr.md  # every UCR/UEA set aeon ships
 
 Each run is ``python train.py <overrides> seed=<s>`` in its own output directory under ``--out``. The
 table gives the model's test metric as the median over the seeds with [min, max], next to the
@@ -55,6 +56,13 @@ def ucr(name: str) -> Row:
     return Row(
         ["task=classify", "data=ucr", f"data.name={name}"], "acc", f"{name}: test accuracy", UCR_BASELINES
     )
+
+
+def ucr_all() -> dict[str, Row]:
+    """A row per classification set of the installed aeon's archive folder."""
+    from rnnkit.data.ucr import bundled_sets
+
+    return {f"ucr_{name}": ucr(name) for name in bundled_sets()}
 
 
 ROWS = {
@@ -155,19 +163,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=list(ROWS),
+        choices=[*ROWS, "ucr_all"],
+        help="rows to run; ucr_all: every UCR/UEA set aeon ships",
+    )
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per row")
     parser.add_argument("--out", default="logs/quality")
+    parser.add_argument("--write", help="also write the table, with the command that made it, to this file")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run")
     args = parser.parse_args()
+    rows = {}
+    for name in args.rows:
+        rows.update(ucr_all() if name == "ucr_all" else {name: ROWS[name]})
     lines = [
         "| run | target | model: median [min, max] | baselines | seeds | wall time per run |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for name in args.rows:
-        lines.append(run_row(name, ROWS[name], list(range(args.seeds)), args.out, args.overrides))
+    for name, row in rows.items():
+        lines.append(run_row(name, row, list(range(args.seeds)), args.out, args.overrides))
         print(lines[-1], flush=True)
     print("\n".join(lines))
+    if args.write:
+        command = "python scripts/quality_table.py " + " ".join(sys.argv[1:])
+        Path(args.write).write_text(
+            f"<!-- written by: {command} -->\n\n" + "\n".join(lines) + "\n", encoding="utf-8"
+        )
 
 
 if __name__ == "__main__":

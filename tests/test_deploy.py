@@ -3,6 +3,7 @@ state, and export.py's three formats on a trained checkpoint, each checked again
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -157,10 +158,32 @@ def load_shape(readme: str) -> tuple[int, int]:
     return steps, features
 
 
+UCR_QUICK = [
+    "data=ucr",
+    "data.name=ItalyPowerDemand",
+    "data.dtw_baseline=false",
+    "data.minirocket_baseline=false",
+]
+
+
 @pytest.mark.slow  # ~20 s: a short classifier run and its export
 @pytest.mark.filterwarnings("ignore")
-def test_export_writes_a_classifiers_logits_with_free_batch_and_length(tmp_path):
-    ckpt = trained_run(tmp_path, ["task=classify"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param([], id="digits"),
+        pytest.param(
+            UCR_QUICK,
+            id="ucr_with_conv_branch",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("aeon") is None,
+                reason="data=ucr needs aeon (the dev install has it)",
+            ),
+        ),
+    ],
+)
+def test_export_writes_a_classifiers_logits_with_free_batch_and_length(tmp_path, data):
+    ckpt = trained_run(tmp_path, ["task=classify", *data])
     record = export(export_config(ckpt, tmp_path / "onnx", "onnx"))
     assert record["entry"] == "SequenceScorer"
     assert record["max_abs_error"] <= 1e-4 * max(1.0, record["max_abs_output"])

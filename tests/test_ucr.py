@@ -72,6 +72,24 @@ def test_train_on_validation_trains_on_the_whole_archive_training_set():
     torch.testing.assert_close(whole.splits["train"].tensors["y"], torch.cat([train["y"], val["y"]]))
 
 
+def test_per_series_scaling_sees_each_series_shape_whatever_its_level_and_scale():
+    common = {"dtw_baseline": False, "minirocket_baseline": False, "standardize": False}
+    dm = UCRDataModule("JapaneseVowels", per_series=True, **common)  # 12 channels, unequal lengths
+    dm.setup()
+    for split in ("train", "val", "test"):
+        tensors = dm.splits[split].tensors
+        for x, length in zip(tensors["x"][:20], tensors["lengths"][:20], strict=True):
+            valid = x[:length].double()  # (T_i, 12)
+            torch.testing.assert_close(valid.mean(0), torch.zeros(12, dtype=torch.double), atol=1e-6, rtol=0)
+            torch.testing.assert_close(valid.std(0, unbiased=False), torch.ones(12, dtype=torch.double))
+            assert x[length:].abs().sum() == 0  # padding stays zero
+    raw = UCRDataModule("JapaneseVowels", **common)
+    raw.setup()
+    first, length = raw.splits["test"].tensors["x"][0], int(raw.splits["test"].tensors["lengths"][0])
+    shifted = (first[:length] - first[:length].mean(0)) / first[:length].std(0, unbiased=False)
+    torch.testing.assert_close(dm.splits["test"].tensors["x"][0, :length], shifted, atol=1e-5, rtol=1e-5)
+
+
 def test_unequal_lengths_reach_the_layers_as_lengths():
     dm = UCRDataModule("JapaneseVowels", dtw_baseline=False, minirocket_baseline=False)
     dm.setup()
@@ -141,7 +159,7 @@ def test_the_ucr_config_builds_the_recurrent_and_convolutional_model_on_a_fixed_
     assert cfg.model.scheduler._target_.endswith("CosineAnnealingLR")
     assert cfg.model.scheduler.T_max == cfg.trainer.max_epochs == 300
     assert cfg.callbacks.early_stopping is None and cfg.callbacks.model_checkpoint is None
-    assert cfg.data.train_on_validation
+    assert cfg.data.train_on_validation and cfg.data.per_series
     # elsewhere the classifier stays as it was: the last step, no branch, the plateau schedule
     digits = compose_config(["task=classify"], tmp_path)
     assert "conv" not in digits.model and digits.model.scheduler._target_.endswith("ReduceLROnPlateau")

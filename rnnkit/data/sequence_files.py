@@ -187,6 +187,13 @@ def read_ts(path: Path) -> dict[str, tuple[Sequences, np.ndarray]]:
     return {"train": one(train), "test": one(test)} if test else {"all": one(train)}
 
 
+def series_zscore(series: np.ndarray) -> np.ndarray:
+    """``(T, F)`` -> each feature scaled to zero mean and unit variance over the series' own steps
+    (a constant feature -> zeros)."""
+    std = series.std(0)
+    return (series - series.mean(0)) / np.where(std > 0, std, 1.0)
+
+
 class SequenceFileDataModule(SequenceDataModule):
     """Labelled sequences of any lengths from a file (see the module docstring for the formats).
 
@@ -195,6 +202,9 @@ class SequenceFileDataModule(SequenceDataModule):
         format: ``"auto"`` (by extension), ``"npz"``, ``"csv"``, ``"tsv"`` or ``"ts"``.
         val_fraction, test_fraction: the splits drawn with ``seed`` where the file gives none.
         standardize: per-feature (x - mean) / std with the training split's statistics.
+        per_series: first scale every series (of every split) on its own, per feature: (x - mean) /
+            std over its steps (a constant feature becomes 0), the UCR archive's convention; the
+            series' levels and scales are then not seen, only their shapes.
         train_on_validation: train on the validation sequences too (the validation metrics then
             measure the fit, not held-out data): for training sets too small to spare any, and
             what ``refit=true`` retrains with.
@@ -211,6 +221,7 @@ class SequenceFileDataModule(SequenceDataModule):
         test_fraction: float = 0.2,
         standardize: bool = True,
         train_on_validation: bool = False,
+        per_series: bool = False,
         id_column: str = "sequence_id",
         time_column: str = "t",
         label_column: str = "label",
@@ -229,6 +240,7 @@ class SequenceFileDataModule(SequenceDataModule):
         self.test_fraction = test_fraction
         self.standardize = standardize
         self.train_on_validation = bool(train_on_validation)
+        self.per_series = bool(per_series)
         self.csv_columns = (
             id_column,
             time_column,
@@ -284,6 +296,8 @@ class SequenceFileDataModule(SequenceDataModule):
 
     def build(self) -> None:
         parts = self._splits(self._read())
+        if self.per_series:
+            parts = {split: ([series_zscore(s) for s in x], y) for split, (x, y) in parts.items()}
         if self.train_on_validation:
             (train_x, train_y), (val_x, val_y) = parts["train"], parts["val"]
             parts = {**parts, "train": ([*train_x, *val_x], np.concatenate([train_y, val_y]))}

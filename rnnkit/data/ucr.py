@@ -107,7 +107,7 @@ class UCRDataModule(SequenceFileDataModule):
     Args:
         name: the set's name, as the archive spells it.
         val_fraction: share of the archive's training set held out for validation.
-        standardize, train_on_validation, batch_size, seed, num_workers: as
+        standardize, train_on_validation, per_series, batch_size, seed, num_workers: as
             :class:`SequenceFileDataModule`.
         dtw_baseline: compute the 1-NN DTW baseline (seconds on these sets).
         minirocket_baseline: compute the MiniRocket baseline (seconds; the first use compiles it).
@@ -119,6 +119,7 @@ class UCRDataModule(SequenceFileDataModule):
         val_fraction: float = 0.1,
         standardize: bool = True,
         train_on_validation: bool = False,
+        per_series: bool = False,
         dtw_baseline: bool = True,
         minirocket_baseline: bool = True,
         batch_size: int = 32,
@@ -134,6 +135,7 @@ class UCRDataModule(SequenceFileDataModule):
             test_fraction=min(0.5, 1 - val_fraction) / 2,  # unused: the archive gives the test split
             standardize=standardize,
             train_on_validation=train_on_validation,
+            per_series=per_series,
             batch_size=batch_size,
             seed=seed,
             num_workers=num_workers,

@@ -159,7 +159,7 @@ def test_the_ucr_config_builds_the_recurrent_and_convolutional_model_on_a_fixed_
     assert cfg.model.scheduler._target_.endswith("CosineAnnealingLR")
     assert cfg.model.scheduler.T_max == cfg.trainer.max_epochs == 300
     assert cfg.callbacks.early_stopping is None and cfg.callbacks.model_checkpoint is None
-    assert cfg.data.train_on_validation and cfg.data.per_series
+    assert cfg.data.train_on_validation and not cfg.data.per_series
     # elsewhere the classifier stays as it was: the last step, no branch, the plateau schedule
     digits = compose_config(["task=classify"], tmp_path)
     assert "conv" not in digits.model and digits.model.scheduler._target_.endswith("ReduceLROnPlateau")

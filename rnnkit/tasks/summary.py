@@ -12,7 +12,8 @@ POOLS = ("last", "mean", "max")
 
 
 def valid_mask(lengths: Tensor | None, batch: int, steps: int, device: torch.device) -> Tensor | None:
-    """``(B, T, 1)`` 1.0 at each sequence's valid steps (``t < lengths[b]``), or None without lengths."""
+    """``(B, T, 1)`` bool, True at each sequence's valid steps (``t < lengths[b]``); None without
+    lengths."""
     if lengths is None:
         return None
     steps_range = torch.arange(steps, device=device)  # (T,)

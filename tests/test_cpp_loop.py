@@ -398,3 +398,71 @@ def test_the_fused_lstm_gates_give_torchs_numbers(hidden, fused, monkeypatch):
         xi.grad = None
     for a, b in zip(*runs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def _layer_grads(layer: torch.nn.Module, x: torch.Tensor, state) -> list[torch.Tensor | None]:
+    out, (h_n, c_n) = layer(x, state)
+    loss = (out * torch.linspace(-1, 1, out.shape[-1], dtype=out.dtype)).sum() + h_n.sum() + (c_n**2).sum()
+    inputs = [x, *state, *layer.parameters()]
+    wanted = [t for t in inputs if t.requires_grad]
+    return [out, h_n, c_n, *torch.autograd.grad(loss, wanted)]
+
+
+@pytest.mark.skipif(not HAVE_COMPILER, reason="no C++ compiler: the eager LSTM node runs the C++ loop")
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("input_grad", [True, False], ids=["dx", "no_dx"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["seq_first", "batch_first"])
+def test_the_eager_lstm_node_gives_torchs_gradients(bias, input_grad, batch_first, monkeypatch):
+    """The eager CPU path runs each LSTM (layer, direction) as one autograd node with the input
+    product inside (rnnkit.kernels.native.lstm.EagerLstmLayer): float64 outputs, states and the
+    gradients of the input, the initial state and every weight as torch.nn's, with and without bias."""
+    monkeypatch.delenv("RNNKIT_CPP_LOOP", raising=False)
+    torch.manual_seed(3)
+    theirs = torch.nn.LSTM(
+        5, 7, num_layers=2, bias=bias, bidirectional=True, batch_first=batch_first
+    ).double()
+    ours = rnn.LSTM(
+        5, 7, num_layers=2, bias=bias, bidirectional=True, batch_first=batch_first, backend="native"
+    )
+    ours = ours.double()
+    ours.load_state_dict(theirs.state_dict())
+    shape = (4, 11, 5) if batch_first else (11, 4, 5)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=input_grad)
+    h0 = torch.randn(4, 4, 7, dtype=torch.float64, requires_grad=True)
+    state = (h0, torch.randn_like(h0))
+    calls = []
+    original = cpu_lstm.EagerLstmLayer.apply
+    monkeypatch.setattr(cpu_lstm.EagerLstmLayer, "apply", lambda *a: calls.append(1) or original(*a))
+    got = _layer_grads(ours, x, state)
+    assert len(calls) == 4, "every (layer, direction) should run as one eager node"
+    want = _layer_grads(theirs, x, state)
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.skipif(not HAVE_COMPILER, reason="no C++ compiler: the eager LSTM node runs the C++ loop")
+def test_the_eager_lstm_node_under_weight_norm_and_torch_func():
+    """A parametrized weight (weight norm) gets its gradient through the node, and a functorch
+    transform (torch.func.grad), which the ctx-style node does not support, runs the custom op."""
+    torch.manual_seed(4)
+    theirs = torch.nn.LSTM(3, 6).double()
+    ours = rnn.LSTM(3, 6, backend="native").double()
+    ours.load_state_dict(theirs.state_dict())
+    for layer in (ours, theirs):
+        torch.nn.utils.parametrizations.weight_norm(layer, "weight_hh_l0")
+    x = torch.randn(8, 2, 3, dtype=torch.float64)
+    for layer in (ours, theirs):
+        layer(x)[0].pow(2).sum().backward()
+    for (name, a), b in zip(ours.named_parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-10, msg=name)
+
+    plain_ours, plain_theirs = rnn.LSTM(3, 6, backend="native").double(), torch.nn.LSTM(3, 6).double()
+    plain_ours.load_state_dict(plain_theirs.state_dict())
+
+    def loss(layer, inputs):
+        return layer(inputs)[0].pow(2).sum()
+
+    got = torch.func.grad(lambda inputs: loss(plain_ours, inputs))(x)
+    want = torch.func.grad(lambda inputs: loss(plain_theirs, inputs))(x)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)

@@ -41,8 +41,11 @@ from rnnkit.cells.gru import GRUCell
 from rnnkit.cells.lstm import LSTMCell
 from rnnkit.cells.rnn import both_biases
 from rnnkit.kernels.compiled import run_compiled
+from rnnkit.kernels.native import cpp_loop
 from rnnkit.kernels.native import gru_forward as native_gru
 from rnnkit.kernels.native import lstm_forward as native_lstm
+from rnnkit.kernels.native.common import eager_outside_transforms
+from rnnkit.kernels.native.lstm import eager_lstm_layer
 from rnnkit.kernels.triton.host import triton_installed, why_triton_cannot_run
 from rnnkit.kernels.triton.paths import PATHS, VERIFIED_ON_GPU
 from rnnkit.kernels.zoneout import zoneout_keep
@@ -86,6 +89,13 @@ class Fused:
     allowed: frozenset[str] | None = None
 
     def __call__(self, cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None):
+        if not self.triton and isinstance(cell, LSTMCell):
+            ops = _eager_cpp_loop(cell, x, state)
+            if ops is not None:  # the projection, bias and loop in one autograd node
+                drop = cell.draw_recurrent_mask(x.shape[1], x.device, x.dtype)
+                zone = zoneout_keep(cell, x)
+                weights = (cell.weight_ih, cell.bias_ih, cell.bias_hh, cell.weight_hh)
+                return eager_lstm_layer(ops, x, state, *weights, lengths, drop, zone)
         # The native LSTM adds the gates' bias b_ih + b_hh in its time loop: the projection is then
         # a plain GEMM, which skips a pass over the (T, B, 4H) result (issue 32).
         in_loop = isinstance(cell, LSTMCell) and not self.triton
@@ -112,6 +122,22 @@ class Fused:
 
             return triton_gru(xp, h0, w, b, lengths, self.path, drop, zone, self.allowed)
         return native_gru(xp, h0, w, b, lengths, drop, zone)
+
+
+def _eager_cpp_loop(cell: RecurrentCell, x: Tensor, state: State):
+    """The C++ loop's ops where an LSTM layer can run as one eager node
+    (:func:`~rnnkit.kernels.native.lstm.eager_lstm_layer`): on the CPU in a supported dtype, every
+    weight and state in ``x``'s dtype, outside autocast, ``torch.compile``, ``torch.jit.trace`` and
+    functorch transforms (:func:`~rnnkit.kernels.native.common.eager_outside_transforms`); else None."""
+    if not eager_outside_transforms() or torch.is_autocast_enabled(x.device.type):
+        return None
+    ops = cpp_loop.usable(x)
+    if ops is None:
+        return None
+    tensors = (*state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    if any(t is not None and (t.dtype != x.dtype or t.device != x.device) for t in tensors):
+        return None
+    return ops
 
 
 def _recurrent_tensors(cell: RecurrentCell, state: State, bias_in_loop: bool = False) -> list[Tensor | None]:

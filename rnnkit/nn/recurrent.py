@@ -458,8 +458,10 @@ class Recurrent(nn.Module):
         """One (layer, direction) over its direction-ordered input ``(T, B, I)``: the projection of
         all steps in one call, then the backend's time loop (a fused backend does both). Returns
         ``(outputs (T, B, O), final)``."""
-        # a state-gradient probe needs the per-step states: the reference loop runs
-        fused = None if active_probe() is not None else kernels.select(self.backend, cell, x.device)
+        # a state-gradient probe needs the per-step states, and functorch transforms (torch.func.grad,
+        # vmap, jacrev...) see through plain torch ops but not the fused ops: the reference loop runs
+        reference = active_probe() is not None or torch._C._are_functorch_transforms_active()
+        fused = None if reference else kernels.select(self.backend, cell, x.device)
         if fused is None:
             return run_cell(cell, cell.project_input(x), state, mask)  # xp: (T, B, G)
         return fused(cell, x, state, lengths)

@@ -21,10 +21,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.lengths import step_mask
+from rnnkit.kernels.lengths import full_lengths, step_mask
 from rnnkit.kernels.native import cpp_loop
 from rnnkit.kernels.native.common import (
     CppLoop,
+    needs_grad,
     register_fused_autograd,
     run_fused,
     sigmoid_backward,
@@ -262,3 +263,99 @@ def lstm_forward(
         lstm_recurrence, lstm_inference, xp, state, (weight_hh, bias), lengths, drop, zone, CPP_LOOP
     )
     return output, final
+
+
+def _project(x: Tensor, weight_ih: Tensor) -> Tensor:
+    """``x (T, B, I) W_ih^T -> (T, B, 4H)`` as one GEMM over the ``T*B`` rows (an empty batch too)."""
+    steps, batch, inputs = x.shape
+    return torch.mm(x.reshape(steps * batch, inputs), weight_ih.t()).view(steps, batch, weight_ih.shape[0])
+
+
+class EagerLstmLayer(torch.autograd.Function):
+    """One LSTM (layer, direction) on the CPU in eager mode as ONE autograd node: the input product
+    ``x W_ih^T``, the bias ``b_ih + b_hh`` and the C++ time loop forward, and backward the loop's BPTT
+    then ``dx = dG W_ih``, ``dW_ih = dG^T x``, ``db_ih = db_hh = sum dG``.
+
+    The same numbers as the projection, bias sum and :class:`.common._EagerCppRecurrence` chained by
+    autograd, with three nodes fewer and their views, transposes and zero-filled gradients (a fifth
+    of a 2-layer LSTM's time at T24 B32 H64, issues 30 and 32), and ``x`` saved instead of ``xp``
+    (I features per step instead of 4H). Higher-order gradients go through :func:`lstm_bias_vjp`
+    over the recomputed projection."""
+
+    @staticmethod
+    def forward(ctx, ops, x, weight_ih, bias_ih, bias_hh, h0, c0, weight_hh, lengths, drop, zone):
+        # ctx-style forward (no setup_context): Function.apply then skips binding the arguments by
+        # inspect.signature at every call (~0.15 ms, issue 30); functorch transforms take the custom op
+        xp = _project(x, weight_ih)  # (T, B, 4H)
+        bias = xp.new_zeros(xp.shape[-1]) if bias_ih is None else bias_ih + bias_hh  # (4H,)
+        output, h_n, c_n, *saved = ops.lstm_forward(xp, h0, c0, weight_hh, bias, lengths, drop, zone, True)
+        ctx.set_materialize_grads(False)  # the saved activations' gradients stay None
+        ctx.ops = ops
+        ctx.save_for_backward(x, weight_ih, bias_ih, bias_hh, h0, c0, weight_hh, lengths, drop, zone, *saved)
+        return output, h_n, c_n  # hs, gates, cells, tanh_cells stay inside the node
+
+    @staticmethod
+    def backward(ctx, d_output, d_hn, d_cn):
+        x, weight_ih, bias_ih, bias_hh, h0, c0, weight_hh, lengths, drop, zone, *saved = ctx.saved_tensors
+        steps, batch, inputs = x.shape
+        d_output = torch.zeros_like(saved[0]) if d_output is None else d_output  # (T, B, H)
+        d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
+        d_cn = torch.zeros_like(c0) if d_cn is None else d_cn
+        if torch.is_grad_enabled():  # create_graph=True: differentiable gradients through the reference
+            xp = torch.matmul(x, weight_ih.t())  # (T, B, 4H)
+            bias = xp.new_zeros(xp.shape[-1]) if bias_ih is None else bias_ih + bias_hh
+            d_xp, d_h0, d_c0, d_weight_hh, d_bias = lstm_bias_vjp(
+                xp,
+                h0,
+                c0,
+                weight_hh,
+                bias,
+                full_lengths(xp, lengths if lengths.numel() else None),
+                d_output,
+                d_hn,
+                d_cn,
+                drop,
+                zone,
+            )
+        else:
+            d_xp, d_h0, d_c0, d_weight_hh, d_bias = ctx.ops.lstm_backward(
+                d_output, d_hn, d_cn, h0, c0, weight_hh, lengths, *saved, drop, zone
+            )
+        d_gates = d_xp.reshape(steps * batch, weight_ih.shape[0])  # (T*B, 4H)
+        needs = ctx.needs_input_grad
+        d_x = torch.mm(d_gates, weight_ih).view(steps, batch, inputs) if needs[1] else None
+        d_weight_ih = torch.mm(d_gates.t(), x.reshape(steps * batch, inputs)) if needs[2] else None
+        d_b = d_bias if bias_ih is not None else None
+        return None, d_x, d_weight_ih, d_b, d_b, d_h0, d_c0, d_weight_hh, None, None, None
+
+
+def eager_lstm_layer(
+    ops,
+    x: Tensor,
+    state: tuple[Tensor, Tensor],
+    weight_ih: Tensor,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
+    weight_hh: Tensor,
+    lengths: Tensor | None,
+    drop: Tensor | None,
+    zone: Tensor | None,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """One LSTM (layer, direction) over ``x (T, B, I)`` by the C++ loop ``ops`` in eager mode, its
+    input product included: ``(output (T, B, H), (h_n, c_n))``. :class:`EagerLstmLayer` where a
+    gradient is needed, else the projection and the loop's inference pass (nothing saved).
+    Every tensor shares ``x``'s dtype and device (the caller checks)."""
+    lengths = x.new_empty(0, dtype=torch.long) if lengths is None else lengths  # empty: all run T steps
+    drop = x.new_empty(0) if drop is None else drop
+    zone = x.new_empty(0) if zone is None else zone
+    h0, c0 = state
+    params = [p for p in (x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh) if p is not None]
+    if needs_grad(*params):
+        output, h_n, c_n = EagerLstmLayer.apply(
+            ops, x, weight_ih, bias_ih, bias_hh, h0, c0, weight_hh, lengths, drop, zone
+        )
+        return output, (h_n, c_n)
+    xp = _project(x, weight_ih)  # (T, B, 4H)
+    bias = xp.new_zeros(xp.shape[-1]) if bias_ih is None else bias_ih + bias_hh
+    output, h_n, c_n = ops.lstm_forward(xp, h0, c0, weight_hh, bias, lengths, drop, zone, False)
+    return output, (h_n, c_n)

@@ -46,6 +46,9 @@ def phase_of(event) -> str:
         chain.append(event.name)
         event = event.cpu_parent
     backward = any(name.startswith("autograd::engine") for name in chain)
+    loops = PHASES["recurrence fwd"] + PHASES["recurrence bwd"]
+    if "EagerLstmLayer" in chain and not backward and chain[0] == "aten::mm" and not set(chain) & set(loops):
+        return "input projection"  # the product inside the eager LSTM node's forward, not in its loop
     for name in reversed(chain):  # outermost first
         for phase, names in PHASES.items():
             if name in names:

@@ -3,6 +3,8 @@
     python scripts/quality_table.py                          # all rows, 5 seeds (hours on 2 cores)
     python scripts/quality_table.py --rows digits --seeds 3  # some rows
     python scripts/quality_table.py --rows ucr_all --write docs/ucr.md  # every UCR/UEA set aeon ships
+    python scripts/quality_table.py --rows csv_all --write docs/forecasting-public.md  # data=csv defaults
+                                                             # on public series (scripts/public_series.py)
 
 Each run is ``python train.py <overrides> seed=<s>`` in its own output directory under ``--out``. The
 table gives the model's test metric as the median over the seeds with [min, max], next to the
@@ -27,6 +29,7 @@ FORECAST_BASELINES = {
     "Holt-Winters": "baseline_holt_winters",
     "ETS": "baseline_ets",
 }
+EVERY_FORECAST_BASELINE = {**FORECAST_BASELINES, "seasonal naive + drift": "baseline_seasonal_naive_drift"}
 NAIVE = {"naive": "baseline"}
 TEXT_BASELINES = {"unigram": "baseline", "bigram": "baseline_bigram"}
 UCR_BASELINES = {
@@ -44,12 +47,16 @@ class Row:
         target: str,
         baselines: dict[str, str] = NAIVE,
         scale: float = 1.0,
+        also: tuple[str, ...] = (),
+        shown: str | None = None,
     ) -> None:
         self.overrides = overrides
         self.metric = metric
         self.target = target
         self.baselines = baselines
         self.scale = scale  # 100 shows a fraction as a percentage
+        self.also = also  # more metrics shown beside the first (unscaled), with the baselines' values
+        self.shown = shown  # the overrides as the table shows them (default: as run)
 
 
 def ucr(name: str) -> Row:
@@ -68,6 +75,23 @@ def ucr_rows() -> dict[str, Row]:
     except ImportError:
         return {}
     return {f"ucr_{name}": ucr(name) for name in names}
+
+
+def csv_rows(folder: str | Path) -> dict[str, Row]:
+    """A row ``csv_<name>`` per public series of :mod:`public_series`, read from ``folder`` with the
+    ``data=csv`` defaults: MAPE (%) against every classical baseline, and MASE, which series near
+    zero (sunspots, lynx) make the fairer yardstick."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from public_series import SERIES
+
+    rows = {}
+    for name, series in SERIES.items():
+        overrides = series.overrides(Path(folder))
+        shown = " ".join(overrides).replace(str(Path(folder).resolve()), "<out>/series")
+        rows[f"csv_{name}"] = Row(
+            overrides, "mape", series.description, EVERY_FORECAST_BASELINE, 100, also=("mase",), shown=shown
+        )
+    return rows
 
 
 ROWS = {
@@ -125,7 +149,7 @@ ROWS = {
 def spread(values: list[float], scale: float) -> str:
     """``median [min, max]`` (or the one value when every run agrees)."""
     values = [v * scale for v in values]
-    digits = 1 if scale != 1 else 4
+    digits = 2 if scale != 1 else 4
     if max(values) - min(values) < 10**-digits:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
@@ -151,15 +175,24 @@ def run_row(name: str, row: Row, seeds: list[int], out: str, extra: list[str]) -
         print(f"{name} seed {seed}: {row.metric} {metrics[-1][f'test/{row.metric}']:.4f}", file=sys.stderr)
     if not metrics:
         return f"| {name} | {row.target} | failed | | | {statistics.median(times):.0f} s |"
-    model = spread([m[f"test/{row.metric}"] for m in metrics], row.scale)
-    baselines = []
-    for label, prefix in row.baselines.items():
-        values = [m[f"{prefix}/{row.metric}"] for m in metrics if f"{prefix}/{row.metric}" in m]
-        if values:
-            baselines.append(f"{label} {spread(values, row.scale)}")
-    command = " ".join(row.overrides) or "(default)"
+    cells, baselines = [], []
+    for metric, scale in ((row.metric, row.scale), *((m, 1.0) for m in row.also)):
+        model = [m[f"test/{metric}"] for m in metrics]
+        best = None  # the baseline with the lowest median (the metrics here are errors)
+        for label, prefix in row.baselines.items():
+            values = [m[f"{prefix}/{metric}"] for m in metrics if f"{prefix}/{metric}" in m]
+            if values:
+                baselines.append(f"{label} {metric} {spread(values, scale)}")
+                if best is None or statistics.median(values) < best[1]:
+                    best = (label, statistics.median(values))
+        verdict = ""
+        if row.also and best is not None:  # rows with several metrics say where the model stands
+            below = statistics.median(model) <= best[1]
+            verdict = f" ({'at or below' if below else 'above'} {best[0]})"
+        cells.append(f"{metric} {spread(model, scale)}{verdict}")
+    command = row.shown or " ".join(row.overrides) or "(default)"
     return (
-        f"| `{command}` | {row.target} | {row.metric} {model} | {'; '.join(baselines)} | "
+        f"| `{command}` | {row.target} | {'; '.join(cells)} | {'; '.join(baselines)} | "
         f"{len(metrics)} | {statistics.median(times):.0f} s |"
     )
 
@@ -169,21 +202,35 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     every_ucr_set = ucr_rows()
+    every_csv_series = csv_rows("logs/quality/series")  # the names; rebuilt below under --out
     parser.add_argument(
         "--rows",
         nargs="+",
         default=list(ROWS),
-        choices=[*ROWS, *every_ucr_set, "ucr_all"],
-        help="rows to run; ucr_<Name>: one UCR/UEA set aeon ships, ucr_all: every one",
+        choices=[*ROWS, *every_ucr_set, "ucr_all", *every_csv_series, "csv_all"],
+        help="rows to run; ucr_<Name>: one UCR/UEA set aeon ships, ucr_all: every one; csv_<name>: "
+        "one public series of scripts/public_series.py with the data=csv defaults, csv_all: every one",
     )
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per row")
     parser.add_argument("--out", default="logs/quality")
     parser.add_argument("--write", help="also write the table, with the command that made it, to this file")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run")
     args = parser.parse_args()
+    series_folder = Path(args.out) / "series"
+    if any(name.startswith("csv_") for name in args.rows):
+        from public_series import write_series
+
+        written = write_series(series_folder)
+        every_csv_series = {k: v for k, v in csv_rows(series_folder).items() if k[4:] in written}
+    known = {**ROWS, **every_ucr_set, **every_csv_series}
     rows = {}
     for name in args.rows:
-        rows.update(every_ucr_set if name == "ucr_all" else {name: {**ROWS, **every_ucr_set}[name]})
+        if name == "ucr_all":
+            rows.update(every_ucr_set)
+        elif name == "csv_all":
+            rows.update(every_csv_series)
+        elif name in known:
+            rows[name] = known[name]
     lines = [
         "| run | target | model: median [min, max] | baselines | seeds | wall time per run |",
         "| --- | --- | --- | --- | --- | --- |",

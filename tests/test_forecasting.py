@@ -547,3 +547,31 @@ def test_airline_forecast_from_the_origin_beats_the_seasonal_naive(tmp_path):
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test/mape"] < metrics["baseline/mape"]
+
+
+def test_the_public_series_of_the_forecasting_table_load_with_the_csv_defaults(tmp_path):
+    """scripts/public_series.py writes each series the csv reader takes as one value column with the
+    season it names, long enough for the data=csv defaults (window 24, validation 12, horizon 12)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from public_series import SERIES, write_series
+
+    written = write_series(tmp_path)
+    assert set(written) >= {"co2", "elnino", "airline", "nile", "sunspots"}  # lynx needs aeon
+    for name, series in written.items():
+        data = TimeSeriesDataModule(
+            source="csv",
+            path=str(tmp_path / f"{name}.csv"),
+            source_kwargs={"columns": [series.column]},
+            season=series.season,
+            window=24,
+            horizon=12,
+            val_size=12,
+            baselines=["seasonal_naive"],  # the table's runs fit the others
+        )
+        data.setup("fit")
+        assert data.spec.output_size == 1, name
+        assert len(data.train_dataloader().dataset) > 0, name
+    assert SERIES["co2"].overrides(tmp_path)[:2] == [
+        "data=csv",
+        f"data.path={(tmp_path / 'co2.csv').resolve()}",
+    ]

@@ -143,6 +143,25 @@ def test_seasonal_lag_is_refused_where_the_lag_would_lie_in_the_forecast_period(
         TimeSeriesDataModule("sine", seasonal_lag=True, horizon=1)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "on"),
+    [
+        ({"source": "airline", "horizon": 12}, True),  # m = 12, forecasts reach 12 steps
+        ({"source": "airline", "horizon": 24}, False),  # the test horizon reaches past one season
+        ({"source": "airline", "horizon": 6, "val_size": 18}, False),  # so does validation
+        ({"source": "sine", "horizon": 12}, False),  # m = 1: no season
+        ({"source": "airline", "horizon": 3, "evaluation": "rolling", "window": 12, "season": 4}, True),
+    ],
+)
+def test_seasonal_lag_auto_is_on_exactly_where_the_lag_can_be_read(kwargs, on):
+    dm = TimeSeriesDataModule(seasonal_lag="auto", baselines=["seasonal_naive"], **kwargs)
+    assert dm.seasonal_lag is on
+    dm.setup()
+    assert dm.spec.seasonal_lags == ([1] if on else [])
+    with pytest.raises(ValueError, match=r"seasonal_lag must be true, false or 'auto', got 'yes'"):
+        TimeSeriesDataModule("airline", seasonal_lag="yes")
+
+
 def test_a_series_too_short_once_its_unlagged_first_season_is_left_out_is_refused_saying_so():
     kwargs = {"window": 100, "horizon": 12, "baselines": ["seasonal_naive"]}
     TimeSeriesDataModule("airline", **kwargs).setup()  # 144 > 111 + 12 + 12 steps: fits without the lag

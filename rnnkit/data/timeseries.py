@@ -62,6 +62,8 @@ class TimeSeriesDataModule(SequenceDataModule):
             the series holds. The spec names these inputs (``seasonal_lags``): ``local_level`` shifts
             them with the fed-back values, and the task's ``residual="seasonal"`` predicts the change
             from them.
+            ``"auto"``: on exactly where it can be (m >= 2 and those reaches <= m), off elsewhere
+            (what ``data=csv`` uses: monthly files with ``season=12`` get it, annual ones run without).
         source_kwargs: passed to the generator or reader (``length``, ``num_series``, ``columns`` ...).
         path: the file of the ``csv`` and ``panel`` sources (``source_kwargs.path`` also works).
         season: the seasonal period m (default: 12 for airline, from the file for panels, else 1).
@@ -87,7 +89,7 @@ class TimeSeriesDataModule(SequenceDataModule):
         log: bool = False,
         covariates: bool = True,
         static: bool = True,
-        seasonal_lag: bool = False,
+        seasonal_lag: bool | str = False,
         source_kwargs: dict | None = None,
         path: str | None = None,
         season: int | None = None,
@@ -166,9 +168,13 @@ class TimeSeriesDataModule(SequenceDataModule):
             raise ValueError(f"season must be a positive integer, got {season}")
         self.season = season if season is not None else SEASONS.get(source, 1)
         m = self.season
+        reach = max(horizon, val_size) if evaluation == "origin" else horizon
+        if isinstance(seasonal_lag, str):
+            if seasonal_lag != "auto":
+                raise ValueError(f"seasonal_lag must be true, false or 'auto', got {seasonal_lag!r}")
+            seasonal_lag = m >= 2 and reach <= m
         self.seasonal_lag = bool(seasonal_lag)
         if self.seasonal_lag:
-            reach = max(horizon, val_size) if evaluation == "origin" else horizon
             if m < 2:
                 raise ValueError(
                     f"seasonal_lag needs a season m >= 2 (source {source!r} has m={m}): pass season"

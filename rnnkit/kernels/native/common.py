@@ -90,7 +90,8 @@ class _EagerCppRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, loop: CppLoop, ops, *inputs: Tensor) -> tuple[Tensor, ...]:
         # ctx-style (no setup_context): Function.apply then skips binding the arguments through
-        # inspect.signature at every call (~0.15 ms); under functorch transforms the custom op runs
+        # inspect.signature at every call (~0.15 ms); under functorch transforms, which need
+        # setup_context, the layers run the reference loop instead
         output = tuple(getattr(ops, f"{loop.name}_forward")(*inputs, True))
         ctx.loop, ctx.ops = loop, ops
         _save_for_fused_backward(ctx, inputs, output, loop.parts)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.cells.rnn import both_biases
 from rnnkit.kernels.lengths import full_lengths, step_mask
 from rnnkit.kernels.native import cpp_loop
 from rnnkit.kernels.native.common import (
@@ -271,23 +272,30 @@ def _project(x: Tensor, weight_ih: Tensor) -> Tensor:
     return torch.mm(x.reshape(steps * batch, inputs), weight_ih.t()).view(steps, batch, weight_ih.shape[0])
 
 
+def _loop_bias(xp: Tensor, bias_ih: Tensor | None, bias_hh: Tensor | None) -> Tensor:
+    """The ``(4H,)`` bias the loop adds to every step: ``b_ih + b_hh``, or zeros for ``bias=False``."""
+    bias = both_biases(bias_ih, bias_hh)
+    return xp.new_zeros(xp.shape[-1]) if bias is None else bias
+
+
 class EagerLstmLayer(torch.autograd.Function):
     """One LSTM (layer, direction) on the CPU in eager mode as ONE autograd node: the input product
     ``x W_ih^T``, the bias ``b_ih + b_hh`` and the C++ time loop forward, and backward the loop's BPTT
     then ``dx = dG W_ih``, ``dW_ih = dG^T x``, ``db_ih = db_hh = sum dG``.
 
     The same numbers as the projection, bias sum and :class:`.common._EagerCppRecurrence` chained by
-    autograd, with three nodes fewer and their views, transposes and zero-filled gradients (a fifth
-    of a 2-layer LSTM's time at T24 B32 H64, issues 30 and 32), and ``x`` saved instead of ``xp``
-    (I features per step instead of 4H). Higher-order gradients go through :func:`lstm_bias_vjp`
-    over the recomputed projection."""
+    autograd, with three nodes fewer and their views and transposes (issues 30 and 32: 2-layer
+    T24/T12 training steps went from 1.00-1.08 to 0.91-0.98 of oneDNN's time, docs/benchmarks.md),
+    and ``x`` saved instead of ``xp`` (I features per step instead of 4H). Higher-order gradients go
+    through :func:`lstm_bias_vjp` over the recomputed projection."""
 
     @staticmethod
     def forward(ctx, ops, x, weight_ih, bias_ih, bias_hh, h0, c0, weight_hh, lengths, drop, zone):
         # ctx-style forward (no setup_context): Function.apply then skips binding the arguments by
-        # inspect.signature at every call (~0.15 ms, issue 30); functorch transforms take the custom op
+        # inspect.signature at every call (~0.15 ms, issue 30); under functorch transforms, which
+        # need setup_context, the layers run the reference loop instead
         xp = _project(x, weight_ih)  # (T, B, 4H)
-        bias = xp.new_zeros(xp.shape[-1]) if bias_ih is None else bias_ih + bias_hh  # (4H,)
+        bias = _loop_bias(xp, bias_ih, bias_hh)  # (4H,)
         output, h_n, c_n, *saved = ops.lstm_forward(xp, h0, c0, weight_hh, bias, lengths, drop, zone, True)
         ctx.set_materialize_grads(False)  # the saved activations' gradients stay None
         ctx.ops = ops
@@ -302,8 +310,8 @@ class EagerLstmLayer(torch.autograd.Function):
         d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
         d_cn = torch.zeros_like(c0) if d_cn is None else d_cn
         if torch.is_grad_enabled():  # create_graph=True: differentiable gradients through the reference
-            xp = torch.matmul(x, weight_ih.t())  # (T, B, 4H)
-            bias = xp.new_zeros(xp.shape[-1]) if bias_ih is None else bias_ih + bias_hh
+            xp = torch.matmul(x, weight_ih.t())  # (T, B, 4H), differentiable this time
+            bias = _loop_bias(xp, bias_ih, bias_hh)
             d_xp, d_h0, d_c0, d_weight_hh, d_bias = lstm_bias_vjp(
                 xp,
                 h0,
@@ -356,6 +364,6 @@ def eager_lstm_layer(
         )
         return output, (h_n, c_n)
     xp = _project(x, weight_ih)  # (T, B, 4H)
-    bias = xp.new_zeros(xp.shape[-1]) if bias_ih is None else bias_ih + bias_hh
+    bias = _loop_bias(xp, bias_ih, bias_hh)
     output, h_n, c_n = ops.lstm_forward(xp, h0, c0, weight_hh, bias, lengths, drop, zone, False)
     return output, (h_n, c_n)

@@ -165,6 +165,19 @@ def test_the_airline12_experiment_is_the_h12_split_with_the_seasonal_lag_and_a_r
     assert cfg.model._target_ == "rnnkit.tasks.NextStep" and cfg.model.local_level
 
 
+@pytest.mark.parametrize(
+    ("data", "local_level", "seasonal_lag"),
+    [("airline", True, False), ("panel", True, False), ("sine", True, False), ("csv", False, "auto")],
+)
+def test_each_forecasting_data_config_sets_its_level_handling(data, local_level, seasonal_lag, tmp_path):
+    """model.local_level comes from the data config (the task's would override it): the bundled
+    series keep it, your own file (data=csv) runs without it and with the seasonal lag where it fits."""
+    cfg = compose_config([f"data={data}"], tmp_path)
+    assert cfg.model._target_ == "rnnkit.tasks.NextStep"
+    assert cfg.model.local_level is local_level
+    assert cfg.data.get("seasonal_lag", False) == seasonal_lag
+
+
 README_CELL = ["imports=[mypkg.cells]", "model.encoder.cell=mgu"]  # the README's command line
 
 

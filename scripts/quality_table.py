@@ -3,8 +3,8 @@
     python scripts/quality_table.py                          # all rows, 5 seeds (hours on 2 cores)
     python scripts/quality_table.py --rows digits --seeds 3  # some rows
     python scripts/quality_table.py --rows ucr_all --write docs/ucr.md  # every UCR/UEA set aeon ships
-    python scripts/quality_table.py --rows csv_all --write docs/forecasting-public.md  # data=csv defaults
-                                                             # on public series (scripts/public_series.py)
+    python scripts/quality_table.py --rows csv_all --write docs/forecasting-public-table.md
+        # the data=csv defaults on the public series of scripts/public_series.py
 
 Each run is ``python train.py <overrides> seed=<s>`` in its own output directory under ``--out``. The
 table gives the model's test metric as the median over the seeds with [min, max], next to the
